@@ -1,1 +1,40 @@
-//! placeholder
+//! Probe and transcode video files with FFmpeg's libraries (through `ffmpeg-next`).
+//!
+//! This crate knows nothing of queues or buckets: it turns a local file into H.264/AAC MP4
+//! renditions, or explains why it cannot.
+//!
+//! - [`probe()`] reads what a file holds: streams, displayed size after rotation and sample aspect
+//!   ratio, frame rate, duration, audio.
+//! - [`transcode()`] decodes once and encodes one rendition per [`RenditionSpec`], upright, with
+//!   square pixels, 8-bit 4:2:0 limited range, even dimensions, never upscaled, with a progress
+//!   callback and a [`CancelHandle`]. It blocks: run it on a blocking thread.
+//! - [`TranscodeError::is_rejection`] tells a bad input (never worth a retry) from a failure.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use transcode::{CancelHandle, RenditionSpec, TranscodeOptions};
+//!
+//! let specs = [RenditionSpec { name: "480p".into(), short_side: 480 }];
+//! let report = transcode::transcode(
+//!     Path::new("in.mov"),
+//!     &specs,
+//!     Path::new("out"),
+//!     &TranscodeOptions::default(),
+//!     &mut |p| eprintln!("{:.0}%", p.percent().unwrap_or(0.0)),
+//!     &CancelHandle::new(),
+//! )?;
+//! println!("{}x{}", report.outputs[0].width, report.outputs[0].height);
+//! # Ok::<(), transcode::TranscodeError>(())
+//! ```
+
+pub mod error;
+pub mod geometry;
+pub mod ladder;
+pub mod pipeline;
+pub mod probe;
+
+pub use error::{Result, TranscodeError};
+pub use pipeline::{
+    CancelHandle, Progress, RenditionOutput, RenditionSpec, TranscodeOptions, TranscodeReport, transcode,
+};
+pub use probe::{AudioInfo, MediaInfo, VideoInfo, probe};
