@@ -5,6 +5,8 @@
 //! log collectors on Kubernetes; anything else gives human-readable text. `RUST_LOG` filters; without
 //! it, `info` and above are shown.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{EnvFilter, fmt};
 
 /// The format of log lines, from `LOG_FORMAT`.
@@ -31,7 +33,10 @@ impl LogFormat {
 /// A second call (as in tests) is harmless: the first subscriber stays.
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match LogFormat::from_env() {
         LogFormat::Json => builder
             .json()

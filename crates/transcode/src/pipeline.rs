@@ -843,6 +843,8 @@ struct RenditionMux {
     octx: Output,
     encoder: encoder::Video,
     enc_tb: Rational,
+    /// A frame's nominal duration in encoder time base.
+    frame_step: i64,
     video_ost: usize,
     audio_ost: Option<usize>,
     settings: String,
@@ -919,6 +921,7 @@ impl RenditionMux {
             height,
             octx,
             enc_tb: video.stream_tb,
+            frame_step: video.frame_step,
             encoder,
             video_ost,
             audio_ost,
@@ -935,6 +938,10 @@ impl RenditionMux {
         }
         while self.encoder.receive_packet(&mut self.packet).is_ok() {
             self.frames += 1;
+            if self.packet.duration() <= 0 {
+                // The muxer takes the last frame's length from its packet.
+                self.packet.set_duration(self.frame_step);
+            }
             let ost_tb = self.octx.stream(self.video_ost).expect("stream exists").time_base();
             self.packet.set_stream(self.video_ost);
             self.packet.rescale_ts(self.enc_tb, ost_tb);

@@ -1,0 +1,245 @@
+//! The S3 side of a run: look at the source, download it, find existing renditions, upload new
+//! ones (multipart for large files, aborted when the run is stopped) and check what was stored.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use encoding_common::S3Uri;
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+/// Files larger than this are uploaded in parts.
+pub const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
+/// The size of one part.
+pub const PART_SIZE: u64 = 16 * 1024 * 1024;
+
+/// The source object as S3 describes it.
+#[derive(Debug, Clone)]
+pub struct SourceObject {
+    /// Its ETag (identifies the content version for the duplicate check).
+    pub etag: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Why the source object cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// There is no such object (or bucket): the request can never succeed.
+    #[error("the source object {0} does not exist")]
+    Missing(String),
+    /// Anything else: access, network, throttling.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// Why a transfer stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// The run was told to stop.
+    #[error("cancelled")]
+    Cancelled,
+    /// S3 or the disk failed.
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+/// S3 access for a run.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    s3: aws_sdk_s3::Client,
+}
+
+impl Storage {
+    /// Storage through `s3`.
+    pub fn new(s3: aws_sdk_s3::Client) -> Self {
+        Self { s3 }
+    }
+
+    /// Looks up the source object without downloading it.
+    pub async fn head_source(&self, uri: &S3Uri) -> Result<SourceObject, SourceError> {
+        match self.s3.head_object().bucket(&uri.bucket).key(&uri.key).send().await {
+            Ok(out) => Ok(SourceObject {
+                etag: out.e_tag.unwrap_or_default(),
+                size: out.content_length.unwrap_or(0).max(0) as u64,
+            }),
+            Err(e) if is_not_found(&e) => Err(SourceError::Missing(uri.to_string())),
+            Err(e) => Err(SourceError::Other(
+                anyhow::Error::new(e).context(format!("looking up the source {uri}")),
+            )),
+        }
+    }
+
+    /// Downloads `uri` to `path`, stopping early when `cancel` fires.
+    pub async fn download(&self, uri: &S3Uri, path: &Path, cancel: &CancellationToken) -> Result<u64, TransferError> {
+        let out = tokio::select! {
+            r = self.s3.get_object().bucket(&uri.bucket).key(&uri.key).send() => r,
+            _ = cancel.cancelled() => return Err(TransferError::Cancelled),
+        }
+        .with_context(|| format!("downloading {uri}"))?;
+        let mut body = out.body;
+        let mut file = tokio::fs::File::create(path)
+            .await
+            .with_context(|| format!("creating {}", path.display()))?;
+        let mut bytes = 0u64;
+        loop {
+            let chunk = tokio::select! {
+                c = body.try_next() => c.with_context(|| format!("downloading {uri}"))?,
+                _ = cancel.cancelled() => return Err(TransferError::Cancelled),
+            };
+            let Some(chunk) = chunk else { break };
+            bytes += chunk.len() as u64;
+            file.write_all(&chunk)
+                .await
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        file.flush().await.with_context(|| format!("writing {}", path.display()))?;
+        Ok(bytes)
+    }
+
+    /// The user metadata of an existing object, or `None` when there is none.
+    pub async fn existing_metadata(&self, uri: &S3Uri) -> anyhow::Result<Option<HashMap<String, String>>> {
+        match self.s3.head_object().bucket(&uri.bucket).key(&uri.key).send().await {
+            Ok(out) => Ok(Some(out.metadata.unwrap_or_default())),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("looking up {uri}"))),
+        }
+    }
+
+    /// Uploads `path` to `uri` with `metadata`, in parts when it is large. A stop or failure in the
+    /// middle of a multipart upload aborts it, so no part is left behind.
+    pub async fn upload(
+        &self,
+        path: &Path,
+        uri: &S3Uri,
+        metadata: &HashMap<String, String>,
+        cancel: &CancellationToken,
+    ) -> Result<u64, TransferError> {
+        let size = tokio::fs::metadata(path)
+            .await
+            .with_context(|| format!("reading {}", path.display()))?
+            .len();
+        if size <= MULTIPART_THRESHOLD {
+            let body = ByteStream::from_path(path)
+                .await
+                .with_context(|| format!("reading {}", path.display()))?;
+            let put = self
+                .s3
+                .put_object()
+                .bucket(&uri.bucket)
+                .key(&uri.key)
+                .content_type("video/mp4")
+                .set_metadata(Some(metadata.clone()))
+                .body(body)
+                .send();
+            tokio::select! {
+                r = put => { r.with_context(|| format!("uploading {uri}"))?; }
+                _ = cancel.cancelled() => return Err(TransferError::Cancelled),
+            }
+            return Ok(size);
+        }
+        let upload_id = self
+            .s3
+            .create_multipart_upload()
+            .bucket(&uri.bucket)
+            .key(&uri.key)
+            .content_type("video/mp4")
+            .set_metadata(Some(metadata.clone()))
+            .send()
+            .await
+            .with_context(|| format!("starting the multipart upload of {uri}"))?
+            .upload_id
+            .context("S3 returned no upload id")?;
+        let result = tokio::select! {
+            r = self.upload_parts(path, uri, &upload_id, size) => r.map_err(TransferError::Failed),
+            _ = cancel.cancelled() => Err(TransferError::Cancelled),
+        };
+        if result.is_err() {
+            let abort = self
+                .s3
+                .abort_multipart_upload()
+                .bucket(&uri.bucket)
+                .key(&uri.key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+            match abort {
+                Ok(_) => tracing::info!(%uri, "multipart upload aborted"),
+                Err(e) => tracing::warn!(%uri, error = %e, "aborting the multipart upload failed; the bucket's lifecycle rule will remove it"),
+            }
+        }
+        result.map(|()| size)
+    }
+
+    async fn upload_parts(&self, path: &Path, uri: &S3Uri, upload_id: &str, size: u64) -> anyhow::Result<()> {
+        let mut parts = Vec::new();
+        let mut offset = 0u64;
+        let mut number = 1;
+        while offset < size {
+            let length = PART_SIZE.min(size - offset);
+            let body = ByteStream::read_from()
+                .path(path)
+                .offset(offset)
+                .length(aws_smithy_types::byte_stream::Length::Exact(length))
+                .build()
+                .await
+                .with_context(|| format!("reading {}", path.display()))?;
+            let out = self
+                .s3
+                .upload_part()
+                .bucket(&uri.bucket)
+                .key(&uri.key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(body)
+                .send()
+                .await
+                .with_context(|| format!("uploading part {number} of {uri}"))?;
+            parts.push(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag).build());
+            offset += length;
+            number += 1;
+        }
+        self.s3
+            .complete_multipart_upload()
+            .bucket(&uri.bucket)
+            .key(&uri.key)
+            .upload_id(upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .with_context(|| format!("completing the multipart upload of {uri}"))?;
+        Ok(())
+    }
+
+    /// Checks that the stored object has the size of the local file.
+    pub async fn check_stored(&self, uri: &S3Uri, expected: u64) -> anyhow::Result<()> {
+        let out = self
+            .s3
+            .head_object()
+            .bucket(&uri.bucket)
+            .key(&uri.key)
+            .send()
+            .await
+            .with_context(|| format!("checking the stored {uri}"))?;
+        let stored = out.content_length.unwrap_or(-1);
+        if stored != expected as i64 {
+            bail!("the stored {uri} has {stored} bytes, the rendition has {expected}");
+        }
+        Ok(())
+    }
+}
+
+/// Whether an S3 error means "no such object or bucket" (HEAD answers a bare 404).
+fn is_not_found<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
+    match e {
+        SdkError::ServiceError(se) => {
+            matches!(se.err().code(), Some("NoSuchKey" | "NotFound" | "NoSuchBucket")) || se.raw().status().as_u16() == 404
+        }
+        _ => false,
+    }
+}
