@@ -1,0 +1,221 @@
+//! Figures derived from the stored events: the summary, the runs timeline, Prometheus metrics.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Duration, Utc};
+use encoding_common::EventKind;
+use serde::Serialize;
+
+use crate::store::StoredEvent;
+
+/// One encoder run, from its first event to its outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    /// The run's id.
+    pub run_id: String,
+    /// When it started (its `started` event, or its outcome time less its elapsed seconds).
+    pub start: DateTime<Utc>,
+    /// When it ended; `None` while it runs.
+    pub end: Option<DateTime<Utc>>,
+    /// Its outcome; `None` while it runs.
+    pub outcome: Option<EventKind>,
+    /// The video, when it had a message.
+    pub video_id: Option<String>,
+    /// The renditions asked for.
+    pub qualities: Vec<String>,
+    /// The host (pod) it ran on.
+    pub host: Option<String>,
+}
+
+/// Groups events by run. Events without a `run_id` (the legacy routes) are runs of their own,
+/// with no duration.
+pub fn runs(events: &[StoredEvent]) -> Vec<Run> {
+    let mut by_id: BTreeMap<(DateTime<Utc>, String), Run> = BTreeMap::new();
+    let mut index: HashMap<String, (DateTime<Utc>, String)> = HashMap::new();
+    for e in events {
+        let at = e.time();
+        let id = e.event.run_id.clone().unwrap_or_else(|| format!("event-{}", e.id));
+        let key = index.entry(id.clone()).or_insert_with(|| {
+            let start = if e.event.kind == EventKind::Started {
+                at
+            } else {
+                at - Duration::milliseconds((e.event.elapsed_seconds.unwrap_or(0.0) * 1000.0) as i64)
+            };
+            (start, id.clone())
+        });
+        let run = by_id.entry(key.clone()).or_insert_with(|| Run {
+            run_id: id.clone(),
+            start: key.0,
+            end: None,
+            outcome: None,
+            video_id: None,
+            qualities: Vec::new(),
+            host: None,
+        });
+        if e.event.video_id.is_some() {
+            run.video_id.clone_from(&e.event.video_id);
+        }
+        if !e.event.qualities.is_empty() {
+            run.qualities.clone_from(&e.event.qualities);
+        }
+        if e.event.host.is_some() {
+            run.host.clone_from(&e.event.host);
+        }
+        if e.event.kind.is_terminal() {
+            run.end = Some(at);
+            run.outcome = Some(e.event.kind);
+        }
+    }
+    by_id.into_values().collect()
+}
+
+/// The most runs in progress at the same moment.
+pub fn peak_concurrency(runs: &[Run]) -> usize {
+    let mut edges: Vec<(DateTime<Utc>, i32)> = Vec::new();
+    for r in runs.iter().filter(|r| r.outcome != Some(EventKind::Empty) || r.end.is_some()) {
+        let end = r.end.unwrap_or_else(Utc::now);
+        if end > r.start {
+            edges.push((r.start, 1));
+            edges.push((end, -1));
+        }
+    }
+    // Ends sort before starts at the same instant: a run that ends as another starts is not overlap.
+    edges.sort_by_key(|&(t, d)| (t, d));
+    let (mut now, mut peak) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        peak = peak.max(now);
+    }
+    peak as usize
+}
+
+/// The answer of `GET /summary`.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    /// Events per kind (every kind listed, zero included).
+    pub counts: BTreeMap<&'static str, u64>,
+    /// Processed renditions per quality.
+    pub processed_per_quality: BTreeMap<String, u64>,
+    /// Encode seconds of processed runs: percentiles.
+    pub encode_seconds: Percentiles,
+    /// Decoded frames per second of processed runs: percentiles.
+    pub fps: Percentiles,
+    /// The first event's time.
+    pub first_event: Option<DateTime<Utc>>,
+    /// The last event's time.
+    pub last_event: Option<DateTime<Utc>>,
+    /// The most encoder runs at once.
+    pub peak_concurrent_runs: usize,
+    /// Runs that have started and not ended.
+    pub runs_in_progress: usize,
+}
+
+/// Percentiles of a sample.
+#[derive(Debug, Default, Serialize)]
+pub struct Percentiles {
+    /// Sample size.
+    pub count: usize,
+    /// Median.
+    pub p50: Option<f64>,
+    /// 90th percentile.
+    pub p90: Option<f64>,
+    /// 99th percentile.
+    pub p99: Option<f64>,
+    /// Largest.
+    pub max: Option<f64>,
+}
+
+impl Percentiles {
+    fn of(mut values: Vec<f64>) -> Self {
+        values.retain(|v| v.is_finite());
+        values.sort_by(f64::total_cmp);
+        let pick = |q: f64| -> Option<f64> {
+            if values.is_empty() {
+                return None;
+            }
+            let i = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
+            Some(values[i])
+        };
+        Self {
+            count: values.len(),
+            p50: pick(0.5),
+            p90: pick(0.9),
+            p99: pick(0.99),
+            max: values.last().copied(),
+        }
+    }
+}
+
+/// Summarises the events.
+pub fn summarize(events: &[StoredEvent]) -> Summary {
+    let mut counts: BTreeMap<&'static str, u64> = EventKind::ALL.iter().map(|k| (k.as_str(), 0)).collect();
+    let mut per_quality = BTreeMap::new();
+    let (mut secs, mut fps) = (Vec::new(), Vec::new());
+    for e in events {
+        *counts.entry(e.event.kind.as_str()).or_default() += 1;
+        if e.event.kind == EventKind::Processed {
+            for q in &e.event.qualities {
+                *per_quality.entry(q.clone()).or_default() += 1;
+            }
+            secs.extend(e.event.encode_seconds);
+            fps.extend(e.event.fps);
+        }
+    }
+    let runs = runs(events);
+    Summary {
+        counts,
+        processed_per_quality: per_quality,
+        encode_seconds: Percentiles::of(secs),
+        fps: Percentiles::of(fps),
+        first_event: events.first().map(StoredEvent::time),
+        last_event: events.last().map(StoredEvent::time),
+        peak_concurrent_runs: peak_concurrency(&runs),
+        runs_in_progress: runs.iter().filter(|r| r.end.is_none()).count(),
+    }
+}
+
+/// Buckets of the encode-seconds histogram.
+const BUCKETS: [f64; 10] = [1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0];
+
+/// Prometheus text exposition of the events.
+pub fn prometheus(events: &[StoredEvent]) -> String {
+    let mut out = String::new();
+    out.push_str("# HELP encoder_events_total Encoder outcomes recorded, by kind and quality.\n");
+    out.push_str("# TYPE encoder_events_total counter\n");
+    let mut by: BTreeMap<(&str, String), u64> = BTreeMap::new();
+    for k in EventKind::ALL {
+        by.insert((k.as_str(), String::new()), 0);
+    }
+    let mut secs = Vec::new();
+    for e in events {
+        if e.event.qualities.is_empty() {
+            *by.entry((e.event.kind.as_str(), String::new())).or_default() += 1;
+        }
+        for q in &e.event.qualities {
+            *by.entry((e.event.kind.as_str(), q.clone())).or_default() += 1;
+        }
+        if e.event.kind == EventKind::Processed {
+            secs.extend(e.event.encode_seconds);
+        }
+    }
+    for ((kind, q), n) in &by {
+        out.push_str(&format!("encoder_events_total{{kind=\"{kind}\",quality=\"{q}\"}} {n}\n"));
+    }
+    out.push_str("# HELP encoder_encode_seconds Seconds spent transcoding, per processed run.\n");
+    out.push_str("# TYPE encoder_encode_seconds histogram\n");
+    for b in BUCKETS {
+        let n = secs.iter().filter(|s| **s <= b).count();
+        out.push_str(&format!("encoder_encode_seconds_bucket{{le=\"{b}\"}} {n}\n"));
+    }
+    out.push_str(&format!("encoder_encode_seconds_bucket{{le=\"+Inf\"}} {}\n", secs.len()));
+    out.push_str(&format!("encoder_encode_seconds_sum {}\n", secs.iter().sum::<f64>()));
+    out.push_str(&format!("encoder_encode_seconds_count {}\n", secs.len()));
+    let runs = runs(events);
+    out.push_str("# HELP encoder_runs_in_progress Encoder runs started and not yet ended.\n");
+    out.push_str("# TYPE encoder_runs_in_progress gauge\n");
+    out.push_str(&format!(
+        "encoder_runs_in_progress {}\n",
+        runs.iter().filter(|r| r.end.is_none()).count()
+    ));
+    out
+}
