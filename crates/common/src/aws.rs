@@ -20,7 +20,11 @@ pub fn sqs_client(config: &SdkConfig) -> aws_sdk_sqs::Client {
 
 /// An S3 client for `config`, with path-style addressing when an endpoint override is in use.
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
-    let builder = aws_sdk_s3::config::Builder::from(config).force_path_style(s3_endpoint_overridden(config));
+    let builder = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(s3_endpoint_overridden(config))
+        // Objects uploaded in parts carry part-level checksums the SDK cannot validate whole; the
+        // encoder checks sizes and probes what it downloads instead.
+        .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired);
     aws_sdk_s3::Client::from_conf(builder.build())
 }
 

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The whole pipeline on one machine, on real parts: moto (SQS and S3) on 127.0.0.1, the result
+# analyzer, sample clips made here, the producer, and the encoder run once per message until the
+# queue is empty. Prints /get/count and where the renditions are. Exits 0 only if every request
+# was processed. Stops everything it started, also on Ctrl-C.
+#
+# Knobs: PROFILE (debug|release, default debug), MOTO_PORT, ANALYZER_PORT (default: free ports),
+# DEMO_DIR (default .demo), SKIP_INSTALL=1.
+set -eo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+: "${PROFILE:=debug}"
+: "${DEMO_DIR:=$REPO_ROOT/.demo}"
+: "${MOTO_PORT:=$(free_port)}"
+: "${ANALYZER_PORT:=$(free_port)}"
+
+trap 'stop_all' EXIT
+trap 'echo; say "interrupted"; exit 130' INT TERM
+
+[[ -n $SKIP_INSTALL ]] || { say "installing what is missing"; scripts/install-deps.sh; }
+
+say "building ($PROFILE)"
+build_args=(--workspace --bins)
+[[ $PROFILE == release ]] && build_args+=(--release)
+cargo build "${build_args[@]}"
+BIN="$REPO_ROOT/target/$PROFILE"
+
+rm -rf "$DEMO_DIR"
+mkdir -p "$DEMO_DIR/outputs"
+
+say "starting moto (SQS and S3 emulator) on 127.0.0.1:$MOTO_PORT"
+start_bg "$DEMO_DIR/moto.log" moto_server -H 127.0.0.1 -p "$MOTO_PORT"
+export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT" AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo
+wait_http "$AWS_ENDPOINT_URL/moto-api/" "moto"
+
+say "starting the result analyzer on 127.0.0.1:$ANALYZER_PORT"
+ANALYZER_URL="http://127.0.0.1:$ANALYZER_PORT"
+start_bg "$DEMO_DIR/analyzer.log" env LISTEN_ADDR="127.0.0.1:$ANALYZER_PORT" DATABASE_PATH="$DEMO_DIR/analyzer.db" \
+  "$BIN/result-analyzer"
+wait_http "$ANALYZER_URL/healthz" "the result analyzer"
+
+say "creating the queue, its dead-letter queue and the buckets"
+export QUEUE_NAME=video-encode-requests INPUT_BUCKET=media-in OUTPUT_BUCKET=media-out
+QUEUE_URL=$(scripts/aws/create-queue.sh)
+scripts/aws/create-buckets.sh
+export QUEUE_URL
+
+say "making two sample clips with the ffmpeg tool"
+ffmpeg -v error -y -f lavfi -i "testsrc2=size=1920x1080:rate=30:duration=10" \
+  -f lavfi -i "sine=frequency=440:sample_rate=48000:duration=10" \
+  -c:v libx264 -preset ultrafast -pix_fmt yuv420p -c:a aac -b:a 128k -shortest "$DEMO_DIR/sample-1080p.mp4"
+ffmpeg -v error -y -f lavfi -i "testsrc2=size=1080x1920:rate=30:duration=6" \
+  -f lavfi -i "sine=frequency=660:sample_rate=44100:duration=6" \
+  -c:v libx264 -preset ultrafast -pix_fmt yuv420p -c:a aac -shortest "$DEMO_DIR/sample-portrait.mp4"
+awsx s3 cp --only-show-errors "$DEMO_DIR/sample-1080p.mp4" s3://media-in/uploads/sample-1080p.mp4
+awsx s3 cp --only-show-errors "$DEMO_DIR/sample-portrait.mp4" s3://media-in/uploads/sample-portrait.mp4
+
+say "producing requests: three qualities of one video, one of another"
+"$BIN/producer" --source s3://media-in/uploads/sample-1080p.mp4 --video-id sample-1080p \
+  --quality 480p --quality 720p --quality 1080p --output s3://media-out/renditions
+"$BIN/producer" --source s3://media-in/uploads/sample-portrait.mp4 --video-id sample-portrait \
+  --quality 720p --output s3://media-out/renditions
+expected=4
+
+say "running the encoder once per message until the queue is empty"
+export ANALYZER_URL RECEIVE_WAIT_SECONDS=2 VISIBILITY_TIMEOUT_SECONDS=60 WORK_DIR="$DEMO_DIR"
+runs=0
+while (($(queue_depth "$QUEUE_URL") > 0)); do
+  runs=$((runs + 1))
+  ((runs <= expected * 3)) || die "the queue is still not empty after $((runs - 1)) encoder runs"
+  code=0
+  "$BIN/encoder" || code=$?
+  say "encoder run $runs exited $code"
+done
+
+say "GET $ANALYZER_URL/get/count"
+count=$(curl -fsS "$ANALYZER_URL/get/count")
+echo "$count" | python3 -m json.tool
+processed=$(echo "$count" | python3 -c 'import json,sys; print(sum(" - processed count " in s for s in json.load(sys.stdin)))')
+
+say "the renditions (s3://media-out/renditions, copied to $DEMO_DIR/outputs)"
+awsx s3 cp --only-show-errors --recursive s3://media-out/renditions "$DEMO_DIR/outputs"
+for f in "$DEMO_DIR"/outputs/*/*.mp4; do
+  printf '  %-60s %s\n' "${f#"$REPO_ROOT"/}" \
+    "$(ffprobe -v error -select_streams v:0 -show_entries stream=codec_name,width,height:format=duration -of csv=p=0 "$f" | paste -sd' ')"
+done
+echo "  dashboard: $ANALYZER_URL/ (while this script runs)"
+
+if [[ $processed -ne $expected ]]; then
+  die "$processed of $expected requests were processed"
+fi
+say "all $expected requests processed"

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs every test on a fresh Debian machine: installs what is missing, checks formatting and lints,
+# builds the programs, runs the Rust tests (unit and end-to-end against moto with real media) and
+# the infrastructure checks (Kubernetes manifests, Dockerfile, AWS provisioning scripts).
+#
+# The end-to-end tests start their own moto and analyzer. Sample media come from $MEDIA_DIR
+# (default ../shared/media); without it those tests print one SKIPPED line, and fail under CI=true.
+set -eo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+: "${MEDIA_DIR:=$(cd "$REPO_ROOT/.." && pwd)/shared/media}"
+export MEDIA_DIR
+
+[[ -n $SKIP_INSTALL ]] || {
+  say "installing what is missing"
+  scripts/install-deps.sh
+  scripts/install-infra-deps.sh
+}
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+
+say "cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+say "building the programs"
+cargo build --workspace --bins --quiet
+
+say "cargo test"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+rust_status=${PIPESTATUS[0]}
+skipped=$(grep -c '^SKIPPED:' "$log" || true)
+
+say "infrastructure checks (pytest tests/infra)"
+py_status=0
+python3 -m pytest tests/infra -q -p no:cacheprovider || py_status=$?
+
+passed=$(grep -Eo 'test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '([0-9]+) failed;' "$log" | awk '{s+=$1} END {print s+0}')
+if ((skipped > 0)); then
+  say "$skipped Rust test(s) skipped for missing sample media (MEDIA_DIR=$MEDIA_DIR)"
+fi
+if ((rust_status != 0 || py_status != 0)); then
+  echo "FAILED: cargo test exit $rust_status, pytest exit $py_status" >&2
+  exit 1
+fi
+say "all tests passed (Rust: $passed passed, $failed failed, $skipped skipped)"
