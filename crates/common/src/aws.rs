@@ -30,6 +30,5 @@ pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
 
 /// Whether S3 requests go to an endpoint other than AWS's own.
 fn s3_endpoint_overridden(config: &SdkConfig) -> bool {
-    config.endpoint_url().is_some()
-        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some_and(|v| !v.is_empty())
+    config.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some_and(|v| !v.is_empty())
 }

@@ -172,7 +172,10 @@ mod tests {
     fn an_event_serializes_only_what_it_has() {
         let mut e = Event::new(EventKind::Processed);
         e.video_id = Some("v".into());
-        assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"kind":"processed","video_id":"v"}"#);
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"kind":"processed","video_id":"v"}"#
+        );
     }
 
     #[test]

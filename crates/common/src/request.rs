@@ -321,10 +321,7 @@ impl EncodeRequest {
             ),
         };
         check_qualities(&qualities)?;
-        let output = wire
-            .output
-            .map(|o| S3Uri::parse("output", &o, false))
-            .transpose()?;
+        let output = wire.output.map(|o| S3Uri::parse("output", &o, false)).transpose()?;
         if let Some(id) = &wire.request_id {
             check_request_id(id)?;
         }
@@ -459,9 +456,15 @@ mod tests {
         let empty = r#"{"video_id":"v","source":"s3://in-b/a.mp4","qualities":[]}"#;
         assert!(matches!(parse(empty), Err(RequestError::EmptyQualities)));
         let repeat = r#"{"video_id":"v","source":"s3://in-b/a.mp4","qualities":["720p","480p","720p"]}"#;
-        assert!(matches!(parse(repeat), Err(RequestError::RepeatedQuality(Quality::P720))));
+        assert!(matches!(
+            parse(repeat),
+            Err(RequestError::RepeatedQuality(Quality::P720))
+        ));
         let alias = r#"{"video_id":"v","source":"s3://in-b/a.mp4","qualities":["4k","2160p"]}"#;
-        assert!(matches!(parse(alias), Err(RequestError::RepeatedQuality(Quality::P2160))));
+        assert!(matches!(
+            parse(alias),
+            Err(RequestError::RepeatedQuality(Quality::P2160))
+        ));
     }
 
     #[test]
@@ -471,7 +474,10 @@ mod tests {
         }
         assert_eq!("4k".parse::<Quality>().unwrap(), Quality::P2160);
         for bad in ["720", "720P", "4K", "8k", "", "hd"] {
-            assert!(matches!(bad.parse::<Quality>(), Err(RequestError::UnknownQuality(_))), "{bad}");
+            assert!(
+                matches!(bad.parse::<Quality>(), Err(RequestError::UnknownQuality(_))),
+                "{bad}"
+            );
         }
         let err = parse(r#"{"video_id":"v","source":"s3://in-b/a.mp4","quality":"721p"}"#).unwrap_err();
         assert!(err.to_string().contains("unknown quality \"721p\""), "{err}");
@@ -538,9 +544,13 @@ mod tests {
 
     #[test]
     fn request_ids_are_checked() {
-        let body = |id: &str| format!(r#"{{"video_id":"v","source":"s3://in-b/a.mp4","quality":"480p","request_id":"{id}"}}"#);
+        let body =
+            |id: &str| format!(r#"{{"video_id":"v","source":"s3://in-b/a.mp4","quality":"480p","request_id":"{id}"}}"#);
         assert!(matches!(parse(&body("")), Err(RequestError::RequestId(_))));
-        assert!(matches!(parse(&body(&"r".repeat(129))), Err(RequestError::RequestId(_))));
+        assert!(matches!(
+            parse(&body(&"r".repeat(129))),
+            Err(RequestError::RequestId(_))
+        ));
         assert!(matches!(parse(&body("a\\nb")), Err(RequestError::RequestId(_))));
         parse(&body("3f0c6a52-3c1e-4d3a-9a55-7d2b1f0f9b11")).unwrap();
     }

@@ -172,13 +172,55 @@ mod tests {
     #[test]
     fn each_invalid_setting_is_a_configuration_error_naming_it() {
         let cases: Vec<(WorkerArgs, &str)> = vec![
-            (WorkerArgs { queue_url: None, ..args() }, "QUEUE_URL is required"),
-            (WorkerArgs { queue_url: Some("q".into()), ..args() }, "QUEUE_URL must be"),
-            (WorkerArgs { output_uri: Some("out".into()), ..args() }, "OUTPUT_URI"),
-            (WorkerArgs { analyzer_url: Some("not a url".into()), ..args() }, "ANALYZER_URL"),
-            (WorkerArgs { visibility_timeout_seconds: 0, ..args() }, "VISIBILITY_TIMEOUT_SECONDS"),
-            (WorkerArgs { visibility_timeout_seconds: 43_201, ..args() }, "VISIBILITY_TIMEOUT_SECONDS"),
-            (WorkerArgs { receive_wait_seconds: 21, ..args() }, "RECEIVE_WAIT_SECONDS"),
+            (
+                WorkerArgs {
+                    queue_url: None,
+                    ..args()
+                },
+                "QUEUE_URL is required",
+            ),
+            (
+                WorkerArgs {
+                    queue_url: Some("q".into()),
+                    ..args()
+                },
+                "QUEUE_URL must be",
+            ),
+            (
+                WorkerArgs {
+                    output_uri: Some("out".into()),
+                    ..args()
+                },
+                "OUTPUT_URI",
+            ),
+            (
+                WorkerArgs {
+                    analyzer_url: Some("not a url".into()),
+                    ..args()
+                },
+                "ANALYZER_URL",
+            ),
+            (
+                WorkerArgs {
+                    visibility_timeout_seconds: 0,
+                    ..args()
+                },
+                "VISIBILITY_TIMEOUT_SECONDS",
+            ),
+            (
+                WorkerArgs {
+                    visibility_timeout_seconds: 43_201,
+                    ..args()
+                },
+                "VISIBILITY_TIMEOUT_SECONDS",
+            ),
+            (
+                WorkerArgs {
+                    receive_wait_seconds: 21,
+                    ..args()
+                },
+                "RECEIVE_WAIT_SECONDS",
+            ),
         ];
         for (a, expect) in cases {
             let err = format!("{:#}", WorkerConfig::from_args(a).unwrap_err());

@@ -65,12 +65,20 @@ pub fn transcode(args: &TranscodeArgs) -> ExitCode {
     let mut progress = |p: &transcode::Progress| {
         if last.elapsed() >= Duration::from_secs(2) {
             last = Instant::now();
-            tracing::info!(percent = p.percent().map(|x| x.round()), frames = p.frames, fps = p.fps.round(), "encoding");
+            tracing::info!(
+                percent = p.percent().map(|x| x.round()),
+                frames = p.frames,
+                fps = p.fps.round(),
+                "encoding"
+            );
         }
     };
     match transcode::transcode(&args.input, &specs, &args.output_dir, &options, &mut progress, &cancel) {
         Ok(report) => {
-            println!("{}", serde_json::to_string_pretty(&report).expect("a report serializes"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("a report serializes")
+            );
             ExitCode::SUCCESS
         }
         Err(transcode::TranscodeError::Cancelled) => {

@@ -125,9 +125,13 @@ impl Queue {
                 .message_attributes("source-message-id", attr(&msg.message_id))
                 .message_attributes("receive-count", attr(&msg.receive_count.to_string()));
             if dlq_url.ends_with(".fifo") {
-                send = send.message_group_id("rejected").message_deduplication_id(&msg.message_id);
+                send = send
+                    .message_group_id("rejected")
+                    .message_deduplication_id(&msg.message_id);
             }
-            send.send().await.context("sending the message to the dead-letter queue")?;
+            send.send()
+                .await
+                .context("sending the message to the dead-letter queue")?;
         }
         self.delete(msg).await?;
         Ok(dlq)
@@ -142,7 +146,10 @@ impl Queue {
             .send()
             .await
             .context("reading the queue's RedrivePolicy")?;
-        let Some(policy) = attrs.attributes.and_then(|a| a.get(&QueueAttributeName::RedrivePolicy).cloned()) else {
+        let Some(policy) = attrs
+            .attributes
+            .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy).cloned())
+        else {
             return Ok(None);
         };
         let arn = redrive_target(&policy)?;
@@ -283,7 +290,10 @@ mod tests {
 
     #[test]
     fn the_dead_letter_target_is_read_from_the_redrive_policy() {
-        let arn = redrive_target(r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:123456789012:q-dlq","maxReceiveCount":"5"}"#).unwrap();
+        let arn = redrive_target(
+            r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:123456789012:q-dlq","maxReceiveCount":"5"}"#,
+        )
+        .unwrap();
         assert_eq!(arn_account_and_name(&arn).unwrap(), ("123456789012", "q-dlq"));
         assert!(redrive_target("{}").is_err());
         assert!(redrive_target("nope").is_err());

@@ -98,7 +98,9 @@ impl Storage {
                 .await
                 .with_context(|| format!("writing {}", path.display()))?;
         }
-        file.flush().await.with_context(|| format!("writing {}", path.display()))?;
+        file.flush()
+            .await
+            .with_context(|| format!("writing {}", path.display()))?;
         Ok(bytes)
     }
 
@@ -170,7 +172,9 @@ impl Storage {
                 .await;
             match abort {
                 Ok(_) => tracing::info!(%uri, "multipart upload aborted"),
-                Err(e) => tracing::warn!(%uri, error = %e, "aborting the multipart upload failed; the bucket's lifecycle rule will remove it"),
+                Err(e) => {
+                    tracing::warn!(%uri, error = %e, "aborting the multipart upload failed; the bucket's lifecycle rule will remove it")
+                }
             }
         }
         result.map(|()| size)
@@ -200,7 +204,12 @@ impl Storage {
                 .send()
                 .await
                 .with_context(|| format!("uploading part {number} of {uri}"))?;
-            parts.push(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag).build());
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(out.e_tag)
+                    .build(),
+            );
             offset += length;
             number += 1;
         }
@@ -238,7 +247,8 @@ impl Storage {
 fn is_not_found<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
     match e {
         SdkError::ServiceError(se) => {
-            matches!(se.err().code(), Some("NoSuchKey" | "NotFound" | "NoSuchBucket")) || se.raw().status().as_u16() == 404
+            matches!(se.err().code(), Some("NoSuchKey" | "NotFound" | "NoSuchBucket"))
+                || se.raw().status().as_u16() == 404
         }
         _ => false,
     }

@@ -26,7 +26,10 @@ pub fn check_rendition(out: &RenditionOutput, report: &TranscodeReport) -> anyho
         return fail(format!("is {} instead of H.264", v.codec));
     }
     if (v.width, v.height) != (out.width, out.height) {
-        return fail(format!("is {}x{} instead of {}x{}", v.width, v.height, out.width, out.height));
+        return fail(format!(
+            "is {}x{} instead of {}x{}",
+            v.width, v.height, out.width, out.height
+        ));
     }
     if v.pixel_format.as_deref() != Some("yuv420p") {
         return fail(format!("has pixel format {:?} instead of yuv420p", v.pixel_format));
@@ -43,7 +46,10 @@ pub fn check_rendition(out: &RenditionOutput, report: &TranscodeReport) -> anyho
         ));
     }
     if out.frames < report.frames_decoded {
-        return fail(format!("has {} frames for {} decoded", out.frames, report.frames_decoded));
+        return fail(format!(
+            "has {} frames for {} decoded",
+            out.frames, report.frames_decoded
+        ));
     }
     match (&info.audio, report.has_audio) {
         (Some(a), true) if a.codec != "aac" => fail(format!("has {} audio instead of AAC", a.codec)),

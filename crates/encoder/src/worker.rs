@@ -174,12 +174,18 @@ impl Run {
         tracing::Span::current().record("message_id", msg.message_id.as_str());
         tracing::info!(receive_count = msg.receive_count, "received a message");
 
-        let lease = Lease::hold(queue.clone(), msg.clone(), self.config.visibility_timeout, self.work.clone());
+        let lease = Lease::hold(
+            queue.clone(),
+            msg.clone(),
+            self.config.visibility_timeout,
+            self.work.clone(),
+        );
         let request = EncodeRequest::from_json(&msg.body);
         if let Ok(r) = &request {
             tracing::Span::current().record("video_id", r.video_id.as_str());
         }
-        self.report(self.event(EventKind::Started, Some(&msg), request.as_ref().ok())).await;
+        self.report(self.event(EventKind::Started, Some(&msg), request.as_ref().ok()))
+            .await;
 
         let result = match &request {
             Ok(r) => self.work_on(r, &storage).await,
@@ -211,7 +217,11 @@ impl Run {
             }
             Ok(Done::AlreadyStored { same_request, outputs }) => {
                 lease.end().await;
-                let kind = if same_request { EventKind::Processed } else { EventKind::Duplicate };
+                let kind = if same_request {
+                    EventKind::Processed
+                } else {
+                    EventKind::Duplicate
+                };
                 tracing::info!(%kind, "the renditions are already stored for this source and settings; skipping the work");
                 let mut event = self.event(kind, Some(&msg), request);
                 event.outputs = outputs;
@@ -220,7 +230,11 @@ impl Run {
                 } else {
                     "already stored for the same source and settings".into()
                 });
-                let outcome = if same_request { Outcome::Processed } else { Outcome::Duplicate };
+                let outcome = if same_request {
+                    Outcome::Processed
+                } else {
+                    Outcome::Duplicate
+                };
                 self.finish(&queue, &msg, event, outcome).await
             }
             Err(Stop::Reject(reason)) => {
@@ -253,12 +267,14 @@ impl Run {
                 request
                     .rendition_uri(self.config.default_output.as_ref(), *q)
                     .map(|uri| (*q, uri))
-                    .ok_or_else(|| Stop::Reject("the request has no \"output\" and the encoder has no OUTPUT_URI".into()))
+                    .ok_or_else(|| {
+                        Stop::Reject("the request has no \"output\" and the encoder has no OUTPUT_URI".into())
+                    })
             })
             .collect::<Result<_, _>>()?;
         let source = match storage.head_source(&request.source).await {
             Ok(s) => s,
-            Err(SourceError::Missing(what)) => return Err(Stop::Reject(format!("{what}"))),
+            Err(e @ SourceError::Missing(_)) => return Err(Stop::Reject(e.to_string())),
             Err(SourceError::Other(e)) => return Err(Stop::Fail(e)),
         };
         let metadata = |q: Quality| -> HashMap<String, String> {
@@ -346,7 +362,12 @@ impl Run {
     }
 
     /// Runs the transcode on a blocking thread, cancelled with the run, logging progress.
-    async fn transcode(&self, input: PathBuf, specs: Vec<RenditionSpec>, out_dir: PathBuf) -> Result<TranscodeReport, Stop> {
+    async fn transcode(
+        &self,
+        input: PathBuf,
+        specs: Vec<RenditionSpec>,
+        out_dir: PathBuf,
+    ) -> Result<TranscodeReport, Stop> {
         let cancel = CancelHandle::new();
         let bridge = {
             let (cancel, work) = (cancel.clone(), self.work.clone());
@@ -371,7 +392,14 @@ impl Run {
                     );
                 }
             };
-            transcode::transcode(&input, &specs, &out_dir, &TranscodeOptions::default(), &mut progress, &cancel)
+            transcode::transcode(
+                &input,
+                &specs,
+                &out_dir,
+                &TranscodeOptions::default(),
+                &mut progress,
+                &cancel,
+            )
         });
         let result = job.await;
         bridge.abort();
@@ -397,7 +425,9 @@ impl Run {
 
     async fn reject(&self, queue: &Queue, msg: &Received, request: Option<&EncodeRequest>, reason: String) -> Outcome {
         match queue.dead_letter(msg, &reason).await {
-            Ok(Some(dlq)) => tracing::warn!(%reason, dead_letter_queue = %dlq, "rejected the request; moved it to the dead-letter queue"),
+            Ok(Some(dlq)) => {
+                tracing::warn!(%reason, dead_letter_queue = %dlq, "rejected the request; moved it to the dead-letter queue")
+            }
             Ok(None) => tracing::error!(
                 %reason,
                 body = %msg.body,
@@ -405,7 +435,14 @@ impl Run {
             ),
             Err(e) => {
                 tracing::error!(%reason, error = %format!("{e:#}"), "the request is invalid but could not be dead-lettered; releasing it");
-                return self.fail(queue, msg, request, e.context(format!("dead-lettering a rejected request ({reason})"))).await;
+                return self
+                    .fail(
+                        queue,
+                        msg,
+                        request,
+                        e.context(format!("dead-lettering a rejected request ({reason})")),
+                    )
+                    .await;
             }
         }
         let mut event = self.event(EventKind::Rejected, Some(msg), request);
@@ -414,7 +451,13 @@ impl Run {
         Outcome::Rejected
     }
 
-    async fn fail(&self, queue: &Queue, msg: &Received, request: Option<&EncodeRequest>, error: anyhow::Error) -> Outcome {
+    async fn fail(
+        &self,
+        queue: &Queue,
+        msg: &Received,
+        request: Option<&EncodeRequest>,
+        error: anyhow::Error,
+    ) -> Outcome {
         tracing::error!(error = %format!("{error:#}"), "the work failed; releasing the message for a retry");
         if let Err(e) = queue.release(msg).await {
             tracing::warn!(error = %format!("{e:#}"), "releasing the message failed; it returns when its lease ends");
@@ -464,10 +507,9 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(3);
 fn request_identity(r: &EncodeRequest) -> String {
     r.request_id.clone().unwrap_or_else(|| {
         // FNV-1a: stable across builds, unlike std's hasher.
-        let digest = r
-            .to_json()
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        let digest = r.to_json().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
         format!("body-{digest:016x}")
     })
 }
@@ -504,7 +546,8 @@ struct Scratch {
 impl Scratch {
     fn create(work_dir: &Path, run_id: &str) -> anyhow::Result<Self> {
         let path = work_dir.join(format!("encoder-{run_id}"));
-        std::fs::create_dir_all(&path).map_err(|e| anyhow::anyhow!("creating the scratch directory {}: {e}", path.display()))?;
+        std::fs::create_dir_all(&path)
+            .map_err(|e| anyhow::anyhow!("creating the scratch directory {}: {e}", path.display()))?;
         Ok(Self { path })
     }
 }

@@ -57,7 +57,9 @@ pub struct Config {
 }
 
 fn parse_quality(s: &str) -> Result<Quality, String> {
-    s.trim().parse().map_err(|e: encoding_common::RequestError| e.to_string())
+    s.trim()
+        .parse()
+        .map_err(|e: encoding_common::RequestError| e.to_string())
 }
 
 /// The requests a configuration asks for, validated, each with a fresh `request_id`.
@@ -116,7 +118,13 @@ pub fn video_id_from_key(key: &str) -> String {
     let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
     let mut id: String = stem
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     while id.starts_with('.') {
         id.remove(0);
@@ -258,7 +266,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .iter()
             .map(|(r, _)| format!("{} ({})", r.video_id, r.request_id.as_deref().unwrap_or("")))
             .collect();
-        bail!("{} of {total} requests could not be sent: {}", report.failed.len(), ids.join(", "));
+        bail!(
+            "{} of {total} requests could not be sent: {}",
+            report.failed.len(),
+            ids.join(", ")
+        );
     }
     Ok(())
 }
@@ -268,7 +280,13 @@ mod tests {
     use super::*;
 
     fn config(args: &[&str]) -> Config {
-        let mut full = vec!["producer", "--queue-url", "http://q", "--source", "s3://media-in/uploads/My Clip.final.mov"];
+        let mut full = vec![
+            "producer",
+            "--queue-url",
+            "http://q",
+            "--source",
+            "s3://media-in/uploads/My Clip.final.mov",
+        ];
         full.extend_from_slice(args);
         Config::try_parse_from(full).unwrap()
     }
@@ -303,7 +321,18 @@ mod tests {
 
     #[test]
     fn invalid_inputs_are_refused_before_sending() {
-        assert!(Config::try_parse_from(["producer", "--queue-url", "q", "--source", "s3://b-b/k", "--quality", "999p"]).is_err());
+        assert!(
+            Config::try_parse_from([
+                "producer",
+                "--queue-url",
+                "q",
+                "--source",
+                "s3://b-b/k",
+                "--quality",
+                "999p"
+            ])
+            .is_err()
+        );
         let mut c = config(&["--quality", "360p"]);
         c.source = "http://x/y".into();
         assert!(build_requests(&c).is_err());

@@ -107,7 +107,10 @@ impl Application {
     /// # Errors
     ///
     /// When the server fails.
-    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let app = routes::router(
             self.store.clone(),
             self.config.token.clone(),

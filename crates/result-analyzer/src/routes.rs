@@ -51,7 +51,11 @@ pub fn router(store: Store, token: Option<String>, timeout: Duration) -> Router 
 
 /// A JSON body written exactly as given (the legacy routes' bytes matter).
 fn raw_json(body: String) -> Response {
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body,
+    )
+        .into_response()
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -60,7 +64,10 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 
 fn store_error(e: StoreError) -> Response {
     tracing::error!(error = %e, "storage failed");
-    error(StatusCode::SERVICE_UNAVAILABLE, format!("the event could not be stored: {e}"))
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the event could not be stored: {e}"),
+    )
 }
 
 async fn require_token(State(state): State<AppState>, headers: HeaderMap, request: Request, next: Next) -> Response {
@@ -70,7 +77,10 @@ async fn require_token(State(state): State<AppState>, headers: HeaderMap, reques
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes())) {
-            let mut resp = error(StatusCode::UNAUTHORIZED, "this route requires Authorization: Bearer <ANALYZER_TOKEN>");
+            let mut resp = error(
+                StatusCode::UNAUTHORIZED,
+                "this route requires Authorization: Bearer <ANALYZER_TOKEN>",
+            );
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return resp;
@@ -166,17 +176,15 @@ async fn post_event(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     if !is_json {
-        return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send the event as Content-Type: application/json");
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the event as Content-Type: application/json",
+        );
     }
     let event: Event = match serde_json::from_slice(&body) {
         Ok(e) => e,
         Err(e) => {
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!(
-                    "invalid event: {e}"
-                ),
-            );
+            return error(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid event: {e}"));
         }
     };
     match s.store.record(event).await {
@@ -201,7 +209,10 @@ struct EventsParams {
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
 
-async fn list_events(State(s): State<AppState>, params: Result<Query<EventsParams>, axum::extract::rejection::QueryRejection>) -> Response {
+async fn list_events(
+    State(s): State<AppState>,
+    params: Result<Query<EventsParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let Query(p) = match params {
         Ok(p) => p,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
@@ -221,7 +232,9 @@ async fn list_events(State(s): State<AppState>, params: Result<Query<EventsParam
     };
     match s.store.events(query).await {
         Ok(events) => {
-            let next = (events.len() == limit as usize).then(|| events.last().map(|e| e.id)).flatten();
+            let next = (events.len() == limit as usize)
+                .then(|| events.last().map(|e| e.id))
+                .flatten();
             Json(json!({ "events": events, "next_after_id": next })).into_response()
         }
         Err(e) => store_error(e),
@@ -249,7 +262,10 @@ async fn get_runs(State(s): State<AppState>) -> Response {
 async fn get_metrics(State(s): State<AppState>) -> Response {
     match all_events(&s.store).await {
         Ok(events) => (
-            [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            )],
             summary::prometheus(&events),
         )
             .into_response(),

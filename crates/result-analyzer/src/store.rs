@@ -83,7 +83,7 @@ impl Writer {
 type WriteJob = (Event, oneshot::Sender<Result<StoredEvent, StoreError>>);
 
 enum Command {
-    Write(WriteJob),
+    Write(Box<WriteJob>),
     Reset(oneshot::Sender<Result<(), StoreError>>),
 }
 
@@ -159,7 +159,7 @@ impl Store {
     pub async fn record(&self, event: Event) -> Result<StoredEvent, StoreError> {
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Command::Write((event, done)))
+            .send(Command::Write(Box::new((event, done))))
             .await
             .map_err(|_| StoreError::WriterGone)?;
         wait.await.map_err(|_| StoreError::WriterGone)?
@@ -172,7 +172,10 @@ impl Store {
     /// When the delete fails or the store is shutting down.
     pub async fn reset(&self) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
-        self.tx.send(Command::Reset(done)).await.map_err(|_| StoreError::WriterGone)?;
+        self.tx
+            .send(Command::Reset(done))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
         wait.await.map_err(|_| StoreError::WriterGone)?
     }
 
@@ -204,7 +207,10 @@ impl Store {
             args.push(Box::new(i64::from(query.limit)));
             sql.push_str(&format!(" ORDER BY id LIMIT ?{}", args.len()));
             let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())), row_to_event)?;
+            let rows = stmt.query_map(
+                rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())),
+                row_to_event,
+            )?;
             rows.collect::<Result<Vec<_>, _>>().map_err(Into::into)
         })
         .await
@@ -220,7 +226,10 @@ impl Store {
             let placeholders = vec!["?"; kinds.len()].join(", ");
             let sql = format!("SELECT id, recorded_at, body FROM events WHERE kind IN ({placeholders}) ORDER BY id");
             let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(kinds.iter().map(|k| k.as_str())), row_to_event)?;
+            let rows = stmt.query_map(
+                rusqlite::params_from_iter(kinds.iter().map(|k| k.as_str())),
+                row_to_event,
+            )?;
             rows.collect::<Result<Vec<_>, _>>().map_err(Into::into)
         })
         .await
@@ -277,7 +286,7 @@ fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Command>) {
         let mut pending = Some(first);
         loop {
             match pending.take() {
-                Some(Command::Write(job)) => batch.push(job),
+                Some(Command::Write(job)) => batch.push(*job),
                 Some(Command::Reset(done)) => {
                     commit(&mut conn, &mut batch);
                     let r = conn.execute("DELETE FROM events", []).map(|_| ()).map_err(Into::into);
@@ -324,7 +333,8 @@ fn insert_all(conn: &mut Connection, batch: &[WriteJob]) -> Result<Vec<StoredEve
     let tx = conn.transaction()?;
     let mut stored = Vec::with_capacity(batch.len());
     {
-        let mut seen = tx.prepare_cached("SELECT 1 FROM events WHERE request_id = ?1 AND kind = 'processed' LIMIT 1")?;
+        let mut seen =
+            tx.prepare_cached("SELECT 1 FROM events WHERE request_id = ?1 AND kind = 'processed' LIMIT 1")?;
         let mut insert = tx.prepare_cached(
             "INSERT INTO events (recorded_at, kind, run_id, video_id, request_id, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
@@ -335,7 +345,9 @@ fn insert_all(conn: &mut Connection, batch: &[WriteJob]) -> Result<Vec<StoredEve
                 && seen.exists(params![rid])?
             {
                 event.kind = EventKind::Duplicate;
-                event.reason.get_or_insert_with(|| "this request was already counted as processed".into());
+                event
+                    .reason
+                    .get_or_insert_with(|| "this request was already counted as processed".into());
             }
             let recorded_at = rfc3339(Utc::now());
             let body = serde_json::to_string(&event).expect("an event serializes");

@@ -72,7 +72,10 @@ pub fn runs(events: &[StoredEvent]) -> Vec<Run> {
 /// The most runs in progress at the same moment.
 pub fn peak_concurrency(runs: &[Run]) -> usize {
     let mut edges: Vec<(DateTime<Utc>, i32)> = Vec::new();
-    for r in runs.iter().filter(|r| r.outcome != Some(EventKind::Empty) || r.end.is_some()) {
+    for r in runs
+        .iter()
+        .filter(|r| r.outcome != Some(EventKind::Empty) || r.end.is_some())
+    {
         let end = r.end.unwrap_or_else(Utc::now);
         if end > r.start {
             edges.push((r.start, 1));
@@ -199,7 +202,9 @@ pub fn prometheus(events: &[StoredEvent]) -> String {
         }
     }
     for ((kind, q), n) in &by {
-        out.push_str(&format!("encoder_events_total{{kind=\"{kind}\",quality=\"{q}\"}} {n}\n"));
+        out.push_str(&format!(
+            "encoder_events_total{{kind=\"{kind}\",quality=\"{q}\"}} {n}\n"
+        ));
     }
     out.push_str("# HELP encoder_encode_seconds Seconds spent transcoding, per processed run.\n");
     out.push_str("# TYPE encoder_encode_seconds histogram\n");
@@ -207,7 +212,10 @@ pub fn prometheus(events: &[StoredEvent]) -> String {
         let n = secs.iter().filter(|s| **s <= b).count();
         out.push_str(&format!("encoder_encode_seconds_bucket{{le=\"{b}\"}} {n}\n"));
     }
-    out.push_str(&format!("encoder_encode_seconds_bucket{{le=\"+Inf\"}} {}\n", secs.len()));
+    out.push_str(&format!(
+        "encoder_encode_seconds_bucket{{le=\"+Inf\"}} {}\n",
+        secs.len()
+    ));
     out.push_str(&format!("encoder_encode_seconds_sum {}\n", secs.iter().sum::<f64>()));
     out.push_str(&format!("encoder_encode_seconds_count {}\n", secs.len()));
     let runs = runs(events);

@@ -36,7 +36,9 @@ pub enum TranscodeError {
     #[error("the input ends early: {0}")]
     Truncated(String),
     /// More damaged frames than the policy tolerates.
-    #[error("too many damaged frames: {errors} decode errors for {decoded} frames decoded (at most {allowed} tolerated)")]
+    #[error(
+        "too many damaged frames: {errors} decode errors for {decoded} frames decoded (at most {allowed} tolerated)"
+    )]
     Damaged {
         /// Decode errors seen.
         errors: u64,

@@ -117,7 +117,11 @@ pub fn rendition_size(display: (f64, f64), short_side: u32) -> (u32, u32) {
         floor_even(short)
     };
     let new_long = round_even(long * f64::from(new_short) / short).min(floor_even(long));
-    if portrait { (new_short, new_long) } else { (new_long, new_short) }
+    if portrait {
+        (new_short, new_long)
+    } else {
+        (new_long, new_short)
+    }
 }
 
 #[cfg(test)]
@@ -218,13 +222,22 @@ mod tests {
 
     #[test]
     fn every_result_is_even_and_keeps_the_aspect_ratio() {
-        for (w, h) in [(1080.0, 720.0), (960.0, 400.0), (176.0, 144.0), (640.0, 428.0), (1137.8, 480.0)] {
+        for (w, h) in [
+            (1080.0, 720.0),
+            (960.0, 400.0),
+            (176.0, 144.0),
+            (640.0, 428.0),
+            (1137.8, 480.0),
+        ] {
             for q in [360, 480, 720, 1080] {
                 let (rw, rh) = rendition_size((w, h), q);
                 assert_eq!((rw % 2, rh % 2), (0, 0), "{w}x{h}@{q}");
                 assert!(f64::from(rw) <= w + 1.0 && f64::from(rh) <= h + 1.0, "{w}x{h}@{q} grew");
                 let (aspect_in, aspect_out) = (w / h, f64::from(rw) / f64::from(rh));
-                assert!((aspect_in - aspect_out).abs() / aspect_in < 0.02, "{w}x{h}@{q}: {rw}x{rh}");
+                assert!(
+                    (aspect_in - aspect_out).abs() / aspect_in < 0.02,
+                    "{w}x{h}@{q}: {rw}x{rh}"
+                );
             }
         }
     }

@@ -29,12 +29,30 @@ pub struct Rung {
 
 /// The ladder, smallest first. A size between rungs uses the next rung up.
 pub const LADDER: [Rung; 6] = [
-    Rung { short_side: 360, maxrate_kbps: 1_000 },
-    Rung { short_side: 480, maxrate_kbps: 1_800 },
-    Rung { short_side: 720, maxrate_kbps: 4_000 },
-    Rung { short_side: 1080, maxrate_kbps: 7_000 },
-    Rung { short_side: 1440, maxrate_kbps: 12_000 },
-    Rung { short_side: 2160, maxrate_kbps: 20_000 },
+    Rung {
+        short_side: 360,
+        maxrate_kbps: 1_000,
+    },
+    Rung {
+        short_side: 480,
+        maxrate_kbps: 1_800,
+    },
+    Rung {
+        short_side: 720,
+        maxrate_kbps: 4_000,
+    },
+    Rung {
+        short_side: 1080,
+        maxrate_kbps: 7_000,
+    },
+    Rung {
+        short_side: 1440,
+        maxrate_kbps: 12_000,
+    },
+    Rung {
+        short_side: 2160,
+        maxrate_kbps: 20_000,
+    },
 ];
 
 /// The rung for an output whose short side is `short_side` pixels.
@@ -96,7 +114,11 @@ impl VideoSettings {
 
 /// Frames in [`KEYFRAME_SECONDS`] at `fps`, for a frame rate that may be unknown (0) or absurd.
 pub fn keyint_for(fps: f64) -> u32 {
-    let fps = if fps.is_finite() && (1.0..=240.0).contains(&fps) { fps } else { 30.0 };
+    let fps = if fps.is_finite() && (1.0..=240.0).contains(&fps) {
+        fps
+    } else {
+        30.0
+    };
     ((fps * KEYFRAME_SECONDS).round() as u32).max(1)
 }
 
@@ -124,6 +146,9 @@ mod tests {
     #[test]
     fn x264_params_carry_gop_and_vbv() {
         let s = VideoSettings::new(720, 25.0, DEFAULT_PRESET, DEFAULT_CRF);
-        assert_eq!(s.x264_params(), "keyint=50:min-keyint=50:scenecut=0:vbv-maxrate=4000:vbv-bufsize=8000");
+        assert_eq!(
+            s.x264_params(),
+            "keyint=50:min-keyint=50:scenecut=0:vbv-maxrate=4000:vbv-bufsize=8000"
+        );
     }
 }

@@ -172,7 +172,9 @@ pub fn transcode(
     }
     let started = Instant::now();
     let mut guard = OutputGuard::default();
-    let report = run(input, renditions, output_dir, options, progress, cancel, &mut guard, started)?;
+    let report = run(
+        input, renditions, output_dir, options, progress, cancel, &mut guard, started,
+    )?;
     guard.keep();
     Ok(report)
 }
@@ -217,7 +219,9 @@ fn run(
         return Err(no_video_reason(&ictx));
     };
     if vinfo.width == 0 || vinfo.height == 0 {
-        return Err(TranscodeError::Undecodable("the video stream declares no picture size".into()));
+        return Err(TranscodeError::Undecodable(
+            "the video stream declares no picture size".into(),
+        ));
     }
     // SAFETY: reading a plain field of the open input.
     let start_us = match unsafe { (*ictx.as_ptr()).start_time } {
@@ -399,7 +403,8 @@ struct Graph {
 impl VideoPipe {
     fn open(ictx: &ffmpeg::format::context::Input, info: &VideoInfo, start_us: i64) -> Result<Self> {
         let stream = ictx.stream(info.index).expect("index comes from this input");
-        let mut ctx = codec::context::Context::from_parameters(stream.parameters()).ctx("reading the video parameters")?;
+        let mut ctx =
+            codec::context::Context::from_parameters(stream.parameters()).ctx("reading the video parameters")?;
         ctx.set_threading(codec::threading::Config {
             kind: codec::threading::Type::Frame,
             count: 0,
@@ -410,10 +415,9 @@ impl VideoPipe {
         if decoder::find(ctx.id()).is_none() {
             return Err(TranscodeError::UnsupportedCodec(info.codec.clone()));
         }
-        let decoder = ctx
-            .decoder()
-            .video()
-            .map_err(|e| TranscodeError::Undecodable(format!("the {} decoder cannot open the stream: {e}", info.codec)))?;
+        let decoder = ctx.decoder().video().map_err(|e| {
+            TranscodeError::Undecodable(format!("the {} decoder cannot open the stream: {e}", info.codec))
+        })?;
         let stream_tb = stream.time_base();
         let sar = match info.sample_aspect_ratio {
             (n, d) if n > 0 && d > 0 => Rational::new(n, d),
@@ -431,7 +435,8 @@ impl VideoPipe {
             pre_filters.push(tone_map_filters(info));
         }
         let fps = if info.frame_rate > 0.0 { info.frame_rate } else { 30.0 };
-        let step = (f64::from(stream_tb.denominator()) / (fps * f64::from(stream_tb.numerator().max(1)))).round() as i64;
+        let step =
+            (f64::from(stream_tb.denominator()) / (fps * f64::from(stream_tb.numerator().max(1)))).round() as i64;
         Ok(Self {
             index: info.index,
             decoder,
@@ -528,7 +533,11 @@ impl VideoPipe {
             .ctx("creating the video filter source")?;
         for i in 0..outputs.len() {
             let mut sink = graph
-                .add(&filter::find("buffersink").expect("libavfilter has buffersink"), &format!("out{i}"), "")
+                .add(
+                    &filter::find("buffersink").expect("libavfilter has buffersink"),
+                    &format!("out{i}"),
+                    "",
+                )
                 .ctx("creating a video filter sink")?;
             sink.set_pixel_format(ffmpeg::format::Pixel::YUV420P);
         }
@@ -538,7 +547,9 @@ impl VideoPipe {
             parser = parser.input(&format!("out{i}"), 0).ctx("linking a video filter sink")?;
         }
         parser.parse(&spec).ctx(format!("parsing the video filters {spec:?}"))?;
-        graph.validate().ctx(format!("configuring the video filters {spec:?}"))?;
+        graph
+            .validate()
+            .ctx(format!("configuring the video filters {spec:?}"))?;
         let sink_tb = (0..outputs.len())
             .map(|i| graph.get(&format!("out{i}")).expect("sink exists").sink().time_base())
             .collect();
@@ -580,7 +591,10 @@ impl VideoPipe {
             loop {
                 match sink.sink().frame(&mut self.filtered) {
                     Ok(()) => {
-                        let pts = self.filtered.pts().map(|p| rescale(p, graph.sink_tb[i], self.stream_tb));
+                        let pts = self
+                            .filtered
+                            .pts()
+                            .map(|p| rescale(p, graph.sink_tb[i], self.stream_tb));
                         self.filtered.set_pts(pts);
                         self.filtered.set_kind(picture::Type::None);
                         out.encode_video(Some(&self.filtered))?;
@@ -675,22 +689,23 @@ struct AudioPipe {
 impl AudioPipe {
     fn open(ictx: &ffmpeg::format::context::Input, index: usize, start_us: i64) -> Result<Self> {
         let stream = ictx.stream(index).expect("index comes from this input");
-        let mut ctx = codec::context::Context::from_parameters(stream.parameters()).ctx("reading the audio parameters")?;
+        let mut ctx =
+            codec::context::Context::from_parameters(stream.parameters()).ctx("reading the audio parameters")?;
         // SAFETY: as for video.
         unsafe { (*ctx.as_mut_ptr()).pkt_timebase = stream.time_base().into() };
         let id = ctx.id();
         if decoder::find(id).is_none() {
             return Err(TranscodeError::UnsupportedCodec(format!("{} (audio)", id.name())));
         }
-        let decoder = ctx
-            .decoder()
-            .audio()
-            .map_err(|e| TranscodeError::Undecodable(format!("the {} audio decoder cannot open the stream: {e}", id.name())))?;
+        let decoder = ctx.decoder().audio().map_err(|e| {
+            TranscodeError::Undecodable(format!("the {} audio decoder cannot open the stream: {e}", id.name()))
+        })?;
         let rate = match decoder.rate() {
             r if (8_000..=ladder::MAX_AUDIO_SAMPLE_RATE).contains(&r) && AAC_RATES.contains(&r) => r,
             _ => ladder::MAX_AUDIO_SAMPLE_RATE,
         };
-        let codec = encoder::find(Id::AAC).ok_or_else(|| TranscodeError::Options("FFmpeg has no AAC encoder".into()))?;
+        let codec =
+            encoder::find(Id::AAC).ok_or_else(|| TranscodeError::Options("FFmpeg has no AAC encoder".into()))?;
         let mut enc = codec::context::Context::new_with_codec(codec)
             .encoder()
             .audio()
@@ -731,7 +746,12 @@ impl AudioPipe {
         }
         if packet.is_none() {
             if let Some(graph) = self.graph.as_mut() {
-                graph.get("in").expect("source exists").source().flush().ctx("flushing the audio filters")?;
+                graph
+                    .get("in")
+                    .expect("source exists")
+                    .source()
+                    .flush()
+                    .ctx("flushing the audio filters")?;
                 self.drain_graph(outputs)?;
             }
             self.encoder.send_eof().ctx("flushing the AAC encoder")?;
@@ -781,7 +801,11 @@ impl AudioPipe {
             .add(&filter::find("abuffer").expect("libavfilter has abuffer"), "in", &args)
             .ctx("creating the audio filter source")?;
         graph
-            .add(&filter::find("abuffersink").expect("libavfilter has abuffersink"), "out", "")
+            .add(
+                &filter::find("abuffersink").expect("libavfilter has abuffersink"),
+                "out",
+                "",
+            )
             .ctx("creating the audio filter sink")?;
         let spec = format!(
             "[in]aresample={},aformat=sample_fmts=fltp:channel_layouts=stereo[out]",
@@ -818,7 +842,6 @@ impl AudioPipe {
         }
         Ok(())
     }
-
 }
 
 /// Writes every packet the AAC encoder has ready to every rendition.
@@ -913,7 +936,8 @@ impl RenditionMux {
         let mut mux_opts = Dictionary::new();
         // The index goes before the media, so players can start before the download ends.
         mux_opts.set("movflags", "+faststart");
-        octx.write_header_with(mux_opts).ctx(format!("writing the header of {}", path.display()))?;
+        octx.write_header_with(mux_opts)
+            .ctx(format!("writing the header of {}", path.display()))?;
         Ok(Self {
             name: spec.name.clone(),
             path,

@@ -11,10 +11,10 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg::ffi;
 use ffmpeg::format::context::Input;
 use ffmpeg::media::Type;
+use ffmpeg_next as ffmpeg;
 use serde::Serialize;
 
 use crate::error::{Result, TranscodeError};
@@ -155,7 +155,7 @@ fn sniff_format(head: &[u8]) -> Option<String> {
     // FFmpeg's probe reads past the buffer by up to AVPROBE_PADDING_SIZE zero bytes.
     let mut buf = head.to_vec();
     buf.extend_from_slice(&[0u8; 64]);
-    let mut probe = ffi::AVProbeData {
+    let probe = ffi::AVProbeData {
         filename: c"".as_ptr(),
         buf: buf.as_mut_ptr(),
         buf_size: head.len() as i32,
@@ -163,8 +163,8 @@ fn sniff_format(head: &[u8]) -> Option<String> {
     };
     let mut score = 0;
     // SAFETY: `probe` points into `buf`, which is padded and outlives the call.
-    let format = unsafe { ffi::av_probe_input_format2(&mut probe, 1, &mut score) };
-    if format.is_null() || score < ffi::AVPROBE_SCORE_EXTENSION as i32 {
+    let format = unsafe { ffi::av_probe_input_format2(&probe, 1, &mut score) };
+    if format.is_null() || score < ffi::AVPROBE_SCORE_EXTENSION {
         return None;
     }
     // SAFETY: a non-null input format has a static, NUL-terminated name.
@@ -204,7 +204,10 @@ pub(crate) fn select_video_stream(input: &Input) -> Option<usize> {
     input
         .streams()
         .filter(|s| s.parameters().medium() == Type::Video)
-        .filter(|s| !s.disposition().contains(ffmpeg::format::stream::Disposition::ATTACHED_PIC))
+        .filter(|s| {
+            !s.disposition()
+                .contains(ffmpeg::format::stream::Disposition::ATTACHED_PIC)
+        })
         .max_by_key(|s| {
             let frames = if s.frames() > 0 {
                 s.frames()
@@ -239,10 +242,12 @@ pub(crate) fn video_info(input: &Input, index: usize) -> VideoInfo {
     let (display_width, display_height) = display_size(width, height, sar, &orientation);
     let avg = rate(stream.avg_frame_rate());
     let frame_rate = if avg > 0.0 { avg } else { rate(stream.rate()) };
-    let pix = (par.format >= 0).then(|| ffmpeg::format::Pixel::from(unsafe {
-        // SAFETY: `format` of a video stream's parameters is an AVPixelFormat value.
-        std::mem::transmute::<i32, ffi::AVPixelFormat>(par.format)
-    }));
+    let pix = (par.format >= 0).then(|| {
+        ffmpeg::format::Pixel::from(unsafe {
+            // SAFETY: `format` of a video stream's parameters is an AVPixelFormat value.
+            std::mem::transmute::<i32, ffi::AVPixelFormat>(par.format)
+        })
+    });
     let descriptor = pix.and_then(|p| p.descriptor());
     VideoInfo {
         index,
