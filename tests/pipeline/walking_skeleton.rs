@@ -6,7 +6,9 @@ use pipeline_tests::{Analyzer, Moto, TempDir, assert_exit, bin, ffprobe, media, 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_video_goes_through_the_whole_pipeline_and_comes_out_as_a_480p_rendition() {
-    let Some(source) = media("h264_aac_720p30_5s.mp4") else { return };
+    let Some(source) = media("h264_aac_720p30_5s.mp4") else {
+        return;
+    };
     let tmp = TempDir::new("skeleton");
     let moto = Moto::start();
     let analyzer = Analyzer::start(&tmp.join("analyzer.db"), None);
@@ -19,7 +21,15 @@ async fn a_video_goes_through_the_whole_pipeline_and_comes_out_as_a_480p_renditi
     env.push(("QUEUE_URL".into(), queue.clone()));
     let out = run(
         &bin("producer"),
-        &["--source", "s3://media-in/uploads/clip.mp4", "--quality", "480p", "--output", "s3://media-out/renditions", "--json"],
+        &[
+            "--source",
+            "s3://media-in/uploads/clip.mp4",
+            "--quality",
+            "480p",
+            "--output",
+            "s3://media-out/renditions",
+            "--json",
+        ],
         &env,
         Duration::from_secs(60),
     );
@@ -42,7 +52,10 @@ async fn a_video_goes_through_the_whole_pipeline_and_comes_out_as_a_480p_renditi
     assert_eq!(video.len(), 1, "{probe}");
     assert_eq!(video[0]["codec_name"], "h264");
     assert_eq!(video[0]["profile"], "High");
-    assert_eq!((video[0]["width"].as_u64(), video[0]["height"].as_u64()), (Some(854), Some(480)));
+    assert_eq!(
+        (video[0]["width"].as_u64(), video[0]["height"].as_u64()),
+        (Some(854), Some(480))
+    );
     assert_eq!(video[0]["pix_fmt"], "yuv420p");
     let audio = streams(&probe, "audio");
     assert_eq!(audio.len(), 1, "{probe}");
@@ -58,7 +71,10 @@ async fn a_video_goes_through_the_whole_pipeline_and_comes_out_as_a_480p_renditi
     // The queue is empty, nothing was dead-lettered, nothing else was written.
     assert_eq!(moto.depth(&queue).await, (0, 0));
     assert_eq!(moto.depth(&dlq).await, (0, 0));
-    assert_eq!(moto.keys("media-out").await, vec!["renditions/clip/480p.mp4".to_owned()]);
+    assert_eq!(
+        moto.keys("media-out").await,
+        vec!["renditions/clip/480p.mp4".to_owned()]
+    );
 
     // The analyzer counted it, in the original format.
     let count: Vec<String> = serde_json::from_str(&analyzer.get("/get/count").await).expect("a JSON list");

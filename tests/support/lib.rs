@@ -45,7 +45,10 @@ pub fn media(name: &str) -> Option<PathBuf> {
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test knows its own path");
     // target/<profile>/deps/<test> → target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("tests run from target/<profile>/deps");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/<profile>/deps");
     let path = dir.join(name);
     assert!(
         path.is_file(),
@@ -103,7 +106,11 @@ impl Moto {
                 panic!("cannot start moto_server ({e}): install it with `pip install 'moto[server]'` (scripts/test.sh does)")
             });
         let process = Process(child);
-        wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(30), "moto_server");
+        wait_for_port(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_secs(30),
+            "moto_server",
+        );
         Self {
             url: format!("http://127.0.0.1:{port}"),
             _process: process,
@@ -130,7 +137,9 @@ impl Moto {
         aws_config::defaults(BehaviorVersion::latest())
             .endpoint_url(&self.url)
             .region(aws_config::Region::new(REGION))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "tests"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
             .load()
             .await
     }
@@ -174,7 +183,10 @@ impl Moto {
             .create_queue()
             .queue_name(name)
             .attributes(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy, policy)
-            .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, visibility_timeout.to_string())
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+                visibility_timeout.to_string(),
+            )
             .send()
             .await
             .expect("create the queue")
@@ -185,12 +197,20 @@ impl Moto {
 
     /// Creates a bucket.
     pub async fn bucket(&self, name: &str) {
-        self.s3().await.create_bucket().bucket(name).send().await.expect("create a bucket");
+        self.s3()
+            .await
+            .create_bucket()
+            .bucket(name)
+            .send()
+            .await
+            .expect("create a bucket");
     }
 
     /// Uploads a local file.
     pub async fn put_file(&self, bucket: &str, key: &str, path: &Path) {
-        let body = aws_sdk_s3::primitives::ByteStream::from_path(path).await.expect("read the file");
+        let body = aws_sdk_s3::primitives::ByteStream::from_path(path)
+            .await
+            .expect("read the file");
         self.s3()
             .await
             .put_object()
@@ -221,8 +241,18 @@ impl Moto {
 
     /// Every key in a bucket.
     pub async fn keys(&self, bucket: &str) -> Vec<String> {
-        let out = self.s3().await.list_objects_v2().bucket(bucket).send().await.expect("list");
-        out.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect()
+        let out = self
+            .s3()
+            .await
+            .list_objects_v2()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("list");
+        out.contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect()
     }
 
     /// The queue's approximate (visible, in flight) message counts.
@@ -241,7 +271,10 @@ impl Moto {
             .attributes
             .unwrap_or_default();
         let n = |k: A| attrs.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0);
-        (n(A::ApproximateNumberOfMessages), n(A::ApproximateNumberOfMessagesNotVisible))
+        (
+            n(A::ApproximateNumberOfMessages),
+            n(A::ApproximateNumberOfMessagesNotVisible),
+        )
     }
 }
 
@@ -272,7 +305,11 @@ impl Analyzer {
             cmd.env("ANALYZER_TOKEN", t);
         }
         let process = Process(cmd.spawn().expect("start result-analyzer"));
-        wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(20), "result-analyzer");
+        wait_for_port(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_secs(20),
+            "result-analyzer",
+        );
         Self {
             url: format!("http://127.0.0.1:{port}"),
             db: db.to_owned(),
@@ -302,11 +339,16 @@ pub fn run(program: &Path, args: &[&str], env: &[(String, String)], timeout: Dur
     cmd.args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("RUST_LOG", std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
     let deadline = Instant::now() + timeout;
     loop {
         if child.try_wait().expect("poll the child").is_some() {
@@ -366,7 +408,10 @@ pub fn streams<'a>(probe: &'a serde_json::Value, codec_type: &str) -> Vec<&'a se
 
 /// A number ffprobe prints as a string.
 pub fn num(v: &serde_json::Value) -> f64 {
-    v.as_str().and_then(|s| s.parse().ok()).or_else(|| v.as_f64()).unwrap_or(f64::NAN)
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| v.as_f64())
+        .unwrap_or(f64::NAN)
 }
 
 /// A fresh temporary directory, removed when dropped.
