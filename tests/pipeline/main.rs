@@ -1,5 +1,8 @@
 //! End-to-end tests of the pipeline: the real programs against moto and real media.
 //!
 //! - `walking_skeleton`: one video through producer, SQS, encoder, S3 and analyzer.
+//! - `lifecycle`: what the encoder does with its message under signals, bad input, duplicates,
+//!   failures and configuration errors.
 
+mod lifecycle;
 mod walking_skeleton;

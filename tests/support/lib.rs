@@ -159,6 +159,12 @@ impl Moto {
 
     /// Creates a queue with a dead-letter queue (`maxReceiveCount` 5); returns (queue, DLQ) URLs.
     pub async fn queue_with_dlq(&self, name: &str, visibility_timeout: u32) -> (String, String) {
+        self.queue_with_dlq_after(name, visibility_timeout, 5).await
+    }
+
+    /// Creates a queue whose messages go to a dead-letter queue after `max_receive_count`
+    /// receives; returns (queue, DLQ) URLs.
+    pub async fn queue_with_dlq_after(&self, name: &str, visibility_timeout: u32, max_receive_count: u32) -> (String, String) {
         let sqs = self.sqs().await;
         let dlq = sqs
             .create_queue()
@@ -178,7 +184,8 @@ impl Moto {
             .attributes
             .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
             .expect("an ARN");
-        let policy = serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": "5"}).to_string();
+        let policy =
+            serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": max_receive_count.to_string()}).to_string();
         let queue = sqs
             .create_queue()
             .queue_name(name)
@@ -458,5 +465,212 @@ impl LineCollector {
     /// The lines so far.
     pub fn lines(&self) -> Vec<String> {
         self.0.lock().expect("lock").clone()
+    }
+}
+
+/// A whole local stack for one test: moto with a queue (and its dead-letter queue) and two
+/// buckets, the analyzer, a scratch directory, and the environment the programs need.
+#[derive(Debug)]
+pub struct Stack {
+    /// The emulator.
+    pub moto: Moto,
+    /// The analyzer.
+    pub analyzer: Analyzer,
+    /// The queue's URL.
+    pub queue: String,
+    /// The dead-letter queue's URL.
+    pub dlq: String,
+    /// Scratch space (also the encoder's WORK_DIR).
+    pub tmp: TempDir,
+    /// Environment for the programs: AWS, QUEUE_URL, ANALYZER_URL, WORK_DIR, OUTPUT_URI.
+    pub env: Vec<(String, String)>,
+}
+
+/// The input bucket of a [`Stack`].
+pub const INPUT_BUCKET: &str = "media-in";
+/// The output bucket of a [`Stack`].
+pub const OUTPUT_BUCKET: &str = "media-out";
+
+impl Stack {
+    /// Starts everything; the queue leases messages for `visibility_timeout` seconds by default
+    /// and dead-letters them after 5 receives.
+    pub async fn start(tag: &str, visibility_timeout: u32) -> Self {
+        Self::start_with(tag, visibility_timeout, 5).await
+    }
+
+    /// As [`Stack::start`], dead-lettering after `max_receive_count` receives.
+    pub async fn start_with(tag: &str, visibility_timeout: u32, max_receive_count: u32) -> Self {
+        let tmp = TempDir::new(tag);
+        let moto = Moto::start();
+        let analyzer = Analyzer::start(&tmp.join("analyzer.db"), None);
+        let (queue, dlq) = moto
+            .queue_with_dlq_after("encode-requests", visibility_timeout, max_receive_count)
+            .await;
+        moto.bucket(INPUT_BUCKET).await;
+        moto.bucket(OUTPUT_BUCKET).await;
+        let mut env = moto.env();
+        env.extend(
+            [
+                ("QUEUE_URL", queue.as_str()),
+                ("ANALYZER_URL", analyzer.url.as_str()),
+                ("RECEIVE_WAIT_SECONDS", "1"),
+                ("OUTPUT_URI", "s3://media-out/renditions"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
+        env.push(("WORK_DIR".into(), tmp.0.display().to_string()));
+        env.push(("VISIBILITY_TIMEOUT_SECONDS".into(), visibility_timeout.to_string()));
+        Self {
+            moto,
+            analyzer,
+            queue,
+            dlq,
+            tmp,
+            env,
+        }
+    }
+
+    /// Uploads a local file as `uploads/{name}` in the input bucket; returns its `s3://` URI.
+    pub async fn upload(&self, path: &Path, name: &str) -> String {
+        let key = format!("uploads/{name}");
+        self.moto.put_file(INPUT_BUCKET, &key, path).await;
+        format!("s3://{INPUT_BUCKET}/{key}")
+    }
+
+    /// Sends a raw message body to the queue.
+    pub async fn send(&self, body: &str) {
+        self.moto
+            .sqs()
+            .await
+            .send_message()
+            .queue_url(&self.queue)
+            .message_body(body)
+            .send()
+            .await
+            .expect("send a message");
+    }
+
+    /// The environment with some variables replaced or added.
+    pub fn env_with(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self
+            .env
+            .iter()
+            .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+            .cloned()
+            .collect();
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        env
+    }
+
+    /// Runs the encoder once to completion.
+    pub fn encoder(&self, extra: &[(&str, &str)]) -> Output {
+        run(&bin("encoder"), &[], &self.env_with(extra), Duration::from_secs(300))
+    }
+
+    /// Starts the encoder without waiting; its stderr is collected.
+    pub fn spawn_encoder(&self, extra: &[(&str, &str)]) -> (Child, LineCollector) {
+        let mut cmd = Command::new(bin("encoder"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .envs(self.env_with(extra))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start the encoder");
+        let lines = LineCollector::new(child.stderr.take().expect("piped stderr"));
+        (child, lines)
+    }
+
+    /// Runs the producer with `args` to completion.
+    pub fn producer(&self, args: &[&str]) -> Output {
+        run(&bin("producer"), args, &self.env, Duration::from_secs(60))
+    }
+
+    /// The analyzer's `/get/count` as a list of lines.
+    pub async fn get_count(&self) -> Vec<String> {
+        serde_json::from_str(&self.analyzer.get("/get/count").await).expect("/get/count is a JSON list")
+    }
+
+    /// The analyzer's events of one kind.
+    pub async fn events(&self, kind: &str) -> Vec<serde_json::Value> {
+        let v = self.analyzer.get_json(&format!("/events?kind={kind}&limit=1000")).await;
+        v["events"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Messages on the dead-letter queue, with their attributes (received and left in place: they
+    /// become visible again after a short lease).
+    pub async fn dead_letters(&self) -> Vec<aws_sdk_sqs::types::Message> {
+        self.moto
+            .sqs()
+            .await
+            .receive_message()
+            .queue_url(&self.dlq)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .visibility_timeout(1)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive from the DLQ")
+            .messages
+            .unwrap_or_default()
+    }
+
+    /// Downloads a rendition from the output bucket and probes it with ffprobe.
+    pub async fn rendition(&self, video_id: &str, quality: &str) -> serde_json::Value {
+        let local = self.tmp.join(&format!("{video_id}-{quality}.mp4"));
+        self.moto
+            .get_file(OUTPUT_BUCKET, &format!("renditions/{video_id}/{quality}.mp4"), &local)
+            .await;
+        ffprobe(&local)
+    }
+}
+
+/// Makes a test clip with the `ffmpeg` tool (a test input, not the product's encoding): `seconds`
+/// of 1080p30 test pattern with a tone.
+pub fn make_clip(path: &Path, seconds: u32) {
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size=1920x1080:rate=30:duration={seconds}"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!("sine=frequency=440:sample_rate=48000:duration={seconds}"))
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
+        .arg(path)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run ffmpeg ({e}): install Debian's ffmpeg package (scripts/test.sh does)"));
+    assert!(status.success(), "ffmpeg could not make {}", path.display());
+}
+
+/// Sends a signal to a child.
+pub fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, sig);
+    }
+}
+
+/// Waits until a collected line contains `needle`, up to `timeout`.
+pub fn wait_for_line(lines: &LineCollector, needle: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if lines.lines().iter().any(|l| l.contains(needle)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Waits for a child to exit, up to `timeout`; returns its exit code (128+signal for a signal).
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<i32> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("poll the child") {
+            return Some(exit_code(status));
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -1,0 +1,186 @@
+"""Static review of the IAM documents in scripts/aws/policies/, rendered by create-iam.sh --render
+with sample values (no AWS call): what a security review checks, written down."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from aws_helpers import POLICY_TEMPLATES, render_policies, run_script, script_env
+
+ACCOUNT = "111122223333"
+REGION = "eu-west-1"
+OIDC = "oidc.eks.eu-west-1.amazonaws.com/id/0123456789ABCDEF0123456789ABCDEF"
+QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:video-encode-requests"
+DLQ_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:video-encode-requests-dlq"
+
+# Every permission each role gets, on what: any change to a role's rights changes this table, so it
+# shows up in review. (action, resource)
+EXPECTED_PERMISSIONS = {
+    "video-encoding-keda-reader.policy.json": {
+        ("sqs:GetQueueAttributes", QUEUE_ARN),
+    },
+    "video-encoding-keda-operator-assume-reader.policy.json": {
+        ("sts:AssumeRole", f"arn:aws:iam::{ACCOUNT}:role/video-encoding-keda-reader"),
+    },
+    "video-encoding-encoder.policy.json": {
+        ("sqs:ReceiveMessage", QUEUE_ARN),
+        ("sqs:DeleteMessage", QUEUE_ARN),
+        ("sqs:ChangeMessageVisibility", QUEUE_ARN),
+        ("sqs:GetQueueAttributes", QUEUE_ARN),
+        ("sqs:GetQueueUrl", DLQ_ARN),
+        ("sqs:SendMessage", DLQ_ARN),
+        ("s3:GetObject", "arn:aws:s3:::media-in/uploads/*"),
+        ("s3:PutObject", "arn:aws:s3:::media-out/renditions/*"),
+        ("s3:GetObject", "arn:aws:s3:::media-out/renditions/*"),
+        ("s3:AbortMultipartUpload", "arn:aws:s3:::media-out/renditions/*"),
+        ("s3:ListBucket", "arn:aws:s3:::media-out"),
+    },
+    "video-encoding-producer.policy.json": {
+        ("sqs:GetQueueUrl", QUEUE_ARN),
+        ("sqs:SendMessage", QUEUE_ARN),
+        ("s3:PutObject", "arn:aws:s3:::media-in/uploads/*"),
+        ("s3:AbortMultipartUpload", "arn:aws:s3:::media-in/uploads/*"),
+    },
+}
+IRSA_SUBJECTS = {
+    "keda-operator.trust.json": "system:serviceaccount:keda:keda-operator",
+    "video-encoding-encoder.trust.json": "system:serviceaccount:video-encoding:encoder",
+    "video-encoding-producer.trust.json": "system:serviceaccount:video-encoding:producer",
+}
+
+
+@pytest.fixture(scope="module")
+def documents(tmp_path_factory):
+    return render_policies(tmp_path_factory.mktemp("rendered"))
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def statements(documents):
+    for name, document in documents.items():
+        for statement in document["Statement"]:
+            yield name, statement
+
+
+def test_every_document_is_rendered(documents):
+    assert set(documents) == set(EXPECTED_PERMISSIONS) | set(IRSA_SUBJECTS) | {
+        "video-encoding-keda-reader.trust.json"}
+    # Every template is used by at least one document (none is left behind, unreviewed).
+    used = {"irsa-trust.json", "keda-reader-trust.json", "keda-reader-policy.json",
+            "keda-operator-policy.json", "encoder-policy.json", "producer-policy.json"}
+    assert {p.name for p in POLICY_TEMPLATES.glob("*.json")} == used
+
+
+def test_templates_are_valid_json_with_only_placeholders_to_fill():
+    for template in POLICY_TEMPLATES.glob("*.json"):
+        text = template.read_text()
+        json.loads(text)  # placeholders sit inside strings, so a template is JSON already
+        for placeholder in re.findall(r"\$\{([^}]*)\}", text):
+            assert re.fullmatch(r"[A-Z][A-Z0-9_]*", placeholder), (template.name, placeholder)
+
+
+def test_every_statement_allows_and_has_a_sid(documents):
+    for name, document in documents.items():
+        assert document["Version"] == "2012-10-17", name
+        assert isinstance(document["Statement"], list) and document["Statement"], name
+        sids = [s.get("Sid") for s in document["Statement"]]
+        assert all(sid and re.fullmatch(r"[A-Za-z0-9]+", sid) for sid in sids), (name, sids)
+        assert len(set(sids)) == len(sids), (name, sids)
+    for name, statement in statements(documents):
+        assert statement["Effect"] == "Allow", (name, statement)
+        # Negations grant everything *but* something: never.
+        assert not {"NotAction", "NotResource", "NotPrincipal"} & set(statement), (name, statement)
+
+
+def test_no_wildcard_actions(documents):
+    for name, statement in statements(documents):
+        for action in as_list(statement["Action"]):
+            assert "*" not in action and "?" not in action, (name, action)
+            assert re.fullmatch(r"[a-z0-9-]+:[A-Za-z0-9]+", action), (name, action)
+
+
+def test_no_wildcard_resources_where_the_name_is_known(documents):
+    for name, statement in statements(documents):
+        if name.endswith(".trust.json"):
+            assert "Resource" not in statement, name
+            continue
+        for resource in as_list(statement["Resource"]):
+            assert resource != "*", (name, statement["Sid"])
+            assert resource.startswith("arn:aws:"), (name, resource)
+            # The only wildcard: the objects under a known bucket/prefix.
+            if "*" in resource or "?" in resource:
+                assert re.fullmatch(r"arn:aws:s3:::[a-z0-9.-]+/([A-Za-z0-9._-]+/)*\*", resource), \
+                    (name, resource)
+            if resource.startswith("arn:aws:s3:::"):
+                assert not resource.startswith("arn:aws:s3:::*"), (name, resource)
+
+
+def test_permissions_are_exactly_the_expected_ones(documents):
+    for name, expected in EXPECTED_PERMISSIONS.items():
+        granted = {(action, resource)
+                   for statement in documents[name]["Statement"]
+                   for action in as_list(statement["Action"])
+                   for resource in as_list(statement["Resource"])}
+        assert granted == expected, name
+        # No conditions loosen (or silently tighten) what the table says.
+        assert all("Condition" not in s for s in documents[name]["Statement"]), name
+
+
+def test_irsa_trust_names_one_service_account_of_one_cluster(documents):
+    for name, subject in IRSA_SUBJECTS.items():
+        (statement,) = documents[name]["Statement"]
+        assert statement["Principal"] == {
+            "Federated": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{OIDC}"}, name
+        assert statement["Action"] == "sts:AssumeRoleWithWebIdentity", name
+        # StringEquals (not StringLike): exactly this service account, for the STS audience.
+        assert statement["Condition"] == {"StringEquals": {
+            f"{OIDC}:sub": subject, f"{OIDC}:aud": "sts.amazonaws.com"}}, name
+
+
+def test_keda_reader_is_assumable_by_the_keda_operator_role_only(documents):
+    (statement,) = documents["video-encoding-keda-reader.trust.json"]["Statement"]
+    assert statement["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:role/keda-operator"}
+    assert statement["Action"] == "sts:AssumeRole"
+
+
+def test_settings_flow_into_the_documents(tmp_path):
+    documents = render_policies(
+        tmp_path, QUEUE_NAME="jobs.fifo", INPUT_BUCKET="in-b", INPUT_PREFIX="incoming", OUTPUT_BUCKET="out-b",
+        OUTPUT_PREFIX="/a/b/", NAME_PREFIX="staging", KEDA_OPERATOR_ROLE="keda", K8S_NAMESPACE="media",
+        AWS_REGION="cn-north-1", OIDC_PROVIDER=f"https://{OIDC}")
+    encoder = {s["Sid"]: s for s in documents["staging-encoder.policy.json"]["Statement"]}
+    assert encoder["ConsumeEncodeRequests"]["Resource"] == f"arn:aws-cn:sqs:cn-north-1:{ACCOUNT}:jobs.fifo"
+    assert (encoder["MoveInvalidRequestsToDeadLetterQueue"]["Resource"]
+            == f"arn:aws-cn:sqs:cn-north-1:{ACCOUNT}:jobs-dlq.fifo")
+    # A prefix always ends with "/": "incoming" must not also match "incoming-private/...".
+    assert encoder["ReadSourceVideos"]["Resource"] == "arn:aws-cn:s3:::in-b/incoming/*"
+    assert encoder["WriteAndCheckRenditions"]["Resource"] == "arn:aws-cn:s3:::out-b/a/b/*"
+    trust = documents["staging-encoder.trust.json"]["Statement"][0]
+    assert trust["Condition"]["StringEquals"][f"{OIDC}:sub"] == "system:serviceaccount:media:encoder"
+    reader_trust = documents["staging-keda-reader.trust.json"]["Statement"][0]
+    assert reader_trust["Principal"] == {"AWS": f"arn:aws-cn:iam::{ACCOUNT}:role/keda"}
+
+
+@pytest.mark.parametrize("setting", [
+    {"INPUT_PREFIX": "*"},
+    {"INPUT_PREFIX": "/"},
+    {"INPUT_PREFIX": "uploads//"},
+    {"OUTPUT_PREFIX": "renditions/*/"},
+    {"OUTPUT_PREFIX": 'renditions/"x"/'},
+    {"OUTPUT_BUCKET": "media-*"},
+    {"QUEUE_NAME": "video-*"},
+    {"OIDC_PROVIDER": 'oidc.example.com/id/"x"'},
+    {"K8S_NAMESPACE": "*"},
+    {"ACCOUNT_ID": "*"},
+])
+def test_wildcards_and_odd_values_cannot_widen_a_policy(tmp_path, setting):
+    env = script_env(**{"ACCOUNT_ID": ACCOUNT, "OIDC_PROVIDER": OIDC, **setting})
+    result = run_script("create-iam.sh", env, "--render", str(tmp_path), check=False)
+    assert result.returncode != 0
+    assert "invalid" in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,390 @@
+"""scripts/aws/*.sh against moto_server: each script runs twice (it must converge, not fail), and
+what it made is read back with boto3."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import botocore.exceptions
+import pytest
+
+from aws_helpers import (  # noqa: F401  (moto and fresh_moto are pytest fixtures)
+    MOTO_ACCOUNT,
+    REGION,
+    fresh_moto,
+    key_values,
+    moto,
+    policy_document,
+    queue_attributes,
+    run_script,
+    script_env,
+)
+
+OIDC = f"oidc.eks.{REGION}.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
+ROLES = {
+    "KEDA_OPERATOR_ROLE_ARN": "keda-operator",
+    "KEDA_READER_ROLE_ARN": "video-encoding-keda-reader",
+    "ENCODER_ROLE_ARN": "video-encoding-encoder",
+    "PRODUCER_ROLE_ARN": "video-encoding-producer",
+}
+# Role -> the one managed policy attached to it.
+ROLE_POLICIES = {
+    "keda-operator": "video-encoding-keda-operator-assume-reader",
+    "video-encoding-keda-reader": "video-encoding-keda-reader",
+    "video-encoding-encoder": "video-encoding-encoder",
+    "video-encoding-producer": "video-encoding-producer",
+}
+
+
+def arn(kind: str, name: str) -> str:
+    return f"arn:aws:iam::{MOTO_ACCOUNT}:{kind}/{name}"
+
+
+# -------------------------------------------------------------------------------------------------
+# create-queue.sh
+# -------------------------------------------------------------------------------------------------
+
+
+def test_create_queue_twice_prints_only_the_url_and_configures_both_queues(fresh_moto):
+    env = fresh_moto.env()
+    first = run_script("create-queue.sh", env)
+    second = run_script("create-queue.sh", env)
+
+    url = f"{fresh_moto.url}/{MOTO_ACCOUNT}/video-encode-requests"
+    # stdout is exactly the URL, so that QUEUE_URL=$(scripts/aws/create-queue.sh) works.
+    assert first.stdout == f"{url}\n"
+    assert second.stdout == f"{url}\n"
+    assert "[create-queue]" in first.stderr
+
+    sqs = fresh_moto.client("sqs")
+    assert sorted(sqs.list_queues()["QueueUrls"]) == [url, f"{url}-dlq"]
+
+    queue = queue_attributes(fresh_moto, "video-encode-requests")
+    dlq = queue_attributes(fresh_moto, "video-encode-requests-dlq")
+    assert queue["VisibilityTimeout"] == "120"
+    assert queue["ReceiveMessageWaitTimeSeconds"] == "20"
+    assert queue["MessageRetentionPeriod"] == "345600"
+    assert queue["SqsManagedSseEnabled"] == "true"
+    redrive = json.loads(queue["RedrivePolicy"])
+    assert redrive["deadLetterTargetArn"] == dlq["QueueArn"]
+    assert int(redrive["maxReceiveCount"]) == 5
+
+    assert dlq["MessageRetentionPeriod"] == "1209600"  # 14 days
+    assert dlq["SqsManagedSseEnabled"] == "true"
+    assert "RedrivePolicy" not in dlq
+    check_redrive_allow_policy(fresh_moto, url + "-dlq", queue["QueueArn"])
+
+
+def check_redrive_allow_policy(server, dlq_url: str, source_arn: str) -> None:
+    """The DLQ accepts dead letters from our queue only; moto 5.x does not keep this attribute."""
+    sqs = server.client("sqs")
+    try:
+        attributes = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["RedriveAllowPolicy"])
+    except botocore.exceptions.ClientError as error:
+        assert "RedriveAllowPolicy" in str(error), error
+        warnings.warn("moto does not support the SQS attribute RedriveAllowPolicy: "
+                      "the DLQ's allow-list is not verified here", stacklevel=2)
+        return
+    allow = json.loads(attributes["Attributes"]["RedriveAllowPolicy"])
+    assert allow == {"redrivePermission": "byQueue", "sourceQueueArns": [source_arn]}
+
+
+def test_create_queue_converges_changed_settings(fresh_moto):
+    run_script("create-queue.sh", fresh_moto.env())
+    run_script("create-queue.sh", fresh_moto.env(
+        VISIBILITY_TIMEOUT_SECONDS="600", MAX_RECEIVE_COUNT="3", RECEIVE_WAIT_SECONDS="10"))
+
+    queue = queue_attributes(fresh_moto, "video-encode-requests")
+    assert queue["VisibilityTimeout"] == "600"
+    assert queue["ReceiveMessageWaitTimeSeconds"] == "10"
+    assert int(json.loads(queue["RedrivePolicy"])["maxReceiveCount"]) == 3
+
+
+def test_create_queue_fifo_makes_a_fifo_dead_letter_queue(fresh_moto):
+    env = fresh_moto.env(QUEUE_NAME="encode-jobs.fifo")
+    for _ in range(2):
+        result = run_script("create-queue.sh", env)
+        assert result.stdout == f"{fresh_moto.url}/{MOTO_ACCOUNT}/encode-jobs.fifo\n"
+
+    queue = queue_attributes(fresh_moto, "encode-jobs.fifo")
+    dlq = queue_attributes(fresh_moto, "encode-jobs-dlq.fifo")
+    for attributes in (queue, dlq):
+        assert attributes["FifoQueue"] == "true"
+        assert attributes["ContentBasedDeduplication"] == "false"
+        assert attributes["SqsManagedSseEnabled"] == "true"
+    assert queue["VisibilityTimeout"] == "120"
+    assert queue["ReceiveMessageWaitTimeSeconds"] == "20"
+    assert json.loads(queue["RedrivePolicy"])["deadLetterTargetArn"] == dlq["QueueArn"]
+    assert dlq["MessageRetentionPeriod"] == "1209600"
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"QUEUE_NAME": "no spaces"}, "invalid QUEUE_NAME"),
+    ({"QUEUE_NAME": "x" * 81}, "invalid QUEUE_NAME"),
+    ({"MAX_RECEIVE_COUNT": "0"}, "invalid MAX_RECEIVE_COUNT"),
+    ({"VISIBILITY_TIMEOUT_SECONDS": "2m"}, "invalid VISIBILITY_TIMEOUT_SECONDS"),
+    ({"RECEIVE_WAIT_SECONDS": "21"}, "invalid RECEIVE_WAIT_SECONDS"),
+    ({"QUEUE_NAME": "jobs.fifo", "DLQ_NAME": "jobs-dlq"}, "SQS needs both of one type"),
+])
+def test_create_queue_refuses_bad_settings_before_creating_anything(fresh_moto, setting, message):
+    result = run_script("create-queue.sh", fresh_moto.env(**setting), check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert result.stdout == ""
+    assert fresh_moto.client("sqs").list_queues().get("QueueUrls", []) == []
+
+
+# -------------------------------------------------------------------------------------------------
+# create-buckets.sh
+# -------------------------------------------------------------------------------------------------
+
+
+def check_bucket(s3, bucket: str) -> None:
+    block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert block == {"BlockPublicAcls": True, "IgnorePublicAcls": True,
+                     "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
+
+    rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert [r["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] for r in rules] == ["AES256"]
+
+    ownership = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"]
+    assert ownership == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+
+    (rule,) = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    assert rule["ID"] == "abort-incomplete-multipart-uploads"
+    assert rule["Status"] == "Enabled"
+    assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    assert rule.get("Filter", {}).get("Prefix", "") == ""  # the whole bucket
+
+
+def test_create_buckets_twice_secures_both_buckets(fresh_moto):
+    env = fresh_moto.env()
+    for _ in range(2):
+        result = run_script("create-buckets.sh", env)
+        assert key_values(result.stdout) == {
+            "INPUT_URI": "s3://media-in/uploads",
+            "OUTPUT_URI": "s3://media-out/renditions",
+        }
+
+    s3 = fresh_moto.client("s3")
+    assert sorted(b["Name"] for b in s3.list_buckets()["Buckets"]) == ["media-in", "media-out"]
+    for bucket in ("media-in", "media-out"):
+        check_bucket(s3, bucket)
+
+
+def test_create_buckets_outside_us_east_1_sets_the_location(fresh_moto):
+    region = "eu-west-1"
+    env = fresh_moto.env(AWS_REGION=region, INPUT_BUCKET="eu-media-in", OUTPUT_BUCKET="eu-media-out")
+    run_script("create-buckets.sh", env)
+    run_script("create-buckets.sh", env)  # BucketAlreadyOwnedByYou outside us-east-1: fine
+
+    s3 = fresh_moto.client("s3", region=region)
+    for bucket in ("eu-media-in", "eu-media-out"):
+        assert s3.get_bucket_location(Bucket=bucket)["LocationConstraint"] == region
+        check_bucket(s3, bucket)
+
+
+def test_create_buckets_fails_clearly_when_the_name_belongs_to_another_account(fresh_moto):
+    # moto keeps buckets per account: one made under another account's id is "someone else's".
+    other = fresh_moto.client("s3", key_id="test", secret="test")
+    other.meta.events.register(
+        "before-sign.s3.*",
+        lambda request, **_: request.headers.__setitem__("x-moto-account-id", "210987654321"))
+    other.create_bucket(Bucket="media-in")
+
+    result = run_script("create-buckets.sh", fresh_moto.env(), check=False)
+    assert result.returncode != 0
+    assert "taken by another AWS account" in result.stderr
+
+
+# -------------------------------------------------------------------------------------------------
+# create-iam.sh
+# -------------------------------------------------------------------------------------------------
+
+
+def irsa_condition(subject: str) -> dict:
+    return {"StringEquals": {f"{OIDC}:sub": subject, f"{OIDC}:aud": "sts.amazonaws.com"}}
+
+
+def test_create_iam_twice_makes_least_privilege_roles(fresh_moto, tmp_path):
+    run_script("create-queue.sh", fresh_moto.env())
+    env = fresh_moto.env(OIDC_PROVIDER=OIDC)
+    first = run_script("create-iam.sh", env)
+    second = run_script("create-iam.sh", env)
+
+    expected_arns = {key: arn("role", name) for key, name in ROLES.items()}
+    assert key_values(first.stdout) == expected_arns
+    assert key_values(second.stdout) == expected_arns
+
+    iam = fresh_moto.client("iam")
+    trusts = {name: iam.get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"]
+              for name in ROLE_POLICIES}
+    federated = arn("oidc-provider", OIDC)
+    for role, subject in [
+        ("keda-operator", "system:serviceaccount:keda:keda-operator"),
+        ("video-encoding-encoder", "system:serviceaccount:video-encoding:encoder"),
+        ("video-encoding-producer", "system:serviceaccount:video-encoding:producer"),
+    ]:
+        (statement,) = trusts[role]["Statement"]
+        assert statement["Effect"] == "Allow"
+        assert statement["Principal"] == {"Federated": federated}
+        assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+        assert statement["Condition"] == irsa_condition(subject)
+    (statement,) = trusts["video-encoding-keda-reader"]["Statement"]
+    assert statement["Principal"] == {"AWS": arn("role", "keda-operator")}
+    assert statement["Action"] == "sts:AssumeRole"
+
+    for role, policy in ROLE_POLICIES.items():
+        attached = iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]
+        assert attached == [{"PolicyName": policy, "PolicyArn": arn("policy", policy)}]
+        assert iam.list_role_policies(RoleName=role)["PolicyNames"] == []
+        # The second run found nothing to change: no new policy version.
+        versions = iam.list_policy_versions(PolicyArn=arn("policy", policy))["Versions"]
+        assert [v["VersionId"] for v in versions] == ["v1"], policy
+    assert "is up to date" in second.stderr
+
+    queue_arn = queue_attributes(fresh_moto, "video-encode-requests")["QueueArn"]
+    dlq_arn = queue_attributes(fresh_moto, "video-encode-requests-dlq")["QueueArn"]
+    permissions = {policy: {s["Sid"]: s for s in policy_document(iam, arn("policy", policy))["Statement"]}
+                   for policy in ROLE_POLICIES.values()}
+
+    assert permissions["video-encoding-keda-reader"] == {"ReadQueueLength": {
+        "Sid": "ReadQueueLength", "Effect": "Allow",
+        "Action": "sqs:GetQueueAttributes", "Resource": queue_arn}}
+    assert permissions["video-encoding-keda-operator-assume-reader"] == {"AssumeKedaReaderRole": {
+        "Sid": "AssumeKedaReaderRole", "Effect": "Allow",
+        "Action": "sts:AssumeRole", "Resource": arn("role", "video-encoding-keda-reader")}}
+
+    encoder = permissions["video-encoding-encoder"]
+    assert encoder["ConsumeEncodeRequests"]["Resource"] == queue_arn
+    assert encoder["MoveInvalidRequestsToDeadLetterQueue"]["Resource"] == dlq_arn
+    assert encoder["ReadSourceVideos"]["Resource"] == "arn:aws:s3:::media-in/uploads/*"
+    assert encoder["WriteAndCheckRenditions"]["Resource"] == "arn:aws:s3:::media-out/renditions/*"
+    assert encoder["SeeMissingRenditionsAsNotFound"]["Resource"] == "arn:aws:s3:::media-out"
+
+    producer = permissions["video-encoding-producer"]
+    assert producer["SendEncodeRequests"]["Resource"] == queue_arn
+    assert producer["UploadSourceVideos"]["Resource"] == "arn:aws:s3:::media-in/uploads/*"
+
+    # What is in IAM is exactly what --render shows a reviewer.
+    rendered = tmp_path / "rendered"
+    run_script("create-iam.sh", script_env(ACCOUNT_ID=MOTO_ACCOUNT, OIDC_PROVIDER=OIDC),
+               "--render", str(rendered))
+    for role, policy in ROLE_POLICIES.items():
+        assert json.loads((rendered / f"{role}.trust.json").read_text()) == trusts[role]
+        assert (json.loads((rendered / f"{policy}.policy.json").read_text())
+                == policy_document(iam, arn("policy", policy)))
+
+
+def test_create_iam_adds_a_version_on_change_and_prunes_old_ones(fresh_moto):
+    iam = fresh_moto.client("iam")
+    encoder = arn("policy", "video-encoding-encoder")
+    run_script("create-iam.sh", fresh_moto.env())
+    # Fill the policy up to IAM's limit of 5 versions (v1 stays the default).
+    for n in range(2, 6):
+        iam.create_policy_version(PolicyArn=encoder, PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{
+                "Sid": f"Old{n}", "Effect": "Allow", "Action": "sqs:GetQueueUrl",
+                "Resource": "arn:aws:sqs:us-east-1:123456789012:old"}]}))
+
+    changed = fresh_moto.env(INPUT_PREFIX="batch-7/")
+    result = run_script("create-iam.sh", changed)
+    assert "deleted old version" in result.stderr
+    versions = iam.list_policy_versions(PolicyArn=encoder)["Versions"]
+    assert len(versions) == 5
+    assert [v["VersionId"] for v in versions if v["IsDefaultVersion"]] == ["v6"]
+    # The oldest non-default versions went first: v1 (the previous default) is kept.
+    assert sorted(v["VersionId"] for v in versions) == ["v1", "v3", "v4", "v5", "v6"]
+    statements = {s["Sid"]: s for s in policy_document(iam, encoder)["Statement"]}
+    assert statements["ReadSourceVideos"]["Resource"] == "arn:aws:s3:::media-in/batch-7/*"
+
+    again = run_script("create-iam.sh", changed)
+    assert "policy video-encoding-encoder is up to date (v6)" in again.stderr
+    assert len(iam.list_policy_versions(PolicyArn=encoder)["Versions"]) == 5
+
+
+def test_create_iam_leaves_a_foreign_keda_operator_role_alone(fresh_moto):
+    iam = fresh_moto.client("iam")
+    env = fresh_moto.env(MANAGE_KEDA_OPERATOR_ROLE="false", KEDA_OPERATOR_ROLE="shared-keda")
+
+    missing = run_script("create-iam.sh", env, check=False)
+    assert missing.returncode != 0
+    assert "role shared-keda cannot be read" in missing.stderr
+
+    trust = {"Version": "2012-10-17", "Statement": [{
+        "Sid": "Theirs", "Effect": "Allow", "Action": "sts:AssumeRole",
+        "Principal": {"AWS": f"arn:aws:iam::{MOTO_ACCOUNT}:root"}}]}
+    iam.create_role(RoleName="shared-keda", AssumeRolePolicyDocument=json.dumps(trust))
+    iam.put_role_policy(RoleName="shared-keda", PolicyName="theirs", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Sid": "Theirs", "Effect": "Allow", "Action": "sqs:ListQueues", "Resource": "*"}]}))
+
+    for _ in range(2):
+        result = run_script("create-iam.sh", env)
+        assert key_values(result.stdout)["KEDA_OPERATOR_ROLE_ARN"] == arn("role", "shared-keda")
+    assert iam.get_role(RoleName="shared-keda")["Role"]["AssumeRolePolicyDocument"] == trust
+    reader_trust = iam.get_role(RoleName="video-encoding-keda-reader")["Role"]["AssumeRolePolicyDocument"]
+    assert reader_trust["Statement"][0]["Principal"] == {"AWS": arn("role", "shared-keda")}
+    attached = iam.list_attached_role_policies(RoleName="shared-keda")["AttachedPolicies"]
+    assert [p["PolicyName"] for p in attached] == ["video-encoding-keda-operator-assume-reader"]
+
+    # Teardown detaches our policy and keeps their role.
+    run_script("teardown.sh", env, "--yes")
+    assert iam.get_role(RoleName="shared-keda")["Role"]["AssumeRolePolicyDocument"] == trust
+    assert iam.list_attached_role_policies(RoleName="shared-keda")["AttachedPolicies"] == []
+    assert iam.list_role_policies(RoleName="shared-keda")["PolicyNames"] == ["theirs"]
+
+
+def test_create_iam_without_an_emulator_needs_the_oidc_provider():
+    # No endpoint: this would be real AWS, so there is no placeholder; it fails before any call.
+    result = run_script("create-iam.sh", script_env(), check=False)
+    assert result.returncode != 0
+    assert "OIDC_PROVIDER is required" in result.stderr
+    assert "aws eks describe-cluster" in result.stderr
+    assert result.stdout == ""
+
+
+# -------------------------------------------------------------------------------------------------
+# teardown.sh
+# -------------------------------------------------------------------------------------------------
+
+
+def provision_everything(server) -> None:
+    env = server.env()
+    run_script("create-queue.sh", env)
+    run_script("create-buckets.sh", env)
+    run_script("create-iam.sh", env)
+
+
+def test_teardown_needs_confirmation_then_twice_leaves_nothing_behind(fresh_moto):
+    provision_everything(fresh_moto)
+
+    refused = run_script("teardown.sh", fresh_moto.env(), check=False)
+    assert refused.returncode != 0
+    assert "refusing to delete anything without --yes" in refused.stderr
+    assert len(fresh_moto.client("sqs").list_queues()["QueueUrls"]) == 2
+    assert len(fresh_moto.client("s3").list_buckets()["Buckets"]) == 2
+    assert len(fresh_moto.client("iam").list_roles()["Roles"]) == 4
+
+    s3 = fresh_moto.client("s3")
+    # Objects, old versions, a delete marker and an unfinished multipart upload.
+    s3.put_object(Bucket="media-in", Key="uploads/clip.mov", Body=b"source")
+    s3.put_bucket_versioning(Bucket="media-out", VersioningConfiguration={"Status": "Enabled"})
+    for body in (b"first", b"second"):
+        s3.put_object(Bucket="media-out", Key="renditions/clip/720p.mp4", Body=body)
+    s3.put_object(Bucket="media-out", Key='renditions/odd "name" with spaces.mp4', Body=b"x")
+    s3.delete_object(Bucket="media-out", Key='renditions/odd "name" with spaces.mp4')
+    s3.create_multipart_upload(Bucket="media-in", Key="uploads/big.mov")
+    # A policy version besides the default one.
+    run_script("create-iam.sh", fresh_moto.env(INPUT_PREFIX="other/"))
+
+    run_script("teardown.sh", fresh_moto.env(), "--yes")
+    again = run_script("teardown.sh", fresh_moto.env(CONFIRM="yes"))
+    assert "already gone" in again.stderr
+
+    assert fresh_moto.client("sqs").list_queues().get("QueueUrls", []) == []
+    assert s3.list_buckets()["Buckets"] == []
+    iam = fresh_moto.client("iam")
+    assert iam.list_roles()["Roles"] == []
+    assert iam.list_policies(Scope="Local")["Policies"] == []
