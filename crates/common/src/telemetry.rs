@@ -7,6 +7,7 @@
 
 use std::io::IsTerminal;
 
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::{EnvFilter, fmt};
 
 /// The format of log lines, from `LOG_FORMAT`.
@@ -28,17 +29,31 @@ impl LogFormat {
     }
 }
 
-/// Installs the global subscriber. Call once, first thing in `main`.
+/// Installs the global subscriber, writing to stderr. Call once, first thing in `main`.
 ///
 /// A second call (as in tests) is harmless: the first subscriber stays.
 pub fn init() {
+    init_with_writer(std::io::stderr);
+}
+
+/// As [`init`], writing through `writer` (a program with a live status line erases it first).
+///
+/// A log line that cannot be written (stderr closed, as in `... 2>&1 | head`) is dropped silently:
+/// logging never stops a program.
+pub fn init_with_writer<W>(writer: W)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_writer(writer)
+        .log_internal_errors(false);
     let _ = match LogFormat::from_env() {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
-        LogFormat::Text => builder.with_target(false).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_target(false)
+            .try_init(),
     };
 }
