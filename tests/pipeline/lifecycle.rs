@@ -42,15 +42,24 @@ async fn the_lease_is_renewed_so_a_long_encode_is_never_handed_to_a_second_recei
     let code = wait_exit(&mut child, Duration::from_secs(5)).expect("exited");
     let elapsed = started.elapsed();
     assert_eq!(code, 0, "{}", lines.lines().join("\n"));
-    assert!(elapsed > Duration::from_secs(20), "the work took only {elapsed:?}; the test needs over 20 s");
-    assert_eq!(stolen, 0, "a second receiver got the message while it was being encoded");
+    assert!(
+        elapsed > Duration::from_secs(20),
+        "the work took only {elapsed:?}; the test needs over 20 s"
+    );
+    assert_eq!(
+        stolen, 0,
+        "a second receiver got the message while it was being encoded"
+    );
     assert_eq!(stack.moto.depth(&stack.queue).await, (0, 0));
     assert_eq!(stack.get_count().await.len(), 1);
 
     // Progress was logged while encoding, with percent and frames per second.
     let progress: Vec<String> = lines.lines().into_iter().filter(|l| l.contains("encoding")).collect();
     assert!(progress.len() >= 3, "progress lines: {progress:?}");
-    assert!(progress.iter().all(|l| l.contains("percent=") && l.contains("fps=")), "{progress:?}");
+    assert!(
+        progress.iter().all(|l| l.contains("percent=") && l.contains("fps=")),
+        "{progress:?}"
+    );
 
     // Reports carry the request's identifiers, the receive count, the host and timings.
     let started_events = stack.events("started").await;
@@ -108,7 +117,10 @@ async fn sigterm_mid_encode_releases_the_message_at_once_reports_the_kill_and_ex
         .messages
         .unwrap_or_default();
     assert_eq!(again.len(), 1, "the message was not released");
-    assert!(stack.moto.keys(OUTPUT_BUCKET).await.is_empty(), "something was published");
+    assert!(
+        stack.moto.keys(OUTPUT_BUCKET).await.is_empty(),
+        "something was published"
+    );
     let count = stack.get_count().await;
     assert_eq!(count.len(), 1, "{count:?}");
     assert!(count[0].ends_with(" - kill count 1"), "{count:?}");
@@ -131,8 +143,15 @@ async fn sigkill_mid_encode_publishes_nothing_and_the_message_returns_when_its_l
     std::thread::sleep(Duration::from_millis(500));
     signal(&child, libc::SIGKILL);
     assert_eq!(wait_exit(&mut child, Duration::from_secs(5)), Some(128 + libc::SIGKILL));
-    assert!(stack.moto.keys(OUTPUT_BUCKET).await.is_empty(), "something partial was published");
-    assert_eq!(stack.moto.depth(&stack.queue).await, (0, 1), "the message is still leased");
+    assert!(
+        stack.moto.keys(OUTPUT_BUCKET).await.is_empty(),
+        "something partial was published"
+    );
+    assert_eq!(
+        stack.moto.depth(&stack.queue).await,
+        (0, 1),
+        "the message is still leased"
+    );
 
     // When the lease ends, a new run takes it and finishes the work.
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -162,7 +181,10 @@ async fn invalid_requests_go_to_the_dead_letter_queue_with_the_reason_and_are_re
     if let (Some(audio), Some(truncated)) = (audio, truncated) {
         let a = stack.upload(&audio, "audio.mp4").await;
         let t = stack.upload(&truncated, "truncated.mp4").await;
-        cases.push((json!({"video_id": "audio", "source": a, "quality": "480p"}).to_string(), "audio-only"));
+        cases.push((
+            json!({"video_id": "audio", "source": a, "quality": "480p"}).to_string(),
+            "audio-only",
+        ));
         cases.push((
             json!({"video_id": "cut", "source": t, "quality": "480p"}).to_string(),
             "57 of 149 announced frames decoded",
@@ -173,8 +195,15 @@ async fn invalid_requests_go_to_the_dead_letter_queue_with_the_reason_and_are_re
         let out = stack.encoder(&[]);
         assert_exit(&out, 0, &format!("the encoder on {body}"));
     }
-    assert_eq!(stack.moto.depth(&stack.queue).await, (0, 0), "a rejected message stayed on the queue");
-    assert!(stack.moto.keys(OUTPUT_BUCKET).await.is_empty(), "a rejected request published something");
+    assert_eq!(
+        stack.moto.depth(&stack.queue).await,
+        (0, 0),
+        "a rejected message stayed on the queue"
+    );
+    assert!(
+        stack.moto.keys(OUTPUT_BUCKET).await.is_empty(),
+        "a rejected request published something"
+    );
 
     let mut dead = Vec::new();
     for _ in 0..10 {
@@ -217,25 +246,41 @@ async fn without_a_dead_letter_queue_a_rejected_message_is_logged_whole_reported
         .queue_url
         .expect("url");
     let body = r#"{"video_id":"v","source":"s3://media-in/uploads/a.mp4","quality":"720p","extra":1}"#;
-    sqs.send_message().queue_url(&plain).message_body(body).send().await.expect("send");
+    sqs.send_message()
+        .queue_url(&plain)
+        .message_body(body)
+        .send()
+        .await
+        .expect("send");
     let out = stack.encoder(&[("QUEUE_URL", &plain)]);
     assert_exit(&out, 0, "the encoder");
     assert!(stderr(&out).contains("no dead-letter queue"), "{}", stderr(&out));
-    assert!(stderr(&out).contains(r#"\"extra\":1"#) || stderr(&out).contains(r#""extra":1"#), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(r#"\"extra\":1"#) || stderr(&out).contains(r#""extra":1"#),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(stack.moto.depth(&plain).await, (0, 0));
     assert_eq!(stack.events("rejected").await.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_whose_renditions_exist_is_skipped_as_a_duplicate() {
-    let Some(source) = media("h264_aac_1080x720_1s.mp4") else { return };
+    let Some(source) = media("h264_aac_1080x720_1s.mp4") else {
+        return;
+    };
     let stack = Stack::start("duplicate", 60).await;
     let uri = stack.upload(&source, "clip.mp4").await;
     let produce = || stack.producer(&["--source", &uri, "--quality", "480p", "--video-id", "clip"]);
     assert_exit(&produce(), 0, "producer");
     assert_exit(&stack.encoder(&[]), 0, "first run");
     let s3 = stack.moto.s3().await;
-    let head = || s3.head_object().bucket(OUTPUT_BUCKET).key("renditions/clip/480p.mp4").send();
+    let head = || {
+        s3.head_object()
+            .bucket(OUTPUT_BUCKET)
+            .key("renditions/clip/480p.mp4")
+            .send()
+    };
     let first = head().await.expect("stored").last_modified;
 
     // The same request again (another request id): nothing is encoded, nothing rewritten.
@@ -261,7 +306,9 @@ async fn a_request_whose_renditions_exist_is_skipped_as_a_duplicate() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redelivered_request_is_counted_once() {
-    let Some(source) = media("h264_aac_1080x720_1s.mp4") else { return };
+    let Some(source) = media("h264_aac_1080x720_1s.mp4") else {
+        return;
+    };
     let stack = Stack::start("redelivery", 60).await;
     let uri = stack.upload(&source, "clip.mp4").await;
     let body = json!({"video_id": "clip", "source": uri, "quality": "360p", "request_id": "same-request"}).to_string();
@@ -293,7 +340,11 @@ async fn when_s3_is_down_the_message_is_released_and_redrive_takes_it_to_the_dea
     let failed = stack.events("failed").await;
     assert_eq!(failed.len(), 2);
     assert_eq!(failed[1]["receive_count"], 2);
-    assert!(failed[0]["reason"].as_str().unwrap_or("").contains("source"), "{}", failed[0]);
+    assert!(
+        failed[0]["reason"].as_str().unwrap_or("").contains("source"),
+        "{}",
+        failed[0]
+    );
     // The third receive exceeds maxReceiveCount: SQS moves the message to the dead-letter queue.
     let out = stack.encoder(&[("AWS_ENDPOINT_URL_S3", &dead_s3)]);
     assert_exit(&out, 0, "the run after maxReceiveCount");
@@ -303,7 +354,9 @@ async fn when_s3_is_down_the_message_is_released_and_redrive_takes_it_to_the_dea
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_analyzer_never_fails_a_job() {
-    let Some(source) = media("video_only_h264_1080x720.mp4") else { return };
+    let Some(source) = media("video_only_h264_1080x720.mp4") else {
+        return;
+    };
     let stack = Stack::start("noanalyzer", 60).await;
     let uri = stack.upload(&source, "clip.mp4").await;
     stack
@@ -313,10 +366,21 @@ async fn an_unreachable_analyzer_never_fails_a_job() {
     let t = Instant::now();
     let out = stack.encoder(&[("ANALYZER_URL", &dead)]);
     assert_exit(&out, 0, "the encoder with the analyzer down");
-    assert!(stderr(&out).contains("the analyzer could not be reached"), "{}", stderr(&out));
-    assert!(t.elapsed() < Duration::from_secs(30), "reports held the job for {:?}", t.elapsed());
+    assert!(
+        stderr(&out).contains("the analyzer could not be reached"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "reports held the job for {:?}",
+        t.elapsed()
+    );
     let probe = stack.rendition("clip", "480p").await;
-    assert!(streams(&probe, "audio").is_empty(), "a video-only source stays video-only");
+    assert!(
+        streams(&probe, "audio").is_empty(),
+        "a video-only source stays video-only"
+    );
     assert_eq!(stack.moto.depth(&stack.queue).await, (0, 0));
 }
 
@@ -329,7 +393,10 @@ async fn a_configuration_error_exits_2_without_touching_the_queue() {
     for (extra, says) in [
         (vec![("QUEUE_URL", "")], "QUEUE_URL is required"),
         (vec![("VISIBILITY_TIMEOUT_SECONDS", "0")], "VISIBILITY_TIMEOUT_SECONDS"),
-        (vec![("VISIBILITY_TIMEOUT_SECONDS", "soon")], "visibility-timeout-seconds"),
+        (
+            vec![("VISIBILITY_TIMEOUT_SECONDS", "soon")],
+            "visibility-timeout-seconds",
+        ),
         (vec![("OUTPUT_URI", "media-out")], "OUTPUT_URI"),
         (vec![("RECEIVE_WAIT_SECONDS", "30")], "RECEIVE_WAIT_SECONDS"),
     ] {
@@ -337,5 +404,9 @@ async fn a_configuration_error_exits_2_without_touching_the_queue() {
         assert_exit(&out, 2, &format!("{extra:?}"));
         assert!(stderr(&out).contains(says), "{extra:?}: {}", stderr(&out));
     }
-    assert_eq!(stack.moto.depth(&stack.queue).await, (1, 0), "a misconfigured run received the message");
+    assert_eq!(
+        stack.moto.depth(&stack.queue).await,
+        (1, 0),
+        "a misconfigured run received the message"
+    );
 }

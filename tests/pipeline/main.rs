@@ -1,8 +1,10 @@
 //! End-to-end tests of the pipeline: the real programs against moto and real media.
 //!
 //! - `walking_skeleton`: one video through producer, SQS, encoder, S3 and analyzer.
+//! - `chaos`: random SIGTERM/SIGKILL; every request still ends with exactly one output.
 //! - `lifecycle`: what the encoder does with its message under signals, bad input, duplicates,
 //!   failures and configuration errors.
 
+mod chaos;
 mod lifecycle;
 mod walking_skeleton;

@@ -127,8 +127,10 @@ struct Run {
 
 impl Run {
     fn new(config: WorkerConfig, run_id: String) -> Self {
-        let reporter = Reporter::new(config.analyzer_url.as_deref(), config.analyzer_token.as_deref());
+        // Signals first: from here on a SIGTERM is handled, never the default action.
         let shutdown = CancellationToken::new();
+        watch_signals(shutdown.clone());
+        let reporter = Reporter::new(config.analyzer_url.as_deref(), config.analyzer_token.as_deref());
         let work = shutdown.child_token();
         Self {
             config,
@@ -141,7 +143,6 @@ impl Run {
     }
 
     async fn go(self) -> Outcome {
-        watch_signals(self.shutdown.clone());
         let sdk = encoding_common::aws::load_config().await;
         let queue = Queue::new(encoding_common::aws::sqs_client(&sdk), self.config.queue_url.clone());
         let storage = Storage::new(encoding_common::aws::s3_client(&sdk));
@@ -521,14 +522,16 @@ fn same_rendition(found: &HashMap<String, String>, expected: &HashMap<String, St
         .all(|k| found.get(*k).is_some() && found.get(*k) == expected.get(*k))
 }
 
-/// Cancels `token` on SIGTERM or SIGINT.
+/// Cancels `token` on SIGTERM or SIGINT. The handlers are installed before this returns, so a
+/// signal that arrives from then on is never lost to the default action (which would end the
+/// process without releasing the message).
 fn watch_signals(token: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot listen for SIGTERM/SIGINT");
+        return;
+    };
     tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-            tracing::error!("cannot listen for SIGTERM/SIGINT");
-            return;
-        };
         let name = tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
