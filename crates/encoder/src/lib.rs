@@ -19,6 +19,7 @@ mod config;
 mod local;
 mod queue;
 mod report;
+pub mod signals;
 mod storage;
 mod verify;
 mod worker;
@@ -63,7 +64,10 @@ pub enum Command {
 pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Some(Command::Transcode(args)) => local::transcode(&args),
-        Some(Command::Probe(args)) => local::probe(&args),
+        Some(Command::Probe(args)) => {
+            signals::resume();
+            local::probe(&args)
+        }
         None => run_worker(cli.worker),
     }
 }

@@ -116,7 +116,9 @@ fn ctrlc_on_thread(f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
     std::thread::spawn(move || {
         rt.block_on(async {
             use tokio::signal::unix::{SignalKind, signal};
-            if let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            let handlers = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+            crate::signals::resume();
+            if let (Ok(mut term), Ok(mut int)) = handlers {
                 tokio::select! {
                     _ = term.recv() => {},
                     _ = int.recv() => {},

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Until the handlers are ready, a SIGTERM waits instead of ending the run unreleased.
+    encoder::signals::defer();
     let cli = encoder::Cli::parse();
     encoding_common::telemetry::init();
     encoder::main(cli)

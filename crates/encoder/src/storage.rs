@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 pub const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
 /// The size of one part.
 pub const PART_SIZE: u64 = 16 * 1024 * 1024;
+/// Metadata key of the token that identifies one multipart upload's object.
+const UPLOAD_TOKEN: &str = "upload-token";
 
 /// The source object as S3 describes it.
 #[derive(Debug, Clone)]
@@ -145,20 +147,24 @@ impl Storage {
             }
             return Ok(size);
         }
+        // A token of this upload, to recognise its object if the completion answer is lost.
+        let token = uuid::Uuid::new_v4().to_string();
+        let mut metadata = metadata.clone();
+        metadata.insert(UPLOAD_TOKEN.to_owned(), token.clone());
         let upload_id = self
             .s3
             .create_multipart_upload()
             .bucket(&uri.bucket)
             .key(&uri.key)
             .content_type("video/mp4")
-            .set_metadata(Some(metadata.clone()))
+            .set_metadata(Some(metadata))
             .send()
             .await
             .with_context(|| format!("starting the multipart upload of {uri}"))?
             .upload_id
             .context("S3 returned no upload id")?;
         let result = tokio::select! {
-            r = self.upload_parts(path, uri, &upload_id, size) => r.map_err(TransferError::Failed),
+            r = self.upload_parts(path, uri, &upload_id, size, &token) => r.map_err(TransferError::Failed),
             _ = cancel.cancelled() => Err(TransferError::Cancelled),
         };
         if result.is_err() {
@@ -180,7 +186,14 @@ impl Storage {
         result.map(|()| size)
     }
 
-    async fn upload_parts(&self, path: &Path, uri: &S3Uri, upload_id: &str, size: u64) -> anyhow::Result<()> {
+    async fn upload_parts(
+        &self,
+        path: &Path,
+        uri: &S3Uri,
+        upload_id: &str,
+        size: u64,
+        token: &str,
+    ) -> anyhow::Result<()> {
         let mut parts = Vec::new();
         let mut offset = 0u64;
         let mut number = 1;
@@ -213,15 +226,37 @@ impl Storage {
             offset += length;
             number += 1;
         }
-        self.s3
+        let completed = self
+            .s3
             .complete_multipart_upload()
             .bucket(&uri.bucket)
             .key(&uri.key)
             .upload_id(upload_id)
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
             .send()
-            .await
-            .with_context(|| format!("completing the multipart upload of {uri}"))?;
+            .await;
+        if let Err(e) = completed {
+            // The answer to a completion can be lost or unreadable although S3 assembled the
+            // object (a dropped connection; some S3-compatible servers answer in a shape the SDK
+            // rejects). It is this upload's object, whole, when it carries this upload's token
+            // and has every byte: check that rather than fail a finished upload.
+            let head = self
+                .s3
+                .head_object()
+                .bucket(&uri.bucket)
+                .key(&uri.key)
+                .send()
+                .await
+                .ok();
+            let ours = head.as_ref().is_some_and(|h| {
+                h.content_length == Some(size as i64)
+                    && h.metadata().and_then(|m| m.get(UPLOAD_TOKEN)).map(String::as_str) == Some(token)
+            });
+            if !ours {
+                return Err(anyhow::Error::new(e).context(format!("completing the multipart upload of {uri}")));
+            }
+            tracing::warn!(%uri, error = %aws_sdk_s3::error::DisplayErrorContext(&e), "the completion answer was unreadable, but the object is stored whole");
+        }
         Ok(())
     }
 
@@ -251,5 +286,102 @@ fn is_not_found<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool 
                 || se.raw().status().as_u16() == 404
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipeline_tests::{Moto, TempDir};
+
+    const BUCKET: &str = "parts";
+
+    async fn setup() -> (Moto, Storage, TempDir) {
+        let moto = Moto::start();
+        moto.bucket(BUCKET).await;
+        let storage = Storage::new(moto.s3().await);
+        (moto, storage, TempDir::new("storage"))
+    }
+
+    fn big_file(dir: &TempDir, bytes: usize) -> std::path::PathBuf {
+        let path = dir.join("big.mp4");
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let data: Vec<u8> = (0..bytes)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::write(&path, data).unwrap();
+        path
+    }
+
+    fn uri(key: &str) -> S3Uri {
+        S3Uri {
+            bucket: BUCKET.into(),
+            key: key.into(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_large_rendition_is_uploaded_in_parts_with_its_metadata() {
+        let (moto, storage, dir) = setup().await;
+        let size = 2 * PART_SIZE as usize + 12_345;
+        let path = big_file(&dir, size);
+        let meta = HashMap::from([("source-key".to_owned(), "k".to_owned())]);
+        let stored = storage
+            .upload(&path, &uri("r/big.mp4"), &meta, &CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(stored, size as u64);
+        storage.check_stored(&uri("r/big.mp4"), stored).await.unwrap();
+        let head = moto
+            .s3()
+            .await
+            .head_object()
+            .bucket(BUCKET)
+            .key("r/big.mp4")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.content_type(), Some("video/mp4"));
+        assert_eq!(
+            head.metadata().and_then(|m| m.get("source-key")).map(String::as_str),
+            Some("k")
+        );
+        assert!(storage.check_stored(&uri("r/big.mp4"), stored + 1).await.is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_stopped_multipart_upload_is_aborted_and_leaves_nothing() {
+        let (moto, storage, dir) = setup().await;
+        let path = big_file(&dir, 2 * PART_SIZE as usize);
+        let stop = CancellationToken::new();
+        stop.cancel();
+        let result = storage.upload(&path, &uri("r/big.mp4"), &HashMap::new(), &stop).await;
+        assert!(matches!(result, Err(TransferError::Cancelled)), "{result:?}");
+        let s3 = moto.s3().await;
+        let uploads = s3.list_multipart_uploads().bucket(BUCKET).send().await.unwrap();
+        assert!(uploads.uploads().is_empty(), "{:?}", uploads.uploads());
+        assert!(storage.existing_metadata(&uri("r/big.mp4")).await.unwrap().is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_missing_source_is_told_apart_from_other_failures() {
+        let (_moto, storage, _dir) = setup().await;
+        assert!(matches!(
+            storage.head_source(&uri("nope.mp4")).await,
+            Err(SourceError::Missing(_))
+        ));
+        let other_bucket = S3Uri {
+            bucket: "no-such-bucket".into(),
+            key: "a.mp4".into(),
+        };
+        assert!(matches!(
+            storage.head_source(&other_bucket).await,
+            Err(SourceError::Missing(_))
+        ));
     }
 }

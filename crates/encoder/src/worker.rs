@@ -531,6 +531,7 @@ fn watch_signals(token: CancellationToken) {
         tracing::error!("cannot listen for SIGTERM/SIGINT");
         return;
     };
+    crate::signals::resume();
     tokio::spawn(async move {
         let name = tokio::select! {
             _ = term.recv() => "SIGTERM",
