@@ -212,9 +212,14 @@ pub struct Lease {
 impl Lease {
     /// Starts renewing `msg`'s lease of `timeout`; `lost` is cancelled if the lease is lost.
     pub fn hold(queue: Queue, msg: Received, timeout: Duration, lost: CancellationToken) -> Self {
+        Self::hold_within(queue, msg, timeout, lost, InFlightCap::SQS)
+    }
+
+    /// As [`Lease::hold`], with another in-flight cap (tests use a short one).
+    fn hold_within(queue: Queue, msg: Received, timeout: Duration, lost: CancellationToken, cap: InFlightCap) -> Self {
         let stop = CancellationToken::new();
         let lost_reason = Arc::new(OnceLock::new());
-        let task = tokio::spawn(renew(queue, msg, timeout, lost, stop.clone(), lost_reason.clone()));
+        let task = tokio::spawn(renew(queue, msg, timeout, cap, lost, stop.clone(), lost_reason.clone()));
         Self {
             stop,
             lost_reason,
@@ -234,18 +239,31 @@ impl Lease {
     }
 }
 
-/// Time kept in hand before SQS's 12-hour cap.
-const CAP_MARGIN: Duration = Duration::from_secs(60);
+/// The longest a message may stay in flight, and the time kept in hand before it.
+#[derive(Debug, Clone, Copy)]
+struct InFlightCap {
+    cap: Duration,
+    margin: Duration,
+}
+
+impl InFlightCap {
+    /// SQS's 12 hours from the receive, with a minute in hand.
+    const SQS: Self = Self {
+        cap: Duration::from_secs(SQS_MAX_VISIBILITY_SECONDS as u64),
+        margin: Duration::from_secs(60),
+    };
+}
 
 async fn renew(
     queue: Queue,
     msg: Received,
     timeout: Duration,
+    limit: InFlightCap,
     lost: CancellationToken,
     stop: CancellationToken,
     reason: Arc<OnceLock<String>>,
 ) {
-    let cap = Duration::from_secs(u64::from(SQS_MAX_VISIBILITY_SECONDS));
+    let InFlightCap { cap, margin } = limit;
     let period = (timeout / 3).max(Duration::from_secs(1));
     let mut expires = msg.received_at + timeout;
     let mut wait = period;
@@ -255,11 +273,12 @@ async fn renew(
             _ = tokio::time::sleep(wait) => {}
         }
         let in_flight = msg.received_at.elapsed();
-        let left = cap.saturating_sub(in_flight + CAP_MARGIN);
+        let left = cap.saturating_sub(in_flight + margin);
         if left < period {
             let _ = reason.set(format!(
-                "the message has been in flight for {}s, close to SQS's 12-hour visibility cap",
-                in_flight.as_secs()
+                "the message has been in flight for {}s, close to SQS's {}-hour visibility cap",
+                in_flight.as_secs(),
+                cap.as_secs_f64() / 3600.0
             ));
             lost.cancel();
             return;
@@ -298,6 +317,51 @@ mod tests {
         assert!(redrive_target("{}").is_err());
         assert!(redrive_target("nope").is_err());
         assert!(arn_account_and_name("arn:aws:s3:::bucket").is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_lease_stops_cleanly_before_the_twelve_hour_cap() {
+        let moto = pipeline_tests::Moto::start();
+        let sqs = moto.sqs().await;
+        let url = sqs
+            .create_queue()
+            .queue_name("cap")
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        sqs.send_message()
+            .queue_url(&url)
+            .message_body("{}")
+            .send()
+            .await
+            .unwrap();
+        let queue = Queue::new(sqs, url);
+        let msg = queue
+            .receive(1, Duration::from_secs(3))
+            .await
+            .unwrap()
+            .expect("a message");
+        // A cap of 8 s stands for SQS's 12 hours: the lease is renewed until the cap comes near.
+        let cap = InFlightCap {
+            cap: Duration::from_secs(8),
+            margin: Duration::from_secs(1),
+        };
+        let lost = CancellationToken::new();
+        let lease = Lease::hold_within(queue, msg, Duration::from_secs(3), lost.clone(), cap);
+        let t = Instant::now();
+        tokio::time::timeout(Duration::from_secs(10), lost.cancelled())
+            .await
+            .expect("the lease gives up before the cap");
+        assert!(
+            t.elapsed() >= Duration::from_secs(5),
+            "gave up after {:?}, too early",
+            t.elapsed()
+        );
+        let reason = lease.lost_reason().unwrap();
+        assert!(reason.contains("visibility cap"), "{reason}");
+        lease.end().await;
     }
 
     #[test]
