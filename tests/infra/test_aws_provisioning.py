@@ -345,6 +345,13 @@ def test_create_iam_without_an_emulator_needs_the_oidc_provider():
     assert result.stdout == ""
 
 
+def test_create_iam_refuses_an_account_id_other_than_the_credentials_one(fresh_moto):
+    result = run_script("create-iam.sh", fresh_moto.env(ACCOUNT_ID="999999999999"), check=False)
+    assert result.returncode != 0
+    assert f"these credentials belong to account {MOTO_ACCOUNT}" in result.stderr
+    assert fresh_moto.client("iam").list_roles()["Roles"] == []
+
+
 # -------------------------------------------------------------------------------------------------
 # teardown.sh
 # -------------------------------------------------------------------------------------------------

@@ -303,6 +303,26 @@ def test_encoder_shared_libraries_come_from_runtime_packages(apt, runtime_packag
     )
 
 
+@pytest.mark.parametrize("program", [p for p in PROGRAMS if p != "encoder"])
+def test_other_programs_need_nothing_the_base_image_lacks(apt, program, runtime_packages, tmp_path):
+    """producer, result-analyzer and local-scaler: same check, same closure.
+
+    Found in $BIN_DIR (default: the encoder's directory), where `cargo build --workspace --bins`
+    puts them.
+    """
+    encoder = Path(os.environ.get("ENCODER_BIN", REPO / "target" / "debug" / "encoder"))
+    binary = Path(os.environ.get("BIN_DIR", encoder.parent)) / program
+    if not binary.is_file():
+        pytest.fail(f"{program} not found at {binary}: build it (`cargo build --workspace --bins`) "
+                    "or set BIN_DIR to the directory holding the four programs", pytrace=False)
+    closure = apt_closure(runtime_packages, tmp_path)
+    libraries = linked_libraries(binary)
+    owners_of = owning_packages(list(libraries.values()))
+    problems = [f"{soname} ({path}): from {sorted(owners_of[path]) or 'no package'}"
+                for soname, path in sorted(libraries.items()) if not owners_of[path] & closure]
+    assert not problems, f"libraries of {binary} the runtime image would lack:\n" + "\n".join(problems)
+
+
 # --- build context ---------------------------------------------------------------------------
 
 def dockerignore_excludes(patterns: list[str], path: str) -> bool:

@@ -103,6 +103,8 @@ SQS_TRIGGER_KEYS = {
     "queueURL", "queueURLFromEnv", "queueLength", "activationQueueLength", "awsRegion",
     "awsEndpoint", "scaleOnInFlight", "scaleOnDelayed", "identityOwner",
 }
+# Also read from the metadata, but credentials belong in a TriggerAuthentication.
+SQS_CREDENTIAL_KEYS = {"awsAccessKeyID", "awsAccessKeyIDFromEnv", "awsSecretAccessKeyFromEnv"}
 
 
 def scaled_job(rendered, overlay):
@@ -130,7 +132,9 @@ def test_scaling_strategy_is_paired_with_in_flight_counting(rendered, overlay):
 def test_trigger_reads_the_queue_url_from_the_encoder_environment(rendered, overlay):
     job = scaled_job(rendered, overlay)
     metadata = sqs_trigger(job)["metadata"]
-    unknown = set(metadata) - SQS_TRIGGER_KEYS
+    credentials = set(metadata) & SQS_CREDENTIAL_KEYS
+    assert not credentials, f"credentials in trigger metadata: {sorted(credentials)}"
+    unknown = set(metadata) - SQS_TRIGGER_KEYS - SQS_CREDENTIAL_KEYS
     assert not unknown, f"aws-sqs-queue ignores {sorted(unknown)}"
     assert metadata["queueURLFromEnv"] == "QUEUE_URL"
     assert "queueURL" not in metadata, "one source of truth: the container's QUEUE_URL"

@@ -172,7 +172,7 @@ async fn under_random_sigterm_and_sigkill_every_request_ends_with_exactly_one_ou
     assert_eq!(processed, REQUESTS, "{count:?}");
     assert_eq!(kills, sigterms_acknowledged, "{count:?}");
     assert!(
-        sigterms_acknowledged > 0 && exits.get(&(128 + libc::SIGKILL)).is_some(),
+        sigterms_acknowledged > 0 && exits.contains_key(&(128 + libc::SIGKILL)),
         "the plan killed nothing: {exits:?}"
     );
     assert!(stack.dead_letters().await.is_empty(), "a message was dead-lettered");

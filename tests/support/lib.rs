@@ -164,7 +164,12 @@ impl Moto {
 
     /// Creates a queue whose messages go to a dead-letter queue after `max_receive_count`
     /// receives; returns (queue, DLQ) URLs.
-    pub async fn queue_with_dlq_after(&self, name: &str, visibility_timeout: u32, max_receive_count: u32) -> (String, String) {
+    pub async fn queue_with_dlq_after(
+        &self,
+        name: &str,
+        visibility_timeout: u32,
+        max_receive_count: u32,
+    ) -> (String, String) {
         let sqs = self.sqs().await;
         let dlq = sqs
             .create_queue()
@@ -184,8 +189,8 @@ impl Moto {
             .attributes
             .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
             .expect("an ARN");
-        let policy =
-            serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": max_receive_count.to_string()}).to_string();
+        let policy = serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": max_receive_count.to_string()})
+            .to_string();
         let queue = sqs
             .create_queue()
             .queue_name(name)
@@ -634,7 +639,17 @@ pub fn make_clip(path: &Path, seconds: u32) {
         .arg(format!("testsrc2=size=1920x1080:rate=30:duration={seconds}"))
         .args(["-f", "lavfi", "-i"])
         .arg(format!("sine=frequency=440:sample_rate=48000:duration={seconds}"))
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+        ])
         .arg(path)
         .status()
         .unwrap_or_else(|e| panic!("cannot run ffmpeg ({e}): install Debian's ffmpeg package (scripts/test.sh does)"));
