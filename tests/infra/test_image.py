@@ -202,6 +202,13 @@ def apt_closure(packages: list[str], tmp_path: Path) -> set[str]:
     return set(re.findall(r"^Inst (\S+)", result.stdout, re.M))
 
 
+@pytest.fixture(scope="module")
+def runtime_closure(apt, runtime_packages, tmp_path_factory) -> set[str]:
+    closure = apt_closure(runtime_packages, tmp_path_factory.mktemp("apt"))
+    assert set(runtime_packages) <= closure
+    return closure
+
+
 def test_runtime_libraries_match_the_build_headers(apt, dockerfile, runtime_packages):
     """Each -dev package pins its library package (=version); the runtime must list that one.
 
@@ -265,7 +272,7 @@ def owning_packages(paths: list[str]) -> dict[str, set[str]]:
     }
 
 
-def test_encoder_shared_libraries_come_from_runtime_packages(apt, runtime_packages, tmp_path):
+def test_encoder_shared_libraries_come_from_runtime_packages(runtime_closure, runtime_packages):
     """Every library `ldd encoder` lists is shipped by a package the runtime stage installs.
 
     "Installs" means directly or through Debian's dependencies: naming the ~150 codec
@@ -282,9 +289,7 @@ def test_encoder_shared_libraries_come_from_runtime_packages(apt, runtime_packag
             "or set ENCODER_BIN to an encoder build",
             pytrace=False,
         )
-    closure = apt_closure(runtime_packages, tmp_path)
-    assert set(runtime_packages) <= closure
-
+    closure = runtime_closure
     libraries = linked_libraries(binary)
     assert any(name.startswith("libavcodec.so") for name in libraries), (
         f"{binary} does not link libavcodec: is it really the encoder?"
@@ -304,7 +309,7 @@ def test_encoder_shared_libraries_come_from_runtime_packages(apt, runtime_packag
 
 
 @pytest.mark.parametrize("program", [p for p in PROGRAMS if p != "encoder"])
-def test_other_programs_need_nothing_the_base_image_lacks(apt, program, runtime_packages, tmp_path):
+def test_other_programs_need_nothing_the_base_image_lacks(runtime_closure, program):
     """producer, result-analyzer and local-scaler: same check, same closure.
 
     Found in $BIN_DIR (default: the encoder's directory), where `cargo build --workspace --bins`
@@ -315,11 +320,10 @@ def test_other_programs_need_nothing_the_base_image_lacks(apt, program, runtime_
     if not binary.is_file():
         pytest.fail(f"{program} not found at {binary}: build it (`cargo build --workspace --bins`) "
                     "or set BIN_DIR to the directory holding the four programs", pytrace=False)
-    closure = apt_closure(runtime_packages, tmp_path)
     libraries = linked_libraries(binary)
     owners_of = owning_packages(list(libraries.values()))
     problems = [f"{soname} ({path}): from {sorted(owners_of[path]) or 'no package'}"
-                for soname, path in sorted(libraries.items()) if not owners_of[path] & closure]
+                for soname, path in sorted(libraries.items()) if not owners_of[path] & runtime_closure]
     assert not problems, f"libraries of {binary} the runtime image would lack:\n" + "\n".join(problems)
 
 

@@ -486,6 +486,17 @@ impl VideoPipe {
 
     fn on_frame(&mut self, outputs: &mut [RenditionMux]) -> Result<()> {
         self.frames += 1;
+        // A frame the decoder had to conceal damage in counts as a decode error too.
+        // SAFETY: reading plain fields of a frame the decoder just filled.
+        let (error_flags, flags) = unsafe {
+            (
+                (*self.decoded.as_ptr()).decode_error_flags,
+                (*self.decoded.as_ptr()).flags,
+            )
+        };
+        if error_flags != 0 || flags & ffi::AV_FRAME_FLAG_CORRUPT as i32 != 0 {
+            self.errors += 1;
+        }
         let pts = match self.decoded.timestamp().or(self.decoded.pts()) {
             Some(t) => t - self.offset,
             None => self.last_pts.map_or(0, |p| p + self.frame_step),

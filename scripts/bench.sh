@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# Benchmarks, each printed beside the reference it is compared to, measured in the same run:
+#
+#   encoder   time an encoder run spends outside the transcode, and an empty-queue run, beside the
+#             same steps done with the aws command-line tool as the original example does them
+#   transcode frames per second for one rendition, a 480p+720p+1080p ladder from one decode, and
+#             peak memory, beside the ffmpeg tool doing the same work with the same x264 settings
+#   analyzer  durable events per second under wrk, beside a Python standard-library server that
+#             behaves like the original analyzer
+#
+# Usage: scripts/bench.sh [encoder] [transcode] [analyzer]   (default: all)
+# Knobs: BENCH_RUNS (repetitions, default 5), BENCH_SECONDS (clip length, default 20),
+# SKIP_INSTALL=1, SKIP_BUILD=1.
+set -eo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+: "${BENCH_RUNS:=5}"
+: "${BENCH_SECONDS:=20}"
+sections=("$@")
+((${#sections[@]})) || sections=(encoder transcode analyzer)
+
+if [[ -z $SKIP_INSTALL ]]; then
+  scripts/install-deps.sh
+  for p in time wrk; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+      { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$p"; }
+  done
+fi
+[[ -n $SKIP_BUILD ]] || { say "building (release)"; cargo build --release --workspace --bins; }
+BIN="$REPO_ROOT/target/release"
+WORK=$(mktemp -d)
+trap 'stop_all; rm -rf "$WORK"' EXIT
+trap 'exit 130' INT TERM
+
+ROWS=()
+row() { ROWS+=("$(printf '| %s | %s | %s | %s | %s |' "$@")"); }
+
+median() { sort -n | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else printf "%.4f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.4f\n", b - a}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}'; }
+
+make_clip() { # PATH SECONDS
+  ffmpeg -v error -y -f lavfi -i "testsrc2=size=1920x1080:rate=30:duration=$2" \
+    -f lavfi -i "sine=frequency=440:sample_rate=48000:duration=$2" \
+    -c:v libx264 -preset ultrafast -pix_fmt yuv420p -c:a aac -shortest "$1"
+}
+
+start_moto() {
+  MOTO_PORT=$(free_port)
+  start_bg "$WORK/moto.log" moto_server -H 127.0.0.1 -p "$MOTO_PORT"
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT" AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+  export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench
+  wait_http "$AWS_ENDPOINT_URL/moto-api/" moto
+}
+
+start_analyzer() { # PORT DB
+  start_bg "$WORK/analyzer.log" env LISTEN_ADDR="127.0.0.1:$1" DATABASE_PATH="$2" RUST_LOG=warn "$BIN/result-analyzer"
+  wait_http "http://127.0.0.1:$1/healthz" "the analyzer"
+}
+
+bench_encoder() {
+  say "encoder: time outside the transcode, and an empty-queue run"
+  start_moto
+  local port; port=$(free_port)
+  start_analyzer "$port" "$WORK/bench-encoder.db"
+  export ANALYZER_URL="http://127.0.0.1:$port"
+  QUEUE_URL=$(awsx sqs create-queue --queue-name bench --query QueueUrl --output text)
+  awsx s3 mb s3://bench-in >/dev/null
+  awsx s3 mb s3://bench-out >/dev/null
+  # A small job: a one-second clip, one 360p rendition.
+  ffmpeg -v error -y -f lavfi -i "testsrc2=size=640x360:rate=30:duration=1" -f lavfi -i "sine=duration=1" \
+    -c:v libx264 -preset ultrafast -pix_fmt yuv420p -c:a aac -shortest "$WORK/small.mp4"
+  awsx s3 cp --only-show-errors "$WORK/small.mp4" s3://bench-in/small.mp4
+  local body='{"video_id":"small","source":"s3://bench-in/small.mp4","quality":"360p","output":"s3://bench-out/r"}'
+  local ours=() ref=() empty_ours=() empty_ref=() i t0 t1 total enc
+  for ((i = 0; i < BENCH_RUNS; i++)); do
+    awsx s3 rm --only-show-errors --recursive s3://bench-out/ || true
+    awsx sqs send-message --queue-url "$QUEUE_URL" --message-body "$body" >/dev/null
+    t0=$(now)
+    QUEUE_URL=$QUEUE_URL RECEIVE_WAIT_SECONDS=1 RUST_LOG=warn "$BIN/encoder"
+    t1=$(now)
+    total=$(elapsed "$t0" "$t1")
+    enc=$(curl -fsS "$ANALYZER_URL/events?kind=processed&limit=1000" |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["events"][-1]["encode_seconds"])')
+    ours+=("$(awk -v a="$total" -v b="$enc" 'BEGIN {printf "%.4f", a - b}')")
+
+    # The original example's steps with the aws tool (its encoding is a sleep: left out here).
+    awsx sqs send-message --queue-url "$QUEUE_URL" --message-body "$body" >/dev/null
+    t0=$(now)
+    local resp handle
+    resp=$(awsx sqs receive-message --queue-url "$QUEUE_URL" --visibility-timeout 600 --wait-time-seconds 1)
+    handle=$(echo "$resp" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Messages"][0]["ReceiptHandle"])')
+    awsx s3 cp --only-show-errors s3://bench-in/small.mp4 "$WORK/dl.mp4"
+    awsx s3 cp --only-show-errors "$WORK/dl.mp4" s3://bench-out/r/ref.mp4
+    curl -fsS -X POST "$ANALYZER_URL/create/count" >/dev/null
+    awsx sqs delete-message --queue-url "$QUEUE_URL" --receipt-handle "$handle"
+    t1=$(now)
+    ref+=("$(elapsed "$t0" "$t1")")
+
+    t0=$(now)
+    QUEUE_URL=$QUEUE_URL RECEIVE_WAIT_SECONDS=0 RUST_LOG=warn "$BIN/encoder"
+    t1=$(now)
+    empty_ours+=("$(elapsed "$t0" "$t1")")
+    t0=$(now)
+    awsx sqs receive-message --queue-url "$QUEUE_URL" --wait-time-seconds 0 >/dev/null
+    t1=$(now)
+    empty_ref+=("$(elapsed "$t0" "$t1")")
+  done
+  local a b
+  a=$(printf '%s\n' "${ours[@]}" | median)
+  b=$(printf '%s\n' "${ref[@]}" | median)
+  row "small job, seconds outside the transcode (median of $BENCH_RUNS)" "$a" "$b (aws CLI: receive, 2× s3 cp, curl, delete)" "$(ratio "$b" "$a")× faster" "less than the reference"
+  a=$(printf '%s\n' "${empty_ours[@]}" | median)
+  b=$(printf '%s\n' "${empty_ref[@]}" | median)
+  row "empty-queue run, seconds (wait 0)" "$a" "$b (aws sqs receive-message)" "$(ratio "$b" "$a")× faster" "less than the reference"
+  stop_all
+}
+
+# The x264/AAC settings of the ladder (crates/transcode/src/ladder.rs), for the ffmpeg reference.
+x264_args() { # SHORT_SIDE
+  local maxrate
+  case $1 in 360) maxrate=1000 ;; 480) maxrate=1800 ;; 720) maxrate=4000 ;; 1080) maxrate=7000 ;; esac
+  echo "-c:v libx264 -preset veryfast -crf 23 -profile:v high -pix_fmt yuv420p -color_range tv" \
+    "-x264-params keyint=60:min-keyint=60:scenecut=0:vbv-maxrate=$maxrate:vbv-bufsize=$((maxrate * 2))"
+}
+scale_to() { # W H
+  echo "scale=w=$1:h=$2:out_range=tv:flags=bicubic,format=yuv420p,setsar=1"
+}
+audio_args() { echo "-c:a aac -b:a 128k -ac 2 -movflags +faststart"; }
+
+timed() { # OUT_FILE CMD...: runs CMD, appends "seconds max_rss_kb" to OUT_FILE
+  local out=$1; shift
+  /usr/bin/time -f '%e %M' -o "$WORK/time.txt" "$@" >/dev/null 2>"$WORK/cmd.err" ||
+    { cat "$WORK/cmd.err" >&2; die "benchmark command failed: $*"; }
+  cat "$WORK/time.txt" >>"$out"
+}
+
+bench_transcode() {
+  say "transcode: against the ffmpeg tool with the same settings (${BENCH_SECONDS}s 1080p30 clip)"
+  local clip="$WORK/clip.mp4" long="$WORK/long.mp4" frames=$((BENCH_SECONDS * 30)) i
+  make_clip "$clip" "$BENCH_SECONDS"
+  make_clip "$long" $((BENCH_SECONDS * 3))
+  rm -f "$WORK"/t_*
+  for ((i = 0; i < BENCH_RUNS; i++)); do
+    timed "$WORK/t_one_ours" "$BIN/encoder" transcode --input "$clip" --quality 720p --output-dir "$WORK/o1"
+    # shellcheck disable=SC2046
+    timed "$WORK/t_one_ref" ffmpeg -v error -y -threads 0 -i "$clip" -vf "$(scale_to 1280 720)" $(x264_args 720) $(audio_args) "$WORK/r720.mp4"
+    timed "$WORK/t_ladder_ours" "$BIN/encoder" transcode --input "$clip" --quality 480p --quality 720p --quality 1080p --output-dir "$WORK/o2"
+    local t0 t1
+    t0=$(now)
+    # shellcheck disable=SC2046
+    {
+      ffmpeg -v error -y -i "$clip" -vf "$(scale_to 854 480)" $(x264_args 480) $(audio_args) "$WORK/r480.mp4"
+      ffmpeg -v error -y -i "$clip" -vf "$(scale_to 1280 720)" $(x264_args 720) $(audio_args) "$WORK/r720.mp4"
+      ffmpeg -v error -y -i "$clip" -vf "$(scale_to 1920 1080)" $(x264_args 1080) $(audio_args) "$WORK/r1080.mp4"
+    }
+    t1=$(now)
+    echo "$(elapsed "$t0" "$t1") 0" >>"$WORK/t_ladder_ref"
+  done
+  timed "$WORK/t_long_ours" "$BIN/encoder" transcode --input "$long" --quality 720p --output-dir "$WORK/o3"
+  # shellcheck disable=SC2046
+  timed "$WORK/t_long_ref" ffmpeg -v error -y -i "$long" -vf "$(scale_to 1280 720)" $(x264_args 720) $(audio_args) "$WORK/rl.mp4"
+
+  local s_ours s_ref fps_ours fps_ref
+  s_ours=$(awk '{print $1}' "$WORK/t_one_ours" | median)
+  s_ref=$(awk '{print $1}' "$WORK/t_one_ref" | median)
+  fps_ours=$(awk -v f=$frames -v s="$s_ours" 'BEGIN {printf "%.1f", f / s}')
+  fps_ref=$(awk -v f=$frames -v s="$s_ref" 'BEGIN {printf "%.1f", f / s}')
+  row "1080p → 720p, frames per second (median of $BENCH_RUNS)" "$fps_ours" "$fps_ref (ffmpeg)" "$(ratio "$fps_ours" "$fps_ref")×" "≥ 1.0×"
+  s_ours=$(awk '{print $1}' "$WORK/t_ladder_ours" | median)
+  s_ref=$(awk '{print $1}' "$WORK/t_ladder_ref" | median)
+  row "480p+720p+1080p ladder, seconds (median of $BENCH_RUNS)" "$s_ours (one decode)" "$s_ref (3 ffmpeg runs)" "$(ratio "$s_ref" "$s_ours")× faster" "≥ 1.4× faster"
+  local m_ours m_ref m_long_ours m_long_ref
+  m_ours=$(awk '{print $2}' "$WORK/t_one_ours" | sort -n | tail -1)
+  m_ref=$(awk '{print $2}' "$WORK/t_one_ref" | sort -n | tail -1)
+  m_long_ours=$(awk '{print $2}' "$WORK/t_long_ours")
+  m_long_ref=$(awk '{print $2}' "$WORK/t_long_ref")
+  row "1080p → 720p peak memory, MB (${BENCH_SECONDS}s clip)" "$((m_ours / 1024))" "$((m_ref / 1024)) (ffmpeg)" "$(ratio "$m_ours" "$m_ref")×" "< 300 MB"
+  row "same, clip 3× longer, MB" "$((m_long_ours / 1024))" "$((m_long_ref / 1024)) (ffmpeg)" "$(ratio "$m_long_ours" "$m_ours")× of the short clip" "not growing with length"
+}
+
+bench_analyzer() {
+  say "analyzer: durable events per second under wrk"
+  scripts/bench/analyzer.sh "$WORK" >>"$WORK/analyzer_rows"
+  while IFS= read -r line; do ROWS+=("$line"); done <"$WORK/analyzer_rows"
+}
+
+for s in "${sections[@]}"; do
+  case $s in
+    encoder) bench_encoder ;;
+    transcode) bench_transcode ;;
+    analyzer) [[ -x scripts/bench/analyzer.sh ]] && bench_analyzer || say "analyzer benchmark: not there yet" ;;
+    *) die "unknown benchmark $s (encoder, transcode, analyzer)" ;;
+  esac
+done
+
+echo
+echo "| benchmark | ours | reference | ratio | goal |"
+echo "|---|---|---|---|---|"
+printf '%s\n' "${ROWS[@]}"
