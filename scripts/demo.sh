@@ -5,7 +5,8 @@
 # was processed. Stops everything it started, also on Ctrl-C.
 #
 # Knobs: PROFILE (debug|release, default debug), MOTO_PORT, ANALYZER_PORT (default: free ports),
-# DEMO_DIR (default .demo), SKIP_INSTALL=1.
+# DEMO_DIR (default .demo), SKIP_INSTALL=1, KEEP=1 (keep the emulator and the analyzer, with its
+# dashboard, running until Ctrl-C).
 set -eo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
@@ -44,7 +45,7 @@ wait_http "$ANALYZER_URL/healthz" "the result analyzer"
 say "creating the queue, its dead-letter queue and the buckets"
 export QUEUE_NAME=video-encode-requests INPUT_BUCKET=media-in OUTPUT_BUCKET=media-out
 QUEUE_URL=$(scripts/aws/create-queue.sh)
-scripts/aws/create-buckets.sh
+scripts/aws/create-buckets.sh >/dev/null
 export QUEUE_URL
 
 say "making two sample clips with the ffmpeg tool"
@@ -64,16 +65,18 @@ say "producing requests: three qualities of one video, one of another"
   --quality 720p --output s3://media-out/renditions
 expected=4
 
-say "running the encoder once per message until the queue is empty"
-export ANALYZER_URL RECEIVE_WAIT_SECONDS=2 VISIBILITY_TIMEOUT_SECONDS=60 WORK_DIR="$DEMO_DIR"
-runs=0
-while (($(queue_depth "$QUEUE_URL") > 0)); do
-  runs=$((runs + 1))
-  ((runs <= expected * 3)) || die "the queue is still not empty after $((runs - 1)) encoder runs"
-  code=0
-  "$BIN/encoder" || code=$?
-  say "encoder run $runs exited $code"
-done
+say "running the encoders as KEDA would: local-scaler with k8s/base/encoder-scaledjob.yaml"
+# The manifest's own environment comes from a ConfigMap on a cluster; here it comes from ours.
+export ANALYZER_URL OUTPUT_URI=s3://media-out/renditions RECEIVE_WAIT_SECONDS=2 VISIBILITY_TIMEOUT_SECONDS=60
+export WORK_DIR="$DEMO_DIR" ENCODER_BIN="$BIN/encoder"
+scaler_summary=$("$BIN/local-scaler" run --scaledjob k8s/base/encoder-scaledjob.yaml --until-empty \
+  --job-logs "$DEMO_DIR/jobs" 2> >(tee "$DEMO_DIR/local-scaler.log" >&2)) || die "local-scaler failed: see $DEMO_DIR/local-scaler.log"
+[[ $(queue_depth "$QUEUE_URL") -eq 0 ]] || die "the queue is not empty"
+
+say "scaling decisions (KEDA 2.20 arithmetic, one encoder process per Job)"
+grep -E "created|decision" "$DEMO_DIR/local-scaler.log" | grep -v "jobs_to_create=0" | sed 's/^/  /' | tail -n 12 || true
+echo "  summary: $scaler_summary"
+curl -fsS "$ANALYZER_URL/summary" | python3 -c 'import json,sys; s=json.load(sys.stdin); print("  encoder runs at once, at most:", s["peak_concurrent_runs"]); print("  outcomes:", {k: v for k, v in s["counts"].items() if v})'
 
 say "GET $ANALYZER_URL/get/count"
 count=$(curl -fsS "$ANALYZER_URL/get/count")
@@ -86,9 +89,13 @@ for f in "$DEMO_DIR"/outputs/*/*.mp4; do
   printf '  %-60s %s\n' "${f#"$REPO_ROOT"/}" \
     "$(ffprobe -v error -select_streams v:0 -show_entries stream=codec_name,width,height:format=duration -of csv=p=0 "$f" | paste -sd' ')"
 done
-echo "  dashboard: $ANALYZER_URL/ (while this script runs)"
+echo "  dashboard: $ANALYZER_URL/ (KEEP=1 keeps it up after the run)"
 
 if [[ $processed -ne $expected ]]; then
   die "$processed of $expected requests were processed"
 fi
 say "all $expected requests processed"
+if [[ -n $KEEP ]]; then
+  say "KEEP=1: the dashboard stays at $ANALYZER_URL/ until Ctrl-C"
+  wait
+fi
