@@ -97,5 +97,6 @@ fi
 say "all $expected requests processed"
 if [[ -n $KEEP ]]; then
   say "KEEP=1: the dashboard stays at $ANALYZER_URL/ until Ctrl-C"
+  trap 'exit 0' INT TERM
   wait
 fi
