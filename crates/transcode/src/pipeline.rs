@@ -494,7 +494,7 @@ impl VideoPipe {
                 (*self.decoded.as_ptr()).flags,
             )
         };
-        if error_flags != 0 || flags & ffi::AV_FRAME_FLAG_CORRUPT as i32 != 0 {
+        if error_flags != 0 || flags & ffi::AV_FRAME_FLAG_CORRUPT != 0 {
             self.errors += 1;
         }
         let pts = match self.decoded.timestamp().or(self.decoded.pts()) {
