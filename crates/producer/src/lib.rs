@@ -1,356 +1,421 @@
 //! The producer: puts encode requests on the queue.
 //!
 //! ```text
+//! # a video already in S3: one message per quality (KEDA runs them in parallel Jobs)
 //! producer --queue-url "$QUEUE_URL" --source s3://media-in/uploads/clip.mov \
-//!          --quality 480p --quality 720p --count 3
+//!          --quality 480p --quality 720p [--one-message] [--count 3] [--output s3://media-out/renditions]
+//!
+//! # requests written out in full, one JSON object per line (the queue's message format)
+//! producer --queue-url "$QUEUE_URL" --from-file requests.jsonl [--skip-invalid]
+//!
+//! # local videos: uploaded under --input-uri, then one request per video and quality
+//! producer --queue-url "$QUEUE_URL" --upload talk.mov demo.mp4 \
+//!          --input-uri s3://media-in/uploads --quality 720p
 //! ```
 //!
-//! By default each quality is its own message (so KEDA can run the renditions in parallel Jobs);
-//! `--one-message` asks for all of them in one request (`qualities`), decoded once. Messages are
-//! sent with SendMessageBatch in tens; entries a batch reports as failed are sent again, and the
-//! exit status is non-zero if any request could not be sent.
+//! Everything is checked before anything is uploaded or sent: a file with an invalid line sends
+//! nothing (unless `--skip-invalid`). `--dry-run` prints the message bodies, one per line, and
+//! touches nothing (its output is a valid `--from-file` input). `--json` prints one line per sent
+//! message. Progress is drawn as bars when stderr is a terminal and logged otherwise.
+//!
+//! # Exit status
+//!
+//! `0` every request was sent (invalid lines skipped with `--skip-invalid` do not count); `1` a
+//! request was not sent, an upload failed, or the input is invalid (each is named in the log and in
+//! the final error); `2` a usage error; `130` / `143` stopped by SIGINT / SIGTERM.
+//!
+//! # Layout
+//!
+//! - [`config`]: the command line and its environment fallbacks;
+//! - [`requests`]: building requests for an S3 object, reading a JSON Lines file;
+//! - [`upload`]: uploading local files (multipart for large ones);
+//! - [`send`]: SendMessageBatch with retries, FIFO attributes, and a report of what was not sent;
+//! - [`ui`]: progress bars or log lines; [`stop`]: SIGINT and SIGTERM.
 
-use std::collections::HashMap;
-use std::time::Duration;
+pub mod config;
+pub mod requests;
+pub mod send;
+pub mod stop;
+pub mod ui;
+pub mod upload;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-use clap::Parser;
-use encoding_common::{EncodeRequest, Quality, S3Uri, request::check_video_id};
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
+use encoding_common::{EncodeRequest, S3Uri};
 
-/// SQS's largest batch.
-pub const BATCH_SIZE: usize = 10;
-/// Attempts per message before it counts as not sent.
-const SEND_ATTEMPTS: u32 = 4;
+pub use config::{Config, Mode};
+pub use send::{SendReport, Sent, Unsent};
+pub use stop::{Interrupted, Signal, Stop};
+pub use ui::Ui;
 
-/// Command line of `producer`.
-#[derive(Debug, Clone, Parser)]
-#[command(name = "producer", version, about = "Puts encode requests on the SQS queue.")]
-pub struct Config {
-    /// The queue to send to.
-    #[arg(long, env = "QUEUE_URL")]
-    pub queue_url: String,
-    /// The video to encode (s3://bucket/key).
-    #[arg(long, env = "SOURCE")]
-    pub source: String,
-    /// A rendition to ask for; repeat (or comma-separate in QUALITIES) for several.
-    #[arg(long = "quality", env = "QUALITIES", value_delimiter = ',', required = true, value_parser = parse_quality)]
-    pub qualities: Vec<Quality>,
-    /// Names the output folder; default: the source file's name, made safe.
-    #[arg(long, env = "VIDEO_ID")]
-    pub video_id: Option<String>,
-    /// Where the renditions go (s3://bucket/prefix); default: the encoder's OUTPUT_URI.
-    #[arg(long, env = "OUTPUT_URI")]
-    pub output: Option<String>,
-    /// Send N copies, with video ids suffixed -1 to -N (for demos and load tests).
-    #[arg(long, env = "COUNT", default_value_t = 1)]
-    pub count: u32,
-    /// Put all qualities in one request instead of one message per quality.
-    #[arg(long)]
-    pub one_message: bool,
-    /// Print the messages instead of sending them.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Print one JSON line per sent message (request id, message id) on stdout.
-    #[arg(long)]
-    pub json: bool,
-}
-
-fn parse_quality(s: &str) -> Result<Quality, String> {
-    s.trim()
-        .parse()
-        .map_err(|e: encoding_common::RequestError| e.to_string())
-}
-
-/// The requests a configuration asks for, validated, each with a fresh `request_id`.
+/// Runs the producer until everything is sent, or the run is stopped by SIGINT or SIGTERM.
 ///
 /// # Errors
 ///
-/// When the source, output or video id is invalid, or `count` is 0.
-pub fn build_requests(config: &Config) -> anyhow::Result<Vec<EncodeRequest>> {
-    let source = S3Uri::parse("source", &config.source, true)?;
-    let output = config
-        .output
-        .as_deref()
-        .filter(|o| !o.is_empty())
-        .map(|o| S3Uri::parse("output", o, false))
-        .transpose()?;
-    if config.count == 0 {
-        bail!("--count must be at least 1");
-    }
-    let base_id = match &config.video_id {
-        Some(v) => v.clone(),
-        None => video_id_from_key(&source.key),
-    };
-    check_video_id(&base_id)?;
-    let mut qualities = config.qualities.clone();
-    let mut seen = Vec::new();
-    qualities.retain(|q| {
-        let new = !seen.contains(q);
-        seen.push(*q);
-        new
-    });
-    let groups: Vec<Vec<Quality>> = if config.one_message {
-        vec![qualities]
-    } else {
-        qualities.into_iter().map(|q| vec![q]).collect()
-    };
-    let mut requests = Vec::new();
-    for copy in 1..=config.count {
-        let video_id = if config.count > 1 {
-            format!("{base_id}-{copy}")
-        } else {
-            base_id.clone()
-        };
-        for group in &groups {
-            let mut r = EncodeRequest::new(video_id.clone(), source.clone(), group.clone())?;
-            r.output.clone_from(&output);
-            r.request_id = Some(uuid::Uuid::new_v4().to_string());
-            requests.push(r);
-        }
-    }
-    Ok(requests)
+/// When the input is invalid, an upload failed, or any request could not be sent; the error names
+/// each. When stopped by a signal, the error's source is [`Interrupted`] (see [`exit_code`]).
+pub async fn run(config: Config, ui: &Ui) -> anyhow::Result<()> {
+    let stop = Stop::on_signals().context("installing the signal handlers")?;
+    run_until(config, ui, &stop).await
 }
 
-/// A video id from an object key: the file name without extension, unsafe characters as `-`.
-pub fn video_id_from_key(key: &str) -> String {
-    let name = key.rsplit('/').next().unwrap_or(key);
-    let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
-    let mut id: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    while id.starts_with('.') {
-        id.remove(0);
-    }
-    id.truncate(encoding_common::request::MAX_VIDEO_ID_LEN);
-    if id.is_empty() { "video".into() } else { id }
-}
-
-/// One sent message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sent {
-    /// The request's id.
-    pub request_id: String,
-    /// SQS's message id.
-    pub message_id: String,
-    /// The video id.
-    pub video_id: String,
-}
-
-/// The result of sending.
-#[derive(Debug, Default)]
-pub struct SendReport {
-    /// Requests SQS accepted.
-    pub sent: Vec<Sent>,
-    /// Requests that could not be sent, with the last error.
-    pub failed: Vec<(EncodeRequest, String)>,
-}
-
-/// Sends `requests` in batches of ten, resending the entries a batch reports as failed.
-pub async fn send_all(client: &aws_sdk_sqs::Client, queue_url: &str, requests: Vec<EncodeRequest>) -> SendReport {
-    let fifo = queue_url.ends_with(".fifo");
-    let mut report = SendReport::default();
-    for chunk in requests.chunks(BATCH_SIZE) {
-        let mut pending: Vec<(usize, &EncodeRequest)> = chunk.iter().enumerate().collect();
-        let mut last_error: HashMap<usize, String> = HashMap::new();
-        for attempt in 1..=SEND_ATTEMPTS {
-            if pending.is_empty() {
-                break;
-            }
-            if attempt > 1 {
-                tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt - 2))).await;
-            }
-            let entries: Vec<SendMessageBatchRequestEntry> = pending
-                .iter()
-                .map(|(i, r)| {
-                    let mut e = SendMessageBatchRequestEntry::builder()
-                        .id(format!("m{i}"))
-                        .message_body(r.to_json());
-                    if fifo {
-                        e = e
-                            .message_group_id(&r.video_id)
-                            .message_deduplication_id(r.request_id.as_deref().unwrap_or_default());
-                    }
-                    e.build().expect("id and body are set")
-                })
-                .collect();
-            match client
-                .send_message_batch()
-                .queue_url(queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-            {
-                Ok(out) => {
-                    for ok in out.successful {
-                        let i: usize = ok.id[1..].parse().expect("ids are m<index>");
-                        let r = chunk[i].clone();
-                        report.sent.push(Sent {
-                            request_id: r.request_id.unwrap_or_default(),
-                            message_id: ok.message_id,
-                            video_id: r.video_id,
-                        });
-                        pending.retain(|(j, _)| *j != i);
-                    }
-                    for bad in out.failed {
-                        let i: usize = bad.id[1..].parse().expect("ids are m<index>");
-                        let why = format!("{}: {}", bad.code, bad.message.unwrap_or_default());
-                        tracing::warn!(entry = i, attempt, error = %why, sender_fault = bad.sender_fault, "a batch entry failed");
-                        if bad.sender_fault {
-                            // The request itself is refused: sending it again cannot help.
-                            report.failed.push((chunk[i].clone(), why));
-                            pending.retain(|(j, _)| *j != i);
-                        } else {
-                            last_error.insert(i, why);
-                        }
-                    }
-                }
-                Err(e) => {
-                    let why = format!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e));
-                    tracing::warn!(attempt, error = %why, "sending a batch failed");
-                    for (i, _) in &pending {
-                        last_error.insert(*i, why.clone());
-                    }
-                }
-            }
-        }
-        for (i, r) in pending {
-            let why = last_error.remove(&i).unwrap_or_else(|| "not sent".into());
-            report.failed.push((r.clone(), why));
-        }
-    }
-    report
-}
-
-/// Runs the producer.
+/// As [`run`], stopping when `stop` fires instead of on signals.
 ///
 /// # Errors
 ///
-/// When the requests are invalid or any could not be sent.
-pub async fn run(config: Config) -> anyhow::Result<()> {
-    let requests = build_requests(&config).context("invalid request")?;
+/// As [`run`].
+pub async fn run_until(config: Config, ui: &Ui, stop: &Stop) -> anyhow::Result<()> {
+    let mut summary = Summary::default();
+    let requests = match config.mode() {
+        Mode::Source(source) => requests::for_source(&config, source).context("invalid request")?,
+        Mode::File(path) => {
+            let requests = read_requests(path, config.skip_invalid, &mut summary)?;
+            requests.into_iter().map(|r| r.request).collect()
+        }
+        Mode::Upload(files) => {
+            let Some(requests) = upload_files(&config, files, ui, stop, &mut summary).await? else {
+                return summary.finish(stop);
+            };
+            requests
+        }
+    };
     if config.dry_run {
+        let mut out = std::io::stdout().lock();
         for r in &requests {
-            println!("{}", r.to_json());
+            // A closed stdout (`| head`) must not stop the run.
+            let _ = writeln!(out, "{}", r.to_json());
         }
         tracing::info!(messages = requests.len(), "dry run: nothing sent");
         return Ok(());
     }
+    let queue_url = config.queue_url.as_deref().context("--queue-url is required")?;
     let sdk = encoding_common::aws::load_config().await;
-    let client = encoding_common::aws::sqs_client(&sdk);
-    let total = requests.len();
-    let report = send_all(&client, &config.queue_url, requests).await;
-    for s in &report.sent {
-        if config.json {
-            println!(
-                "{}",
-                serde_json::json!({"request_id": s.request_id, "message_id": s.message_id, "video_id": s.video_id})
+    let sender = send::Sender::new(encoding_common::aws::sqs_client(&sdk), queue_url, !ui.has_bars());
+    let progress = ui.progress("send", requests.len() as u64, false);
+    let json = config.json;
+    let mut print = |s: &Sent| {
+        if json {
+            let line =
+                serde_json::json!({"request_id": s.request_id, "message_id": s.message_id, "video_id": s.video_id});
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
+        }
+    };
+    summary.total += requests.len();
+    tracing::info!(queue_url, fifo = config.fifo(), requests = requests.len(), "sending");
+    let report = sender.send_all(requests, &progress, stop.token(), &mut print).await;
+    progress.finish();
+    summary.sent += report.sent.len();
+    summary.failed.extend(report.failed);
+    summary.stopped.extend(report.stopped);
+    summary.finish(stop)
+}
+
+/// The exit status for an error of [`run`]: 130 or 143 when stopped by a signal, otherwise 1.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    error
+        .downcast_ref::<Interrupted>()
+        .map_or(1, |Interrupted(signal)| signal.exit_code())
+}
+
+/// A short reason for an AWS SDK error: `Code: message` when the service answered with a code,
+/// otherwise the error with its causes (a connection refused, a timeout, an unreadable answer).
+pub(crate) fn aws_reason<E, R>(error: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    if let SdkError::ServiceError(e) = error
+        && let Some(code) = e.err().code()
+    {
+        return match e.err().message() {
+            Some(m) if !m.is_empty() => format!("{code}: {m}"),
+            _ => code.to_owned(),
+        };
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// [`aws_reason`] as an error, to add context to.
+pub(crate) fn aws_error<E, R>(error: SdkError<E, R>) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    anyhow::anyhow!(aws_reason(&error))
+}
+
+/// Reads a JSON Lines file, reporting each invalid line; with invalid lines and without
+/// `skip_invalid`, nothing is sent.
+fn read_requests(path: &Path, skip_invalid: bool, summary: &mut Summary) -> anyhow::Result<Vec<requests::LineRequest>> {
+    let parsed = requests::read_file(path)?;
+    let file = path.display().to_string();
+    for bad in &parsed.invalid {
+        tracing::error!(file = %file, line = bad.line, error = %bad.reason, "invalid request");
+    }
+    if !parsed.invalid.is_empty() {
+        let lines: Vec<String> = parsed.invalid.iter().map(ToString::to_string).collect();
+        if !skip_invalid {
+            bail!(
+                "{file}: {} invalid line(s), nothing sent (--skip-invalid sends the valid ones): {}",
+                lines.len(),
+                lines.join("; ")
             );
         }
-        tracing::info!(video_id = %s.video_id, request_id = %s.request_id, message_id = %s.message_id, "sent");
+        tracing::warn!(file = %file, skipped = lines.len(), valid = parsed.requests.len(), "skipping the invalid lines");
+        summary.skipped_lines = lines.len();
     }
-    for (r, why) in &report.failed {
-        tracing::error!(video_id = %r.video_id, request_id = r.request_id.as_deref().unwrap_or(""), error = %why, "not sent");
+    if parsed.requests.is_empty() {
+        bail!("{file} holds no valid request: nothing to send");
     }
-    tracing::info!(sent = report.sent.len(), failed = report.failed.len(), total, queue_url = %config.queue_url, "done");
-    if !report.failed.is_empty() {
-        let ids: Vec<String> = report
-            .failed
-            .iter()
-            .map(|(r, _)| format!("{} ({})", r.video_id, r.request_id.as_deref().unwrap_or("")))
-            .collect();
-        bail!(
-            "{} of {total} requests could not be sent: {}",
-            report.failed.len(),
-            ids.join(", ")
+    tracing::info!(file = %file, requests = parsed.requests.len(), "requests read");
+    Ok(parsed.requests)
+}
+
+/// Uploads the files and returns the requests for those uploaded, or `None` when there is nothing
+/// to send (every upload failed, or the run was stopped).
+async fn upload_files(
+    config: &Config,
+    files: &[PathBuf],
+    ui: &Ui,
+    stop: &Stop,
+    summary: &mut Summary,
+) -> anyhow::Result<Option<Vec<EncodeRequest>>> {
+    let input_uri = config.input_uri.as_deref().unwrap_or_default();
+    let input = S3Uri::parse("input", input_uri, false).context("invalid --input-uri")?;
+    let template = requests::Template::from_config(config).context("invalid request")?;
+    let video_id = config.video_id.as_deref().filter(|v| !v.is_empty());
+    if files.len() > 1
+        && let Some(v) = video_id
+    {
+        tracing::warn!(
+            video_id = v,
+            files = files.len(),
+            "VIDEO_ID ignored: each of several files is named after itself"
         );
     }
-    Ok(())
+    let planned = upload::plan(files, &input, video_id)?;
+    let mut per_file = Vec::with_capacity(planned.len());
+    for p in &planned {
+        let reqs = template
+            .requests(&p.target, &p.video_id)
+            .with_context(|| format!("invalid request for {}", p.path.display()))?;
+        per_file.push(reqs);
+    }
+    if config.dry_run {
+        for p in &planned {
+            tracing::info!(file = %p.path.display(), uri = %p.target, bytes = p.size, content_type = p.content_type, "dry run: would upload");
+        }
+        return Ok(Some(per_file.into_iter().flatten().collect()));
+    }
+    let sdk = encoding_common::aws::load_config().await;
+    let uploader = upload::Uploader::new(encoding_common::aws::s3_client(&sdk));
+    let progress = ui.progress("upload", planned.iter().map(|p| p.size).sum(), true);
+    let mut requests = Vec::new();
+    for (p, reqs) in planned.iter().zip(per_file) {
+        if stop.token().is_cancelled() {
+            summary.not_uploaded.push(p.path.clone());
+            continue;
+        }
+        progress.set_message(p.path.display().to_string());
+        match uploader.upload(p, &progress, stop.token()).await {
+            Ok(()) => {
+                summary.uploaded.push(p.target.clone());
+                requests.extend(reqs);
+            }
+            Err(upload::UploadError::Stopped) => summary.not_uploaded.push(p.path.clone()),
+            Err(e) => {
+                let reason = format!("{:#}", anyhow::Error::from(e));
+                tracing::error!(file = %p.path.display(), uri = %p.target, error = %reason, "upload failed; its requests are not sent");
+                summary.upload_failed.push((p.path.clone(), reason));
+            }
+        }
+    }
+    progress.finish();
+    if stop.token().is_cancelled() {
+        summary.uploaded_not_requested = requests.iter().map(|r| r.source.clone()).collect();
+        summary.uploaded_not_requested.dedup();
+        return Ok(None);
+    }
+    Ok((!requests.is_empty()).then_some(requests))
+}
+
+/// What a run did, for the final log line and error.
+#[derive(Debug, Default)]
+struct Summary {
+    /// Requests handed to the sender.
+    total: usize,
+    /// Requests SQS accepted.
+    sent: usize,
+    /// Requests not sent, with the reason.
+    failed: Vec<Unsent>,
+    /// Requests not tried because the run was stopped.
+    stopped: Vec<EncodeRequest>,
+    /// Invalid lines skipped with `--skip-invalid`.
+    skipped_lines: usize,
+    /// Objects uploaded.
+    uploaded: Vec<S3Uri>,
+    /// Files whose upload failed, with the reason.
+    upload_failed: Vec<(PathBuf, String)>,
+    /// Files not uploaded because the run was stopped.
+    not_uploaded: Vec<PathBuf>,
+    /// Objects uploaded whose requests were not sent because the run was stopped.
+    uploaded_not_requested: Vec<S3Uri>,
+}
+
+impl Summary {
+    /// Logs the outcome; an error naming everything not done, if anything was not.
+    fn finish(self, stop: &Stop) -> anyhow::Result<()> {
+        tracing::info!(
+            sent = self.sent,
+            failed = self.failed.len(),
+            stopped = self.stopped.len(),
+            skipped_invalid_lines = self.skipped_lines,
+            uploaded = self.uploaded.len(),
+            upload_failed = self.upload_failed.len(),
+            "done"
+        );
+        let mut problems = Vec::new();
+        if !self.upload_failed.is_empty() {
+            let files: Vec<String> = self
+                .upload_failed
+                .iter()
+                .map(|(path, why)| format!("{} ({why})", path.display()))
+                .collect();
+            problems.push(format!("{} upload(s) failed: {}", files.len(), files.join("; ")));
+        }
+        if !self.failed.is_empty() {
+            // Grouped by reason: a missing queue names every request once, not its reason each time.
+            let mut by_reason: Vec<(&str, Vec<String>)> = Vec::new();
+            for u in &self.failed {
+                match by_reason.iter_mut().find(|(reason, _)| *reason == u.reason) {
+                    Some((_, requests)) => requests.push(describe(&u.request)),
+                    None => by_reason.push((&u.reason, vec![describe(&u.request)])),
+                }
+            }
+            let groups: Vec<String> = by_reason
+                .iter()
+                .map(|(reason, requests)| format!("{} ({reason})", requests.join(", ")))
+                .collect();
+            problems.push(format!(
+                "{} of {} request(s) not sent: {}",
+                self.failed.len(),
+                self.total,
+                groups.join("; ")
+            ));
+        }
+        if !self.stopped.is_empty() {
+            let requests: Vec<String> = self.stopped.iter().map(describe).collect();
+            problems.push(format!(
+                "{} request(s) not sent: {}",
+                requests.len(),
+                requests.join(", ")
+            ));
+        }
+        if !self.uploaded_not_requested.is_empty() {
+            let objects: Vec<String> = self.uploaded_not_requested.iter().map(ToString::to_string).collect();
+            problems.push(format!("uploaded but not requested: {}", objects.join(", ")));
+        }
+        if !self.not_uploaded.is_empty() {
+            let files: Vec<String> = self.not_uploaded.iter().map(|p| p.display().to_string()).collect();
+            problems.push(format!("not uploaded: {}", files.join(", ")));
+        }
+        if let Some(signal) = stop.signal() {
+            let error = anyhow::Error::new(Interrupted(signal));
+            return Err(if problems.is_empty() {
+                error
+            } else {
+                error.context(problems.join("; "))
+            });
+        }
+        if !problems.is_empty() {
+            bail!("{}", problems.join("; "));
+        }
+        Ok(())
+    }
+}
+
+/// `video_id [qualities] (request_id)`, the way a request is named in summaries.
+fn describe(r: &EncodeRequest) -> String {
+    let qualities: Vec<&str> = r.qualities.iter().map(|q| q.as_str()).collect();
+    format!(
+        "{} [{}] (request_id {})",
+        r.video_id,
+        qualities.join(","),
+        r.request_id.as_deref().unwrap_or("none")
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn config(args: &[&str]) -> Config {
-        let mut full = vec![
-            "producer",
-            "--queue-url",
-            "http://q",
-            "--source",
-            "s3://media-in/uploads/My Clip.final.mov",
-        ];
-        full.extend_from_slice(args);
-        Config::try_parse_from(full).unwrap()
-    }
-
-    #[test]
-    fn one_message_per_quality_by_default() {
-        let reqs = build_requests(&config(&["--quality", "480p", "--quality", "720p"])).unwrap();
-        assert_eq!(reqs.len(), 2);
-        assert_eq!(reqs[0].qualities, vec![Quality::P480]);
-        assert_eq!(reqs[1].qualities, vec![Quality::P720]);
-        assert_eq!(reqs[0].video_id, "My-Clip.final");
-        assert_ne!(reqs[0].request_id, reqs[1].request_id);
-        for r in &reqs {
-            assert_eq!(EncodeRequest::from_json(&r.to_json()).unwrap(), *r);
-        }
-    }
-
-    #[test]
-    fn one_message_puts_all_qualities_in_one_request() {
-        let reqs = build_requests(&config(&["--quality", "480p,720p", "--one-message"])).unwrap();
-        assert_eq!(reqs.len(), 1);
-        assert_eq!(reqs[0].qualities, vec![Quality::P480, Quality::P720]);
-        assert!(reqs[0].to_json().contains("\"qualities\""));
-    }
-
-    #[test]
-    fn count_makes_suffixed_copies() {
-        let reqs = build_requests(&config(&["--quality", "360p", "--count", "3", "--video-id", "demo"])).unwrap();
-        let ids: Vec<&str> = reqs.iter().map(|r| r.video_id.as_str()).collect();
-        assert_eq!(ids, ["demo-1", "demo-2", "demo-3"]);
-    }
-
-    #[test]
-    fn invalid_inputs_are_refused_before_sending() {
-        assert!(
-            Config::try_parse_from([
-                "producer",
-                "--queue-url",
-                "q",
-                "--source",
-                "s3://b-b/k",
-                "--quality",
-                "999p"
-            ])
-            .is_err()
+    fn request(video_id: &str, request_id: &str) -> EncodeRequest {
+        let body = format!(
+            r#"{{"video_id":"{video_id}","source":"s3://in-b/a.mp4","qualities":["480p","720p"],"request_id":"{request_id}"}}"#
         );
-        let mut c = config(&["--quality", "360p"]);
-        c.source = "http://x/y".into();
-        assert!(build_requests(&c).is_err());
-        let mut c = config(&["--quality", "360p", "--video-id", ".bad"]);
-        assert!(build_requests(&c).is_err());
-        c.video_id = None;
-        c.count = 0;
-        assert!(build_requests(&c).is_err());
-        let c = config(&["--quality", "360p", "--output", "nope"]);
-        assert!(build_requests(&c).is_err());
+        EncodeRequest::from_json(&body).unwrap()
     }
 
     #[test]
-    fn video_ids_from_keys_are_safe() {
-        assert_eq!(video_id_from_key("uploads/big-buck-bunny.mov"), "big-buck-bunny");
-        assert_eq!(video_id_from_key(".hidden.mp4"), "hidden");
-        assert_eq!(video_id_from_key("a/é b.mp4"), "--b");
-        assert_eq!(video_id_from_key("noext"), "noext");
-        check_video_id(&video_id_from_key(&"x".repeat(300))).unwrap();
+    fn a_summary_without_problems_is_success() {
+        let summary = Summary {
+            total: 2,
+            sent: 2,
+            ..Summary::default()
+        };
+        summary.finish(&Stop::manual()).unwrap();
+    }
+
+    #[test]
+    fn a_summary_names_each_request_not_sent_grouped_by_reason() {
+        let unsent = |video_id: &str, request_id: &str, reason: &str| Unsent {
+            request: request(video_id, request_id),
+            reason: reason.into(),
+        };
+        let summary = Summary {
+            total: 5,
+            sent: 2,
+            failed: vec![
+                unsent("big", "r-2", "InvalidParameterValue: too long"),
+                unsent("v", "r-4", "InternalError (after 4 attempts)"),
+                unsent("huge", "r-5", "InvalidParameterValue: too long"),
+            ],
+            ..Summary::default()
+        };
+        let err = summary.finish(&Stop::manual()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "3 of 5 request(s) not sent: big [480p,720p] (request_id r-2), huge [480p,720p] (request_id r-5) \
+             (InvalidParameterValue: too long); v [480p,720p] (request_id r-4) (InternalError (after 4 attempts))"
+        );
+        assert_eq!(exit_code(&err), 1);
+    }
+
+    #[test]
+    fn a_stopped_run_exits_with_the_signals_status_and_says_what_was_not_done() {
+        let stop = Stop::manual();
+        stop.request(Signal::Terminate);
+        let summary = Summary {
+            total: 1,
+            stopped: vec![request("v", "r-1")],
+            not_uploaded: vec![PathBuf::from("b.mp4")],
+            ..Summary::default()
+        };
+        let err = summary.finish(&stop).unwrap_err();
+        assert_eq!(exit_code(&err), 143);
+        let text = format!("{err:#}");
+        assert!(text.contains("v [480p,720p] (request_id r-1)"), "{text}");
+        assert!(text.contains("not uploaded: b.mp4"), "{text}");
+        assert!(text.ends_with("stopped by SIGTERM"), "{text}");
     }
 }

@@ -1,18 +1,17 @@
-//! `producer`: see the crate docs (`lib.rs`) and `producer --help`.
+//! `producer`: puts encode requests on the queue. See the crate docs (`lib.rs`) and `producer --help`.
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = producer::Config::parse();
-    encoding_common::telemetry::init();
-    match producer::run(config).await {
+    let config = producer::Config::load();
+    let ui = producer::Ui::for_stderr();
+    encoding_common::telemetry::init_with_writer(ui.log_writer());
+    match producer::run(config, &ui).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "failed");
-            ExitCode::FAILURE
+            ExitCode::from(producer::exit_code(&e))
         }
     }
 }

@@ -11,8 +11,8 @@
 //! work, and it removes its partial outputs whenever it does not finish.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use ffmpeg::codec::{self, Id};
@@ -241,13 +241,13 @@ fn run(
         source,
     })?;
     let display = (vinfo.display_width, vinfo.display_height);
-    let mut outputs = Vec::with_capacity(renditions.len());
+    let mut muxes = Vec::with_capacity(renditions.len());
     for spec in renditions {
         let (width, height) = rendition_size(display, spec.short_side);
         let settings = VideoSettings::new(width.min(height), fps, &options.preset, options.crf);
         let path = output_dir.join(format!("{}.mp4", spec.name));
         guard.paths.push(path.clone());
-        outputs.push(RenditionMux::create(
+        muxes.push(RenditionMux::create(
             spec,
             path,
             (width, height),
@@ -257,14 +257,17 @@ fn run(
         )?);
     }
 
+    let mut outputs = Renditions::spawn(muxes)?;
+
     let duration = vinfo.duration_seconds.or(info.duration_seconds);
     let mut last_report = Instant::now();
-    let mut packet = Packet::empty();
     let mut read_errors = 0u32;
     loop {
         if cancel.is_cancelled() {
             return Err(TranscodeError::Cancelled);
         }
+        // A fresh packet each time: reading into a used one would leak its data.
+        let mut packet = Packet::empty();
         match packet.read(&mut ictx) {
             Ok(()) => read_errors = 0,
             Err(ffmpeg::Error::Eof) => break,
@@ -298,10 +301,7 @@ fn run(
     check_complete(&video, &vinfo, info.duration_seconds)?;
     progress(&video.progress(duration, started));
 
-    let mut results = Vec::with_capacity(outputs.len());
-    for out in outputs {
-        results.push(out.finish()?);
-    }
+    let results = outputs.finish()?;
     Ok(TranscodeReport {
         source: info,
         frames_decoded: video.frames,
@@ -378,7 +378,7 @@ struct VideoPipe {
     /// The input's start time in stream units, subtracted so outputs start at zero.
     offset: i64,
     sar: Rational,
-    /// The filters before the split: deinterlace, orientation, tone mapping.
+    /// The filters shared by every rendition: deinterlace, orientation, tone mapping.
     pre_filters: Vec<String>,
     tone_mapped: bool,
     deinterlaced: bool,
@@ -397,7 +397,7 @@ struct VideoPipe {
 struct Graph {
     graph: filter::Graph,
     key: (u32, u32, ffmpeg::format::Pixel),
-    sink_tb: Vec<Rational>,
+    sink_tb: Rational,
 }
 
 impl VideoPipe {
@@ -457,9 +457,9 @@ impl VideoPipe {
         })
     }
 
-    /// Sends a packet (or, with `None`, the end of stream) and pushes every frame that comes out
-    /// through the filters into the renditions' encoders.
-    fn decode(&mut self, packet: Option<&Packet>, outputs: &mut [RenditionMux]) -> Result<()> {
+    /// Sends a packet (or, with `None`, the end of stream) and passes every frame that comes out,
+    /// through the shared filters, to every rendition.
+    fn decode(&mut self, packet: Option<&Packet>, outputs: &mut Renditions) -> Result<()> {
         let sent = match packet {
             Some(p) => self.decoder.send_packet(p),
             None => self.decoder.send_eof(),
@@ -479,12 +479,12 @@ impl VideoPipe {
             }
         }
         if packet.is_none() {
-            self.flush(outputs)?;
+            self.flush_graph(outputs)?;
         }
         Ok(())
     }
 
-    fn on_frame(&mut self, outputs: &mut [RenditionMux]) -> Result<()> {
+    fn on_frame(&mut self, outputs: &mut Renditions) -> Result<()> {
         self.frames += 1;
         // A frame the decoder had to conceal damage in counts as a decode error too.
         // SAFETY: reading plain fields of a frame the decoder just filled.
@@ -511,11 +511,14 @@ impl VideoPipe {
         self.last_pts = Some(pts);
         self.decoded.set_pts(Some(pts));
 
+        if self.pre_filters.is_empty() {
+            return outputs.send_video(&self.decoded, self.stream_tb);
+        }
         let key = (self.decoded.width(), self.decoded.height(), self.decoded.format());
         if self.graph.as_ref().is_none_or(|g| g.key != key) {
             // The picture changed size or format mid-stream: drain the old graph, build anew.
             self.flush_graph(outputs)?;
-            self.graph = Some(self.build_graph(key, outputs)?);
+            self.graph = Some(self.build_graph(key)?);
         }
         let graph = self.graph.as_mut().expect("built above");
         graph
@@ -528,98 +531,36 @@ impl VideoPipe {
         self.drain_graph(outputs)
     }
 
-    fn build_graph(&self, key: (u32, u32, ffmpeg::format::Pixel), outputs: &[RenditionMux]) -> Result<Graph> {
+    /// The shared filters (deinterlace, turn upright, tone-map), once for every rendition.
+    fn build_graph(&self, key: (u32, u32, ffmpeg::format::Pixel)) -> Result<Graph> {
         let (w, h, pix) = key;
-        let mut graph = filter::Graph::new();
-        let args = format!(
-            "video_size={w}x{h}:pix_fmt={}:time_base={}/{}:pixel_aspect={}/{}",
-            ffi::AVPixelFormat::from(pix) as i32,
-            self.stream_tb.numerator(),
-            self.stream_tb.denominator(),
-            self.sar.numerator(),
-            self.sar.denominator(),
-        );
-        graph
-            .add(&filter::find("buffer").expect("libavfilter has buffer"), "in", &args)
-            .ctx("creating the video filter source")?;
-        for i in 0..outputs.len() {
-            let mut sink = graph
-                .add(
-                    &filter::find("buffersink").expect("libavfilter has buffersink"),
-                    &format!("out{i}"),
-                    "",
-                )
-                .ctx("creating a video filter sink")?;
-            sink.set_pixel_format(ffmpeg::format::Pixel::YUV420P);
-        }
-        let spec = self.graph_spec(outputs);
-        let mut parser = graph.output("in", 0).ctx("linking the video filter source")?;
-        for i in 0..outputs.len() {
-            parser = parser.input(&format!("out{i}"), 0).ctx("linking a video filter sink")?;
-        }
-        parser.parse(&spec).ctx(format!("parsing the video filters {spec:?}"))?;
-        graph
-            .validate()
-            .ctx(format!("configuring the video filters {spec:?}"))?;
-        let sink_tb = (0..outputs.len())
-            .map(|i| graph.get(&format!("out{i}")).expect("sink exists").sink().time_base())
-            .collect();
-        Ok(Graph { graph, key, sink_tb })
+        let spec = format!("[in]{}[out]", self.pre_filters.join(","));
+        let graph = simple_graph(&video_buffer_args(w, h, pix, self.stream_tb, self.sar), &spec)?;
+        let sink_tb = graph.sink_tb;
+        Ok(Graph {
+            graph: graph.graph,
+            key,
+            sink_tb,
+        })
     }
 
-    /// The filter graph: shared filters, then one scaled branch per rendition.
-    fn graph_spec(&self, outputs: &[RenditionMux]) -> String {
-        let mut shared = self.pre_filters.join(",");
-        let branch = |o: &RenditionMux| {
-            format!(
-                "scale=w={}:h={}:out_range=tv:flags=bicubic,format=yuv420p,setsar=1",
-                o.width, o.height
-            )
-        };
-        if outputs.len() == 1 {
-            if !shared.is_empty() {
-                shared.push(',');
-            }
-            return format!("[in]{shared}{}[out0]", branch(&outputs[0]));
-        }
-        if shared.is_empty() {
-            shared.push_str("null");
-        }
-        let labels: String = (0..outputs.len()).map(|i| format!("[s{i}]")).collect();
-        let mut spec = format!("[in]{shared},split={}{labels}", outputs.len());
-        for (i, o) in outputs.iter().enumerate() {
-            spec.push_str(&format!(";[s{i}]{}[out{i}]", branch(o)));
-        }
-        spec
-    }
-
-    fn drain_graph(&mut self, outputs: &mut [RenditionMux]) -> Result<()> {
+    fn drain_graph(&mut self, outputs: &mut Renditions) -> Result<()> {
         let Some(graph) = self.graph.as_mut() else {
             return Ok(());
         };
-        for (i, out) in outputs.iter_mut().enumerate() {
-            let mut sink = graph.graph.get(&format!("out{i}")).expect("sink exists");
-            loop {
-                match sink.sink().frame(&mut self.filtered) {
-                    Ok(()) => {
-                        let pts = self
-                            .filtered
-                            .pts()
-                            .map(|p| rescale(p, graph.sink_tb[i], self.stream_tb));
-                        self.filtered.set_pts(pts);
-                        self.filtered.set_kind(picture::Type::None);
-                        out.encode_video(Some(&self.filtered))?;
-                    }
-                    Err(ffmpeg::Error::Eof) => break,
-                    Err(ffmpeg::Error::Other { errno }) if errno == ffi::EAGAIN => break,
-                    Err(e) => return Err(e).ctx("reading filtered video"),
-                }
+        let mut sink = graph.graph.get("out").expect("sink exists");
+        loop {
+            match sink.sink().frame(&mut self.filtered) {
+                Ok(()) => outputs.send_video(&self.filtered, graph.sink_tb)?,
+                Err(ffmpeg::Error::Eof) => break,
+                Err(ffmpeg::Error::Other { errno }) if errno == ffi::EAGAIN => break,
+                Err(e) => return Err(e).ctx("reading filtered video"),
             }
         }
         Ok(())
     }
 
-    fn flush_graph(&mut self, outputs: &mut [RenditionMux]) -> Result<()> {
+    fn flush_graph(&mut self, outputs: &mut Renditions) -> Result<()> {
         if let Some(graph) = self.graph.as_mut() {
             graph
                 .graph
@@ -629,14 +570,6 @@ impl VideoPipe {
                 .flush()
                 .ctx("flushing the video filters")?;
             self.drain_graph(outputs)?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self, outputs: &mut [RenditionMux]) -> Result<()> {
-        self.flush_graph(outputs)?;
-        for out in outputs.iter_mut() {
-            out.encode_video(None)?;
         }
         Ok(())
     }
@@ -746,7 +679,7 @@ impl AudioPipe {
         })
     }
 
-    fn decode(&mut self, packet: Option<&Packet>, outputs: &mut [RenditionMux]) -> Result<()> {
+    fn decode(&mut self, packet: Option<&Packet>, outputs: &mut Renditions) -> Result<()> {
         // Audio errors are not fatal: a damaged audio packet is dropped, as players do.
         let _ = match packet {
             Some(p) => self.decoder.send_packet(p),
@@ -771,7 +704,7 @@ impl AudioPipe {
         Ok(())
     }
 
-    fn on_frame(&mut self, outputs: &mut [RenditionMux]) -> Result<()> {
+    fn on_frame(&mut self, outputs: &mut Renditions) -> Result<()> {
         let rate = self.decoded.rate() as i32;
         if rate <= 0 || self.decoded.samples() == 0 {
             return Ok(());
@@ -836,7 +769,7 @@ impl AudioPipe {
         Ok(graph)
     }
 
-    fn drain_graph(&mut self, outputs: &mut [RenditionMux]) -> Result<()> {
+    fn drain_graph(&mut self, outputs: &mut Renditions) -> Result<()> {
         let Some(graph) = self.graph.as_mut() else {
             return Ok(());
         };
@@ -855,12 +788,10 @@ impl AudioPipe {
     }
 }
 
-/// Writes every packet the AAC encoder has ready to every rendition.
-fn write_audio_packets(encoder: &mut encoder::Audio, packet: &mut Packet, outputs: &mut [RenditionMux]) -> Result<()> {
+/// Passes every packet the AAC encoder has ready to every rendition.
+fn write_audio_packets(encoder: &mut encoder::Audio, packet: &mut Packet, outputs: &mut Renditions) -> Result<()> {
     while encoder.receive_packet(packet).is_ok() {
-        for out in outputs.iter_mut() {
-            out.write_audio(packet, encoder.time_base())?;
-        }
+        outputs.send_audio(packet, encoder.time_base())?;
     }
     Ok(())
 }
@@ -884,6 +815,9 @@ struct RenditionMux {
     settings: String,
     frames: u64,
     packet: Packet,
+    /// Scales the shared frames to this rendition's size; built for the first frame's format.
+    scale: Option<Graph>,
+    scaled: frame::Video,
 }
 
 impl RenditionMux {
@@ -963,7 +897,100 @@ impl RenditionMux {
             settings: settings.describe(),
             frames: 0,
             packet: Packet::empty(),
+            scale: None,
+            scaled: frame::Video::empty(),
         })
+    }
+
+    /// The worker's loop, on its own thread: scale and encode every frame, write every audio
+    /// packet, until the end (then finish the file) or until the sender goes away (then stop).
+    fn run(mut self, rx: mpsc::Receiver<Msg>) -> Result<RenditionOutput> {
+        for msg in rx {
+            match msg {
+                Msg::Video(frame, tb) => self.on_frame(&frame, tb)?,
+                Msg::Audio(packet, tb) => self.write_audio(&packet, tb)?,
+                Msg::End => {
+                    self.flush_scale()?;
+                    self.encode_video(None)?;
+                    return self.finish();
+                }
+            }
+        }
+        Err(TranscodeError::Cancelled)
+    }
+
+    fn on_frame(&mut self, frame: &frame::Video, tb: Rational) -> Result<()> {
+        let key = (frame.width(), frame.height(), frame.format());
+        if self.scale.as_ref().is_none_or(|g| g.key != key) {
+            self.flush_scale()?;
+            let sar = match frame.aspect_ratio() {
+                r if r.numerator() > 0 && r.denominator() > 0 => r,
+                _ => Rational::new(1, 1),
+            };
+            let spec = format!(
+                "[in]scale=w={}:h={}:out_range=tv:flags=bicubic,format=yuv420p,setsar=1[out]",
+                self.width, self.height
+            );
+            let g = simple_graph(&video_buffer_args(key.0, key.1, key.2, tb, sar), &spec)?;
+            self.scale = Some(Graph {
+                graph: g.graph,
+                key,
+                sink_tb: g.sink_tb,
+            });
+        }
+        let graph = self.scale.as_mut().expect("built above");
+        graph
+            .graph
+            .get("in")
+            .expect("the graph has its source")
+            .source()
+            .add(frame)
+            .ctx("scaling a video frame")?;
+        self.drain_scale()
+    }
+
+    fn drain_scale(&mut self) -> Result<()> {
+        loop {
+            let Some(graph) = self.scale.as_mut() else {
+                return Ok(());
+            };
+            let sink_tb = graph.sink_tb;
+            match graph
+                .graph
+                .get("out")
+                .expect("sink exists")
+                .sink()
+                .frame(&mut self.scaled)
+            {
+                Ok(()) => {
+                    let pts = self.scaled.pts().map(|p| rescale(p, sink_tb, self.enc_tb));
+                    self.scaled.set_pts(pts);
+                    // Keyframes come from the ladder's GOP, not from the source's picture types.
+                    self.scaled.set_kind(picture::Type::None);
+                    let frame = std::mem::replace(&mut self.scaled, frame::Video::empty());
+                    let sent = self.encode_video(Some(&frame));
+                    self.scaled = frame;
+                    sent?;
+                }
+                Err(ffmpeg::Error::Eof) => return Ok(()),
+                Err(ffmpeg::Error::Other { errno }) if errno == ffi::EAGAIN => return Ok(()),
+                Err(e) => return Err(e).ctx("reading scaled video"),
+            }
+        }
+    }
+
+    fn flush_scale(&mut self) -> Result<()> {
+        if let Some(graph) = self.scale.as_mut() {
+            graph
+                .graph
+                .get("in")
+                .expect("the graph has its source")
+                .source()
+                .flush()
+                .ctx("flushing the scaler")?;
+            self.drain_scale()?;
+        }
+        Ok(())
     }
 
     fn encode_video(&mut self, frame: Option<&frame::Video>) -> Result<()> {
@@ -1019,6 +1046,155 @@ impl RenditionMux {
             settings: self.settings,
         })
     }
+}
+
+/// What the decoding thread sends each rendition's worker.
+enum Msg {
+    /// A picture (a new reference to the shared frame) and its time base.
+    Video(frame::Video, Rational),
+    /// An AAC packet (shared by every rendition) and its time base.
+    Audio(Packet, Rational),
+    /// Everything was sent: finish the file.
+    End,
+}
+
+/// Frames in flight to each worker: enough to keep it busy, few enough to bound memory.
+const WORKER_QUEUE: usize = 8;
+
+/// The renditions, each scaled, encoded and muxed on a thread of its own, so that the scalers
+/// and the encoders of a ladder run in parallel while the source is decoded once.
+struct Renditions {
+    workers: Vec<(mpsc::SyncSender<Msg>, std::thread::JoinHandle<Result<RenditionOutput>>)>,
+}
+
+impl Renditions {
+    fn spawn(muxes: Vec<RenditionMux>) -> Result<Self> {
+        let mut workers = Vec::with_capacity(muxes.len());
+        for mux in muxes {
+            let (tx, rx) = mpsc::sync_channel(WORKER_QUEUE);
+            let handle = std::thread::Builder::new()
+                .name(format!("rendition-{}", mux.name))
+                .spawn(move || mux.run(rx))
+                .map_err(|source| TranscodeError::Io {
+                    path: "a rendition thread".into(),
+                    source,
+                })?;
+            workers.push((tx, handle));
+        }
+        Ok(Self { workers })
+    }
+
+    fn send_video(&mut self, frame: &frame::Video, tb: Rational) -> Result<()> {
+        for i in 0..self.workers.len() {
+            let mut shared = frame::Video::empty();
+            // SAFETY: a new reference to the same buffers; both frames are valid.
+            let r = unsafe { ffi::av_frame_ref(shared.as_mut_ptr(), frame.as_ptr()) };
+            if r < 0 {
+                return Err(ffmpeg::Error::from(r)).ctx("sharing a frame with a rendition");
+            }
+            self.send(i, Msg::Video(shared, tb))?;
+        }
+        Ok(())
+    }
+
+    fn send_audio(&mut self, packet: &Packet, tb: Rational) -> Result<()> {
+        for i in 0..self.workers.len() {
+            self.send(i, Msg::Audio(packet.clone(), tb))?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, i: usize, msg: Msg) -> Result<()> {
+        if self.workers[i].0.send(msg).is_ok() {
+            return Ok(());
+        }
+        // The worker stopped on an error of its own: that error is the one to report.
+        let (_, handle) = self.workers.remove(i);
+        Err(match handle.join() {
+            Ok(Err(e)) => e,
+            _ => TranscodeError::Options("a rendition worker stopped unexpectedly".into()),
+        })
+    }
+
+    /// Tells every worker that all was sent and collects the finished renditions, in order.
+    fn finish(mut self) -> Result<Vec<RenditionOutput>> {
+        let workers = std::mem::take(&mut self.workers);
+        let mut results = Vec::with_capacity(workers.len());
+        let mut first_error = None;
+        for (tx, handle) in workers {
+            let _ = tx.send(Msg::End);
+            drop(tx);
+            match handle.join() {
+                Ok(Ok(out)) => results.push(out),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_error.get_or_insert(TranscodeError::Options("a rendition worker panicked".into()));
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(results),
+        }
+    }
+}
+
+impl Drop for Renditions {
+    /// Stops the workers that are still running (their channel closes) and waits for them, so no
+    /// thread outlives the transcode and every file is closed before the partial ones are removed.
+    fn drop(&mut self) {
+        for (tx, handle) in self.workers.drain(..) {
+            drop(tx);
+            let _ = handle.join();
+        }
+    }
+}
+
+/// A graph with one video source `in` and one sink `out` around `spec`.
+struct SimpleGraph {
+    graph: filter::Graph,
+    sink_tb: Rational,
+}
+
+fn video_buffer_args(w: u32, h: u32, pix: ffmpeg::format::Pixel, tb: Rational, sar: Rational) -> String {
+    format!(
+        "video_size={w}x{h}:pix_fmt={}:time_base={}/{}:pixel_aspect={}/{}",
+        ffi::AVPixelFormat::from(pix) as i32,
+        tb.numerator(),
+        tb.denominator(),
+        sar.numerator(),
+        sar.denominator(),
+    )
+}
+
+fn simple_graph(buffer_args: &str, spec: &str) -> Result<SimpleGraph> {
+    let mut graph = filter::Graph::new();
+    graph
+        .add(
+            &filter::find("buffer").expect("libavfilter has buffer"),
+            "in",
+            buffer_args,
+        )
+        .ctx("creating a video filter source")?;
+    graph
+        .add(
+            &filter::find("buffersink").expect("libavfilter has buffersink"),
+            "out",
+            "",
+        )
+        .ctx("creating a video filter sink")?;
+    graph
+        .output("in", 0)
+        .and_then(|p| p.input("out", 0))
+        .and_then(|p| p.parse(spec))
+        .ctx(format!("parsing the video filters {spec:?}"))?;
+    graph
+        .validate()
+        .ctx(format!("configuring the video filters {spec:?}"))?;
+    let sink_tb = graph.get("out").expect("sink exists").sink().time_base();
+    Ok(SimpleGraph { graph, sink_tb })
 }
 
 fn rescale(ts: i64, from: Rational, to: Rational) -> i64 {

@@ -1,0 +1,231 @@
+//! Running `producer` with a clean environment against a moto of its own, and reading back what
+//! reached the queue and the bucket.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
+use encoding_common::EncodeRequest;
+use pipeline_tests::{Moto, TempDir};
+
+/// The program under test, built by cargo for this test binary.
+pub const PRODUCER: &str = env!("CARGO_BIN_EXE_producer");
+/// The bucket uploads go to.
+pub const INPUT_BUCKET: &str = "media-in";
+/// The longest a producer run may take in a test.
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One test's world: moto with a queue and the input bucket, and a scratch directory.
+#[derive(Debug)]
+pub struct Setup {
+    /// The emulator.
+    pub moto: Moto,
+    /// The queue's URL.
+    pub queue: String,
+    /// Scratch space, removed at the end.
+    pub tmp: TempDir,
+}
+
+impl Setup {
+    /// Moto with a standard queue `requests` and the bucket `media-in`.
+    pub async fn start(tag: &str) -> Self {
+        Self::with_queue(tag, "requests", &[]).await
+    }
+
+    /// Moto with a queue `name` created with `attributes`, and the bucket `media-in`.
+    pub async fn with_queue(tag: &str, name: &str, attributes: &[(QueueAttributeName, &str)]) -> Self {
+        let tmp = TempDir::new(&format!("producer-{tag}"));
+        let moto = Moto::start();
+        let mut create = moto.sqs().await.create_queue().queue_name(name);
+        for (k, v) in attributes {
+            create = create.attributes(k.clone(), *v);
+        }
+        let queue = create
+            .send()
+            .await
+            .expect("create the queue")
+            .queue_url
+            .expect("a queue URL");
+        moto.bucket(INPUT_BUCKET).await;
+        Self { moto, queue, tmp }
+    }
+
+    /// The environment of a run: moto's, `QUEUE_URL`, and `extra`.
+    pub fn env(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut env = self.moto.env();
+        env.push(("QUEUE_URL".into(), self.queue.clone()));
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        env
+    }
+
+    /// Runs the producer with `args` and the environment of [`Setup::env`].
+    pub fn producer(&self, args: &[&str]) -> Output {
+        run(args, &self.env(&[]), None)
+    }
+
+    /// Writes a file in the scratch directory.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.tmp.join(name);
+        std::fs::write(&path, text).expect("write a test file");
+        path
+    }
+
+    /// Receives and deletes every message on `queue`, with its system attributes.
+    pub async fn drain(&self, queue: &str) -> Vec<Message> {
+        let sqs = self.moto.sqs().await;
+        let mut all = Vec::new();
+        loop {
+            let messages = sqs
+                .receive_message()
+                .queue_url(queue)
+                .max_number_of_messages(10)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .visibility_timeout(30)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .expect("receive from the queue")
+                .messages
+                .unwrap_or_default();
+            if messages.is_empty() {
+                return all;
+            }
+            for m in &messages {
+                sqs.delete_message()
+                    .queue_url(queue)
+                    .receipt_handle(m.receipt_handle().expect("a receipt handle"))
+                    .send()
+                    .await
+                    .expect("delete a message");
+            }
+            all.extend(messages);
+        }
+    }
+
+    /// The requests on the queue, read back (and removed), sorted by video id and request id.
+    pub async fn requests(&self) -> Vec<EncodeRequest> {
+        let mut requests: Vec<EncodeRequest> = self
+            .drain(&self.queue)
+            .await
+            .iter()
+            .map(|m| EncodeRequest::from_json(m.body().expect("a body")).expect("a valid request on the queue"))
+            .collect();
+        sort(&mut requests);
+        requests
+    }
+
+    /// The keys in the input bucket.
+    pub async fn keys(&self) -> Vec<String> {
+        self.moto.keys(INPUT_BUCKET).await
+    }
+}
+
+/// A `producer` command with a clean environment (`PATH` and `RUST_LOG` kept) plus `env`.
+pub fn command(args: &[&str], env: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(PRODUCER);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env(
+            "RUST_LOG",
+            std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs `producer` to completion, with `stdin` as its standard input (none otherwise).
+pub fn run(args: &[&str], env: &[(String, String)], stdin: Option<&str>) -> Output {
+    let mut cmd = command(args, env);
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    let mut child = cmd.spawn().expect("start the producer");
+    if let Some(text) = stdin {
+        let mut input = child.stdin.take().expect("piped stdin");
+        input.write_all(text.as_bytes()).expect("write the producer's stdin");
+    }
+    wait(child, args)
+}
+
+/// Waits for a started producer, collecting its output; kills it after the test timeout.
+pub fn wait(mut child: Child, args: &[&str]) -> Output {
+    let read = |mut stream: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = stream.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let stdout = child.stdout.take().map(|s| read(Box::new(s)));
+    let stderr = child.stderr.take().map(|s| read(Box::new(s)));
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll the producer") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let status = child.wait().expect("reap the producer");
+            let err = stderr.map(|t| t.join().unwrap_or_default()).unwrap_or_default();
+            panic!(
+                "producer {args:?} did not finish within {TIMEOUT:?} ({status}); stderr:\n{}",
+                String::from_utf8_lossy(&err)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let join =
+        |t: Option<std::thread::JoinHandle<Vec<u8>>>| t.map(|t| t.join().unwrap_or_default()).unwrap_or_default();
+    Output {
+        status,
+        stdout: join(stdout),
+        stderr: join(stderr),
+    }
+}
+
+/// Asserts the run's exit status, showing its output otherwise.
+pub fn assert_exit(out: &Output, code: i32) {
+    pipeline_tests::assert_exit(out, code, "producer");
+}
+
+/// The run's stdout, line by line.
+pub fn stdout_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The run's stderr (its log).
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A request line for a file.
+pub fn line(video_id: &str, source_key: &str, quality: &str, request_id: Option<&str>) -> String {
+    let mut v = serde_json::json!({
+        "video_id": video_id,
+        "source": format!("s3://{INPUT_BUCKET}/uploads/{source_key}"),
+        "quality": quality,
+    });
+    if let Some(id) = request_id {
+        v["request_id"] = id.into();
+    }
+    v.to_string()
+}
+
+/// A file of `bytes` bytes whose every 4 KiB block holds its own number, so that misplaced parts
+/// show in a comparison.
+pub fn numbered_file(path: &Path, bytes: usize) -> Vec<u8> {
+    let data: Vec<u8> = (0..bytes).map(|i| ((i / 4096) % 251) as u8 ^ (i % 7) as u8).collect();
+    std::fs::write(path, &data).expect("write a generated file");
+    data
+}
+
+/// Sorts requests by video id and request id, as [`Setup::requests`] returns them.
+pub fn sort(requests: &mut [EncodeRequest]) {
+    requests.sort_by(|a, b| (&a.video_id, &a.request_id).cmp(&(&b.video_id, &b.request_id)));
+}
