@@ -48,6 +48,15 @@ class MotoServer:
     process: subprocess.Popen
     log_path: Path
 
+    def check_alive(self) -> None:
+        """Fails the test, plainly, when the server is gone (a test can then only see "connection
+        refused" from the aws CLI)."""
+        code = self.process.poll()
+        if code is not None:
+            how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+            pytest.fail(f"moto_server on {self.url} is no longer running ({how}; was it killed from "
+                        f"outside, e.g. by a pkill?): see {self.log_path}", pytrace=False)
+
     def reset(self) -> None:
         """Forgets every resource (POST /moto-api/reset)."""
         _post(f"{self.url}/moto-api/reset", b"")
@@ -142,9 +151,11 @@ def moto(tmp_path_factory):
 
 @pytest.fixture()
 def fresh_moto(moto):
-    """The session's moto_server, emptied before the test."""
+    """The session's moto_server, emptied before the test (and still alive after it)."""
+    moto.check_alive()
     moto.reset()
-    return moto
+    yield moto
+    moto.check_alive()
 
 
 # -------------------------------------------------------------------------------------------------
