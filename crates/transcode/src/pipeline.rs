@@ -1,14 +1,17 @@
 //! The transcode: decode once, filter and encode once per rendition, mux each to MP4.
 //!
 //! ```text
-//!                    ┌─ video decoder ─ [deinterlace, turn upright, tone-map] ─ split ─┬─ scale ─ x264 ─┐
-//! demuxer ─ packets ─┤                                                                 └─ scale ─ x264 ─┤─ MP4 per rendition
-//!                    └─ audio decoder ─ resample/downmix to stereo ─ AAC (once, shared) ─────────────────┘
+//!                    ┌─ video decoder ─ [deinterlace, turn upright, tone-map] ─┬─▶ thread: scale ─ x264 ─ MP4
+//! demuxer ─ packets ─┤                                                          ├─▶ thread: scale ─ x264 ─ MP4
+//!                    └─ audio decoder ─ resample/downmix ─ AAC (once, shared) ──┘   (one per rendition)
 //! ```
 //!
-//! The whole pipeline is blocking and CPU-bound: callers on an async runtime run it on a blocking
-//! thread. It checks its [`CancelHandle`] between packets, so a cancel stops it within one packet's
-//! work, and it removes its partial outputs whenever it does not finish.
+//! The decoding thread shares each picture (a new reference, no copy) with one worker thread per
+//! rendition through a short queue; each worker scales, encodes and muxes its rendition, so the
+//! renditions of a ladder are made in parallel from one decode. The whole pipeline is blocking
+//! and CPU-bound: callers on an async runtime run it on a blocking thread. It checks its
+//! [`CancelHandle`] between packets, so a cancel stops it within one packet's work, and it removes
+//! its partial outputs whenever it does not finish.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -254,6 +257,7 @@ fn run(
             &settings,
             &video,
             audio.as_ref().map(|a| &a.encoder),
+            renditions.len(),
         )?);
     }
 
@@ -828,6 +832,7 @@ impl RenditionMux {
         settings: &VideoSettings,
         video: &VideoPipe,
         audio: Option<&encoder::Audio>,
+        renditions: usize,
     ) -> Result<Self> {
         let mut octx = ffmpeg::format::output_as(&path, "mp4").ctx(format!("creating {}", path.display()))?;
         let codec = encoder::find_by_name("libx264")
@@ -859,6 +864,10 @@ impl RenditionMux {
         opts.set("crf", &settings.crf.to_string());
         opts.set("profile", "high");
         opts.set("x264-params", &settings.x264_params());
+        // libavcodec defaults to one thread. Alone, x264 sizes its own pool (1.5 per core), as the
+        // ffmpeg tool lets it; beside other renditions, one thread per core each keeps the cores
+        // busy without crowding them (measured in scripts/bench.sh).
+        opts.set("threads", &x264_threads(renditions));
         let encoder = enc.open_as_with(codec, opts).ctx("opening the H.264 encoder")?;
 
         let mut ost = octx.add_stream(codec).ctx("adding the video stream")?;
@@ -927,8 +936,16 @@ impl RenditionMux {
                 r if r.numerator() > 0 && r.denominator() > 0 => r,
                 _ => Rational::new(1, 1),
             };
+            // Full range becomes limited; a limited (or unmarked) source is left as it is, so the
+            // scaler can pass a picture of the right size and format through untouched.
+            let full_range = frame.color_range() == ffmpeg::color::Range::JPEG
+                || matches!(
+                    frame.format(),
+                    ffmpeg::format::Pixel::YUVJ420P | ffmpeg::format::Pixel::YUVJ422P | ffmpeg::format::Pixel::YUVJ444P
+                );
+            let range = if full_range { ":out_range=tv" } else { "" };
             let spec = format!(
-                "[in]scale=w={}:h={}:out_range=tv:flags=bicubic,format=yuv420p,setsar=1[out]",
+                "[in]scale=w={}:h={}{range}:flags=bicubic,format=yuv420p,setsar=1[out]",
                 self.width, self.height
             );
             let g = simple_graph(&video_buffer_args(key.0, key.1, key.2, tb, sar), &spec)?;
@@ -1048,6 +1065,14 @@ impl RenditionMux {
     }
 }
 
+/// x264's `threads` for one of `renditions` encoders running side by side.
+fn x264_threads(renditions: usize) -> String {
+    if renditions <= 1 {
+        return "auto".into();
+    }
+    std::thread::available_parallelism().map_or(2, |n| n.get()).to_string()
+}
+
 /// What the decoding thread sends each rendition's worker.
 enum Msg {
     /// A picture (a new reference to the shared frame) and its time base.
@@ -1059,7 +1084,7 @@ enum Msg {
 }
 
 /// Frames in flight to each worker: enough to keep it busy, few enough to bound memory.
-const WORKER_QUEUE: usize = 8;
+const WORKER_QUEUE: usize = 16;
 
 /// The renditions, each scaled, encoded and muxed on a thread of its own, so that the scalers
 /// and the encoders of a ladder run in parallel while the source is decoded once.
