@@ -55,13 +55,10 @@ ffmpeg -v error -y -f lavfi -i "testsrc2=size=1920x1080:rate=30:duration=10" \
 ffmpeg -v error -y -f lavfi -i "testsrc2=size=1080x1920:rate=30:duration=6" \
   -f lavfi -i "sine=frequency=660:sample_rate=44100:duration=6" \
   -c:v libx264 -preset ultrafast -pix_fmt yuv420p -c:a aac -shortest "$DEMO_DIR/sample-portrait.mp4"
-awsx s3 cp --only-show-errors "$DEMO_DIR/sample-1080p.mp4" s3://media-in/uploads/sample-1080p.mp4
-awsx s3 cp --only-show-errors "$DEMO_DIR/sample-portrait.mp4" s3://media-in/uploads/sample-portrait.mp4
-
-say "producing requests: three qualities of one video, one of another"
-"$BIN/producer" --source s3://media-in/uploads/sample-1080p.mp4 --video-id sample-1080p \
+say "uploading them and producing requests: three qualities of one video, one of another"
+"$BIN/producer" --upload "$DEMO_DIR/sample-1080p.mp4" --input-uri s3://media-in/uploads --video-id sample-1080p \
   --quality 480p --quality 720p --quality 1080p --output s3://media-out/renditions
-"$BIN/producer" --source s3://media-in/uploads/sample-portrait.mp4 --video-id sample-portrait \
+"$BIN/producer" --upload "$DEMO_DIR/sample-portrait.mp4" --input-uri s3://media-in/uploads --video-id sample-portrait \
   --quality 720p --output s3://media-out/renditions
 expected=4
 
