@@ -35,16 +35,22 @@ rust_status=${PIPESTATUS[0]}
 skipped=$(grep -c '^SKIPPED:' "$log" || true)
 
 say "infrastructure checks (pytest tests/infra)"
-py_status=0
-python3 -m pytest tests/infra -q -p no:cacheprovider || py_status=$?
+pylog=$(mktemp)
+trap 'rm -f "$log" "$pylog"' EXIT
+python3 -m pytest tests/infra -q -p no:cacheprovider 2>&1 | tee "$pylog"
+py_status=${PIPESTATUS[0]}
+py_passed=$(tail -n 3 "$pylog" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+py_failed=$(tail -n 3 "$pylog" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
 
 passed=$(grep -Eo 'test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '([0-9]+) failed;' "$log" | awk '{s+=$1} END {print s+0}')
 if ((skipped > 0)); then
   say "$skipped Rust test(s) skipped for missing sample media (MEDIA_DIR=$MEDIA_DIR)"
 fi
+say "Rust: $passed passed, $failed failed, $skipped skipped; infrastructure: $py_passed passed, $py_failed failed"
 if ((rust_status != 0 || py_status != 0)); then
   echo "FAILED: cargo test exit $rust_status, pytest exit $py_status" >&2
+  echo "tests: $((passed + py_passed)) passed, $((failed + py_failed + (rust_status != 0 && failed == 0) + (py_status != 0 && py_failed == 0))) failed"
   exit 1
 fi
-say "all tests passed (Rust: $passed passed, $failed failed, $skipped skipped)"
+echo "tests: $((passed + py_passed)) passed, 0 failed"
