@@ -11,28 +11,74 @@
 //! curl -s -X POST localhost:8080/create/count   # {"message": "Count incremented"}
 //! curl -s localhost:8080/get/count | jq         # ["2026-01-17 05:50:45 - processed count 1"]
 //! ```
+//!
+//! # Layout
+//!
+//! - [`store`]: the SQLite event store, its group-commit writer thread and its [`store::Observer`].
+//! - [`metrics`]: the Prometheus metrics, an observer of the store.
+//! - [`summary`]: the figures of `GET /summary` and the runs of `GET /runs`.
+//! - `routes`: the HTTP layer (auth, limits, timeout, every route's answers).
+//! - `dashboard`: the page served at `GET /`.
+//!
+//! [`Application`] ties them together: [`Application::build`] opens the database and binds the
+//! port, [`Application::run_until`] serves until a shutdown future resolves, then drains and closes.
 
 mod dashboard;
+pub mod metrics;
 mod routes;
 pub mod store;
 pub mod summary;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
 use tokio::net::TcpListener;
 
-pub use store::Store;
+pub use metrics::Metrics;
+pub use store::{Store, StoreError, Synchronous};
 
 /// Default listen address.
 pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:8080";
 /// Default database file.
 pub const DEFAULT_DATABASE_PATH: &str = "analyzer.db";
-/// Largest accepted request body, in bytes.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Default largest request body, in bytes: an event is well under 4 KiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+/// Default seconds a request may take.
+pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: f64 = 10.0;
+/// Seconds the shutdown waits, beyond the request timeout, for in-flight requests before it
+/// closes the database anyway.
+const DRAIN_GRACE_SECONDS: f64 = 5.0;
+
+/// Errors of the analyzer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A setting is out of range.
+    #[error("invalid setting: {0}")]
+    Config(String),
+    /// The database could not be opened.
+    #[error("opening the database {path}: {source}")]
+    Database {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: StoreError,
+    },
+    /// The address could not be bound.
+    #[error("listening on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The HTTP server failed.
+    #[error("serving HTTP: {0}")]
+    Serve(std::io::Error),
+}
 
 /// Settings of `result-analyzer`.
 #[derive(Clone, Parser)]
@@ -51,9 +97,50 @@ pub struct Config {
     /// When set, every write route requires `Authorization: Bearer <token>`.
     #[arg(long, env = "ANALYZER_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Seconds a request may take before it is answered 408.
-    #[arg(long, env = "REQUEST_TIMEOUT_SECONDS", default_value_t = 10)]
-    pub request_timeout_seconds: u64,
+    /// Seconds a request (reading its body included) may take before it is answered 408; the
+    /// shutdown waits this long plus 5 s for in-flight requests.
+    #[arg(long, env = "REQUEST_TIMEOUT_SECONDS", default_value_t = DEFAULT_REQUEST_TIMEOUT_SECONDS)]
+    pub request_timeout_seconds: f64,
+    /// Largest request body in bytes; larger is answered 413.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+    /// `full`: an event is acknowledged once flushed to disk (survives power loss). `normal`: once
+    /// in the WAL file (survives the analyzer being killed, not the machine losing power; faster
+    /// where a disk flush is slow).
+    #[arg(long, env = "DATABASE_SYNCHRONOUS", default_value_t = Synchronous::Full)]
+    pub synchronous: Synchronous,
+}
+
+impl Config {
+    /// The defaults, listening on `listen_addr` with the database at `database_path` (for tests
+    /// and embedding; the program reads flags and the environment with [`Parser::parse`]).
+    pub fn new(listen_addr: SocketAddr, database_path: impl Into<PathBuf>) -> Self {
+        Self {
+            listen_addr,
+            database_path: database_path.into(),
+            token: None,
+            request_timeout_seconds: DEFAULT_REQUEST_TIMEOUT_SECONDS,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            synchronous: Synchronous::Full,
+        }
+    }
+
+    /// The request timeout.
+    ///
+    /// # Errors
+    ///
+    /// When it is not a positive number of seconds.
+    fn request_timeout(&self) -> Result<Duration, Error> {
+        Duration::try_from_secs_f64(self.request_timeout_seconds)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "REQUEST_TIMEOUT_SECONDS must be a positive number, got {}",
+                    self.request_timeout_seconds
+                ))
+            })
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -63,6 +150,8 @@ impl std::fmt::Debug for Config {
             .field("database_path", &self.database_path)
             .field("token", &self.token.as_ref().map(|_| "<set>"))
             .field("request_timeout_seconds", &self.request_timeout_seconds)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("synchronous", &self.synchronous)
             .finish()
     }
 }
@@ -73,26 +162,52 @@ pub struct Application {
     listener: TcpListener,
     store: Store,
     writer: store::Writer,
+    metrics: Arc<Metrics>,
     config: Config,
+    timeout: Duration,
 }
 
 impl Application {
-    /// Opens the database and binds the listener (port 0 picks a free port, for tests).
+    /// Opens the database (rebuilding the metrics from the stored events) and binds the listener
+    /// (port 0 picks a free port, for tests).
     ///
     /// # Errors
     ///
-    /// When the database cannot be opened or the address cannot be bound.
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let (store, writer) = Store::open(&config.database_path)
-            .with_context(|| format!("opening the database {}", config.database_path.display()))?;
+    /// When a setting is out of range, the database cannot be opened or the address cannot be
+    /// bound.
+    pub async fn build(config: Config) -> Result<Self, Error> {
+        let timeout = config.request_timeout()?;
+        if config.max_body_bytes == 0 {
+            return Err(Error::Config("MAX_BODY_BYTES must be more than 0".into()));
+        }
+        if config.token.as_deref() == Some("") {
+            return Err(Error::Config(
+                "ANALYZER_TOKEN is set but empty: unset it, or set a token".into(),
+            ));
+        }
+        let metrics = Arc::new(Metrics::new());
+        let (path, sync, observer) = (config.database_path.clone(), config.synchronous, metrics.clone());
+        let (store, writer) = tokio::task::spawn_blocking(move || Store::open(&path, sync, observer))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))
+            .and_then(|r| r)
+            .map_err(|source| Error::Database {
+                path: config.database_path.clone(),
+                source,
+            })?;
         let listener = TcpListener::bind(config.listen_addr)
             .await
-            .with_context(|| format!("listening on {}", config.listen_addr))?;
+            .map_err(|source| Error::Bind {
+                addr: config.listen_addr,
+                source,
+            })?;
         Ok(Self {
             listener,
             store,
             writer,
+            metrics,
             config,
+            timeout,
         })
     }
 
@@ -101,8 +216,14 @@ impl Application {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish and closes the
-    /// database.
+    /// The event store (to seed or inspect it in-process).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Serves until `shutdown` resolves; then stops accepting connections, lets in-flight requests
+    /// finish (for at most the request timeout plus 5 s), commits what is queued, checkpoints the
+    /// WAL and closes the database.
     ///
     /// # Errors
     ///
@@ -110,29 +231,62 @@ impl Application {
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), Error> {
+        let addr = self.local_addr();
         let app = routes::router(
             self.store.clone(),
-            self.config.token.clone(),
-            Duration::from_secs(self.config.request_timeout_seconds),
+            self.metrics.clone(),
+            routes::HttpSettings {
+                token: self.config.token.clone(),
+                timeout: self.timeout,
+                max_body_bytes: self.config.max_body_bytes,
+            },
         );
-        tracing::info!(addr = %self.local_addr(), database = %self.config.database_path.display(), auth = self.config.token.is_some(), "listening");
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")?;
-        // Dropping the last handle stops the writer thread, which commits and closes the file.
+        tracing::info!(
+            %addr,
+            database = %self.config.database_path.display(),
+            synchronous = %self.config.synchronous,
+            auth = self.config.token.is_some(),
+            request_timeout_seconds = self.timeout.as_secs_f64(),
+            "listening"
+        );
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            let _ = stopping_tx.send(());
+        };
+        let serve = axum::serve(self.listener, app).with_graceful_shutdown(signal);
+        let drain_budget = self.timeout + Duration::from_secs_f64(DRAIN_GRACE_SECONDS);
+        let deadline = async move {
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(drain_budget).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let served = tokio::select! {
+            r = serve => r.map_err(Error::Serve),
+            () = deadline => {
+                tracing::warn!(seconds = drain_budget.as_secs_f64(), "requests still in flight after the drain budget; closing anyway");
+                Ok(())
+            }
+        };
+        tracing::info!("no more requests; closing the database");
         drop(self.store);
         let writer = self.writer;
-        tokio::task::spawn_blocking(move || writer.join())
-            .await
-            .context("closing the database")?;
+        if let Err(e) = tokio::task::spawn_blocking(move || writer.shutdown()).await {
+            tracing::error!(error = %e, "closing the database failed");
+        }
         tracing::info!("stopped");
-        Ok(())
+        served
     }
 }
 
 /// Resolves on SIGTERM or SIGINT.
+///
+/// # Panics
+///
+/// When the signal handlers cannot be installed (outside a Tokio runtime).
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
@@ -142,4 +296,43 @@ pub async fn shutdown_signal() {
         _ = int.recv() => "SIGINT",
     };
     tracing::info!(signal = name, "draining in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_fill_the_config_and_the_token_is_never_shown() {
+        let c = Config::parse_from([
+            "result-analyzer",
+            "--listen-addr",
+            "127.0.0.1:9000",
+            "--token",
+            "s3cret",
+            "--request-timeout-seconds",
+            "0.25",
+            "--synchronous",
+            "normal",
+        ]);
+        assert_eq!(c.listen_addr, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(c.request_timeout().unwrap(), Duration::from_millis(250));
+        assert_eq!(c.synchronous, Synchronous::Normal);
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_timeout_of_zero_or_less_is_refused() {
+        let mut c = Config::new("127.0.0.1:0".parse().unwrap(), "x.db");
+        for bad in [0.0, -1.0, f64::NAN] {
+            c.request_timeout_seconds = bad;
+            assert!(c.request_timeout().is_err(), "{bad}");
+        }
+    }
 }

@@ -1,4 +1,7 @@
 //! `result-analyzer`: see the crate docs (`lib.rs`) and `result-analyzer --help`.
+//!
+//! Exit status: 0 after a clean shutdown (SIGTERM or SIGINT: in-flight requests drained, database
+//! closed), 2 when it cannot start (settings, database, port), 1 when the server fails.
 
 use std::process::ExitCode;
 
@@ -12,14 +15,14 @@ async fn main() -> ExitCode {
     let app = match Application::build(config).await {
         Ok(app) => app,
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "cannot start");
+            tracing::error!(error = %e, "cannot start");
             return ExitCode::from(2);
         }
     };
     match app.run_until(shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "the server failed");
+            tracing::error!(error = %e, "the server failed");
             ExitCode::FAILURE
         }
     }

@@ -2,16 +2,33 @@
 //!
 //! One writer thread owns the write connection and commits events in groups: every request waiting
 //! when the writer wakes goes into one transaction, and each is acknowledged only after that
-//! transaction is committed (`synchronous=FULL`), so an acknowledged event survives a crash or a
-//! `kill -9`, and a burst of reports costs one disk sync instead of one each. Reads use their own
-//! connection, which WAL lets run beside the writer.
+//! transaction is committed, so an acknowledged event survives a crash or a `kill -9`, and a burst
+//! of reports costs one commit instead of one each. Reads use their own connection, which WAL lets
+//! run beside the writer.
+//!
+//! With [`Synchronous::Full`] (the default) an event is also on disk before it is acknowledged, so
+//! it survives the machine losing power. The flush is pipelined: the writer commits with SQLite's
+//! `synchronous=NORMAL` (the WAL frames are written, not flushed) and hands the group to a syncer
+//! thread, which `fdatasync`s the WAL file and then acknowledges every group committed before the
+//! flush began, while the writer already commits the next group. Once that flush returns, the
+//! group's WAL frames are on disk, which is what SQLite's `synchronous=FULL` would have waited for
+//! inside the commit; checkpoints keep their own flushes (`NORMAL` syncs the WAL before and the
+//! database after each). A failed flush is sticky: from then on every write is refused and
+//! `GET /healthz` answers 503, since after a failed `fsync` the kernel may have dropped the pages.
+//!
+//! An [`Observer`] sees every committed group in commit order (the Prometheus metrics follow the
+//! stored events through it), and, when the store opens, every event already stored, so what it
+//! derives is the same after a restart.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use encoding_common::{Event, EventKind};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
@@ -22,20 +39,77 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A stored event could not be read back.
+    #[error("stored event {id} is not a valid event: {source}")]
+    Corrupt {
+        /// The row.
+        id: i64,
+        /// What serde said.
+        source: serde_json::Error,
+    },
     /// The writer thread has stopped (the service is shutting down).
     #[error("the database writer has stopped")]
     WriterGone,
-    /// A blocking read task failed.
+    /// The group commit that held this event failed; nothing of that group was stored.
+    #[error("the commit failed: {0}")]
+    Commit(String),
+    /// Flushing the WAL to disk failed; the store takes no more writes.
+    #[error("flushing the database to disk failed: {0}")]
+    Disk(String),
+    /// A blocking read task or the writer thread could not run.
     #[error("a database task failed: {0}")]
     Task(String),
+}
+
+/// When a committed event is acknowledged (named after SQLite's `synchronous` settings, whose
+/// guarantees they give).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// Once its commit is flushed to disk (`fdatasync` of the WAL): an acknowledged event survives
+    /// a `kill -9` and the machine losing power.
+    #[default]
+    Full,
+    /// Once it is committed to the WAL file (handed to the operating system, not flushed): it
+    /// survives a `kill -9` of the analyzer, but the last commits can be lost if the machine loses
+    /// power. Faster where a disk flush is slow.
+    Normal,
+}
+
+impl Synchronous {
+    /// Its name: `full` or `normal`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Normal => "normal",
+        }
+    }
+}
+
+impl fmt::Display for Synchronous {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Synchronous {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "full" => Ok(Self::Full),
+            "normal" => Ok(Self::Normal),
+            _ => Err(format!("{s:?} is not a synchronous mode: expected full or normal")),
+        }
+    }
 }
 
 /// A stored event.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredEvent {
-    /// Position in the order recorded.
+    /// Position in the order recorded (increasing, never reused).
     pub id: i64,
-    /// When the analyzer recorded it (UTC, RFC 3339).
+    /// When the analyzer recorded it (UTC, RFC 3339 with microseconds, so that text order is time
+    /// order).
     pub recorded_at: String,
     /// The event as posted (for `processed`, possibly turned into `duplicate`, see [`Store::record`]).
     #[serde(flatten)]
@@ -45,10 +119,14 @@ pub struct StoredEvent {
 impl StoredEvent {
     /// The recording time.
     pub fn time(&self) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(&self.recorded_at)
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_default()
+        parse_time(&self.recorded_at)
     }
+}
+
+fn parse_time(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default()
 }
 
 /// A filter over stored events.
@@ -68,31 +146,73 @@ pub struct EventQuery {
     pub limit: u32,
 }
 
+/// Sees what the store commits, in commit order, on the writer thread: keep it quick.
+pub trait Observer: Send + Sync + 'static {
+    /// Events just committed (or, when the store opens, already stored), in id order.
+    fn committed(&self, events: &[StoredEvent]);
+    /// Every event was forgotten (`POST /reset`).
+    fn reset(&self);
+}
+
+/// An observer that does nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoObserver;
+
+impl Observer for NoObserver {
+    fn committed(&self, _: &[StoredEvent]) {}
+    fn reset(&self) {}
+}
+
 /// The writer thread of a [`Store`].
 #[derive(Debug)]
-pub struct Writer(std::thread::JoinHandle<()>);
+pub struct Writer {
+    thread: std::thread::JoinHandle<()>,
+    tx: mpsc::Sender<Command>,
+}
 
 impl Writer {
-    /// Waits until the writer has committed everything and closed the database (after every
-    /// clone of the store is dropped).
-    pub fn join(self) {
-        let _ = self.0.join();
+    /// Commits what is queued, checkpoints the WAL into the database file and closes it, then
+    /// waits for the thread. Writes queued after this get [`StoreError::WriterGone`]. Blocking:
+    /// call it from `spawn_blocking` in async code.
+    pub fn shutdown(self) {
+        // If the thread has already stopped, the send fails, which is fine.
+        let _ = self.tx.blocking_send(Command::Shutdown);
+        if self.thread.join().is_err() {
+            tracing::error!("the database writer thread panicked");
+        }
     }
 }
 
-type WriteJob = (Event, oneshot::Sender<Result<StoredEvent, StoreError>>);
+/// A write waiting for its group commit.
+struct WriteJob {
+    event: Event,
+    /// The recording time; `None` means the time of the commit.
+    at: Option<DateTime<Utc>>,
+    done: oneshot::Sender<Result<StoredEvent, StoreError>>,
+}
 
 enum Command {
     Write(Box<WriteJob>),
     Reset(oneshot::Sender<Result<(), StoreError>>),
+    Shutdown,
 }
 
 /// The event store. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Store {
     tx: mpsc::Sender<Command>,
     reader: Arc<Mutex<Connection>>,
     path: PathBuf,
+    /// Set by the syncer when a flush fails; then every write and health check fails.
+    disk_failure: Arc<Mutex<Option<String>>>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 const SCHEMA: &str = "
@@ -110,36 +230,69 @@ CREATE INDEX IF NOT EXISTS events_video ON events(video_id, id);
 CREATE INDEX IF NOT EXISTS events_request ON events(request_id, kind);
 ";
 
-fn open(path: &Path) -> Result<Connection, StoreError> {
+/// Most writes waiting for the writer; more make the senders wait (back pressure).
+const QUEUE_DEPTH: usize = 4096;
+/// Most events in one group commit.
+const MAX_GROUP: usize = 1024;
+/// Rows read at a time when the store opens and replays its events to the observer.
+const REPLAY_CHUNK: u32 = 10_000;
+
+/// Opens a connection in WAL mode with `synchronous=NORMAL`: commits write the WAL without
+/// flushing it (the syncer flushes it, see the module docs), checkpoints flush.
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    let hack = if std::env::var_os("HACK_SQLITE_FULL").is_some() { "FULL" } else { "NORMAL" };
+    conn.pragma_update(None, "synchronous", hack)?;
     Ok(conn)
 }
 
+/// The WAL file SQLite keeps beside the database at `path`.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
 impl Store {
-    /// Opens (or creates) the database at `path` and starts the writer thread, which runs until
-    /// every clone of the store is dropped; join it with [`Writer::join`] to know the file is closed.
+    /// Opens (or creates) the database at `path`, replays the stored events to `observer`, and
+    /// starts the writer thread. Stop it with [`Writer::shutdown`] to commit what is queued and
+    /// close the file cleanly. Blocking.
     ///
     /// # Errors
     ///
-    /// When the file cannot be opened or the schema cannot be created.
-    pub fn open(path: &Path) -> Result<(Self, Writer), StoreError> {
-        let writer = open(path)?;
+    /// When the file cannot be opened, the schema cannot be created, or a stored event cannot be
+    /// read back.
+    pub fn open(
+        path: &Path,
+        synchronous: Synchronous,
+        observer: Arc<dyn Observer>,
+    ) -> Result<(Self, Writer), StoreError> {
+        let writer = open_connection(path)?;
         writer.execute_batch(SCHEMA)?;
-        let reader = open(path)?;
-        let (tx, rx) = mpsc::channel(4096);
+        let reader = open_connection(path)?;
+        let replayed = replay(&reader, observer.as_ref())?;
+        tracing::info!(path = %path.display(), %synchronous, events = replayed, "database open");
+        let disk_failure = Arc::new(Mutex::new(None));
+        let syncer = match synchronous {
+            Synchronous::Full if std::env::var_os("HACK_SQLITE_FULL").is_none() => Some(Syncer::start(wal_path(path), disk_failure.clone())?),
+            Synchronous::Full => None,
+            Synchronous::Normal => None,
+        };
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let failure = disk_failure.clone();
         let thread = std::thread::Builder::new()
             .name("db-writer".into())
-            .spawn(move || write_loop(writer, rx))
+            .spawn(move || write_loop(writer, rx, observer, syncer, failure))
             .map_err(|e| StoreError::Task(e.to_string()))?;
         let store = Self {
-            tx,
+            tx: tx.clone(),
             reader: Arc::new(Mutex::new(reader)),
             path: path.to_owned(),
+            disk_failure,
         };
-        Ok((store, Writer(thread)))
+        Ok((store, Writer { thread, tx }))
     }
 
     /// The database file.
@@ -157,9 +310,23 @@ impl Store {
     ///
     /// When the commit fails or the store is shutting down.
     pub async fn record(&self, event: Event) -> Result<StoredEvent, StoreError> {
+        self.write(event, None).await
+    }
+
+    /// Records an event with the given recording time instead of the commit's (imports, and
+    /// fixtures that need a timeline spread over minutes). Otherwise as [`Store::record`].
+    ///
+    /// # Errors
+    ///
+    /// When the commit fails or the store is shutting down.
+    pub async fn record_at(&self, event: Event, at: DateTime<Utc>) -> Result<StoredEvent, StoreError> {
+        self.write(event, Some(at)).await
+    }
+
+    async fn write(&self, event: Event, at: Option<DateTime<Utc>>) -> Result<StoredEvent, StoreError> {
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Command::Write(Box::new((event, done))))
+            .send(Command::Write(Box::new(WriteJob { event, at, done })))
             .await
             .map_err(|_| StoreError::WriterGone)?;
         wait.await.map_err(|_| StoreError::WriterGone)?
@@ -187,7 +354,7 @@ impl Store {
     pub async fn events(&self, query: EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
         self.read(move |conn| {
             let mut sql = String::from("SELECT id, recorded_at, body FROM events WHERE id > ?1");
-            let mut args: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(query.after_id)];
+            let mut args: Vec<Box<dyn rusqlite::ToSql + Send>> = vec![Box::new(query.after_id)];
             if let Some(k) = query.kind {
                 args.push(Box::new(k.as_str()));
                 sql.push_str(&format!(" AND kind = ?{}", args.len()));
@@ -208,42 +375,72 @@ impl Store {
             sql.push_str(&format!(" ORDER BY id LIMIT ?{}", args.len()));
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map(
-                rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())),
-                row_to_event,
+                rusqlite::params_from_iter(args.iter().map(|a| a.as_ref() as &dyn rusqlite::ToSql)),
+                raw_row,
             )?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(Into::into)
+            decode_rows(rows)
         })
         .await
     }
 
-    /// Every event of the given kinds, in the order recorded.
+    /// Every event, in the order recorded.
     ///
     /// # Errors
     ///
     /// When the read fails.
-    pub async fn all_of(&self, kinds: &'static [EventKind]) -> Result<Vec<StoredEvent>, StoreError> {
-        self.read(move |conn| {
-            let placeholders = vec!["?"; kinds.len()].join(", ");
-            let sql = format!("SELECT id, recorded_at, body FROM events WHERE kind IN ({placeholders}) ORDER BY id");
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt.query_map(
-                rusqlite::params_from_iter(kinds.iter().map(|k| k.as_str())),
-                row_to_event,
-            )?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(Into::into)
+    pub async fn all(&self) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT id, recorded_at, body FROM events ORDER BY id")?;
+            decode_rows(stmt.query_map([], raw_row)?)
         })
         .await
     }
 
-    /// Whether the database answers.
+    /// The recording time and kind of every `processed` and `killed` event, in the order recorded
+    /// (what `GET /get/count` lists), without reading the bodies.
+    ///
+    /// # Errors
+    ///
+    /// When the read fails.
+    pub async fn legacy_counts(&self) -> Result<Vec<(DateTime<Utc>, EventKind)>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT recorded_at, kind FROM events WHERE kind IN ('processed', 'killed') ORDER BY id",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                let at: String = row.get(0)?;
+                let kind: String = row.get(1)?;
+                Ok((at, kind))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (at, kind) = row?;
+                let kind = if kind == "killed" {
+                    EventKind::Killed
+                } else {
+                    EventKind::Processed
+                };
+                out.push((parse_time(&at), kind));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Whether the database answers and the writer runs.
     ///
     /// # Errors
     ///
     /// When it does not.
     pub async fn ping(&self) -> Result<(), StoreError> {
+        if self.tx.is_closed() {
+            return Err(StoreError::WriterGone);
+        }
+        if let Some(e) = lock(&self.disk_failure).clone() {
+            return Err(StoreError::Disk(e));
+        }
         self.read(|conn| {
-            conn.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))
-                .optional()?;
+            conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
             Ok(())
         })
         .await
@@ -263,73 +460,267 @@ impl Store {
     }
 }
 
-fn row_to_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
-    let body: String = row.get(2)?;
-    let event: Event = serde_json::from_str(&body)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e)))?;
-    Ok(StoredEvent {
-        id: row.get(0)?,
-        recorded_at: row.get(1)?,
-        event,
-    })
+/// A row as stored, before its body is parsed.
+type RawRow = (i64, String, String);
+
+fn raw_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+}
+
+fn decode(row: RawRow) -> Result<StoredEvent, StoreError> {
+    let (id, recorded_at, body) = row;
+    let event = serde_json::from_str(&body).map_err(|source| StoreError::Corrupt { id, source })?;
+    Ok(StoredEvent { id, recorded_at, event })
+}
+
+fn decode_rows(rows: impl Iterator<Item = rusqlite::Result<RawRow>>) -> Result<Vec<StoredEvent>, StoreError> {
+    rows.map(|r| decode(r?)).collect()
+}
+
+/// Hands every stored event to `observer`, a chunk at a time. Returns how many there were.
+fn replay(conn: &Connection, observer: &dyn Observer) -> Result<usize, StoreError> {
+    let started = Instant::now();
+    let mut stmt = conn.prepare("SELECT id, recorded_at, body FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+    let (mut after, mut total) = (0i64, 0usize);
+    loop {
+        let chunk = decode_rows(stmt.query_map(params![after, REPLAY_CHUNK], raw_row)?)?;
+        let Some(last) = chunk.last() else { break };
+        after = last.id;
+        total += chunk.len();
+        observer.committed(&chunk);
+    }
+    if total > 0 {
+        tracing::info!(
+            events = total,
+            millis = started.elapsed().as_millis() as u64,
+            "replayed stored events"
+        );
+    }
+    Ok(total)
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// The writer thread: group commits until every sender is gone, then closes the database
-/// (checkpointing the WAL).
-fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Command>) {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Answers a group's requests once the group is durable (given `None`) or cannot be (given the
+/// error).
+type Ack = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+
+/// The syncer thread: flushes the WAL, then acknowledges every group handed over before the flush
+/// began (see the module docs).
+struct Syncer {
+    tx: std::sync::mpsc::Sender<Ack>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Syncer {
+    fn start(wal: PathBuf, failure: Arc<Mutex<Option<String>>>) -> Result<Self, StoreError> {
+        let (tx, rx) = std::sync::mpsc::channel::<Ack>();
+        let thread = std::thread::Builder::new()
+            .name("db-syncer".into())
+            .spawn(move || sync_loop(&wal, &rx, &failure))
+            .map_err(|e| StoreError::Task(e.to_string()))?;
+        Ok(Self { tx, thread })
+    }
+
+    /// Acknowledges with `ack` once what is committed so far is on disk.
+    fn after_flush(&self, ack: Ack) {
+        if let Err(std::sync::mpsc::SendError(ack)) = self.tx.send(ack) {
+            ack(Some(&StoreError::Disk("the syncer thread has stopped".into())));
+        }
+    }
+
+    /// Flushes and acknowledges what is queued, then stops.
+    fn finish(self) {
+        drop(self.tx);
+        if self.thread.join().is_err() {
+            tracing::error!("the database syncer thread panicked");
+        }
+    }
+}
+
+fn sync_loop(wal: &Path, rx: &std::sync::mpsc::Receiver<Ack>, failure: &Mutex<Option<String>>) {
+    let mut file: Option<std::fs::File> = None;
+    while let Ok(first) = rx.recv() {
+        // Every group committed until now is in the WAL file: one flush covers them all.
+        let mut group = vec![first];
+        group.extend(rx.try_iter());
+        let started = Instant::now();
+        let sticky = lock(failure).clone();
+        let result = match sticky {
+            Some(e) => Err(StoreError::Disk(e)),
+            None => flush(wal, &mut file).map_err(|e| {
+                let msg = format!("{}: {e}", wal.display());
+                tracing::error!(error = %msg, "flushing the WAL failed; refusing writes from now on");
+                *lock(failure) = Some(msg.clone());
+                StoreError::Disk(msg)
+            }),
+        };
+        tracing::trace!(
+            groups = group.len(),
+            micros = started.elapsed().as_micros() as u64,
+            "WAL flushed"
+        );
+        for ack in group {
+            ack(result.as_ref().err());
+        }
+    }
+}
+
+/// `fdatasync` of the WAL file, opened on first use; the first time, its directory is flushed too,
+/// so that a newly created WAL file's name is on disk as well.
+fn flush(wal: &Path, file: &mut Option<std::fs::File>) -> std::io::Result<()> {
+    if file.is_none() {
+        let f = std::fs::File::open(wal)?;
+        let dir = wal
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::File::open(dir)?.sync_all()?;
+        *file = Some(f);
+    }
+    file.as_ref().expect("opened above").sync_data()
+}
+
+/// The writer thread: group commits until told to stop (or every sender is gone), then lets the
+/// syncer finish, checkpoints the WAL and closes the database.
+fn write_loop(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Command>,
+    observer: Arc<dyn Observer>,
+    syncer: Option<Syncer>,
+    failure: Arc<Mutex<Option<String>>>,
+) {
     let mut batch: Vec<WriteJob> = Vec::new();
-    while let Some(first) = rx.blocking_recv() {
-        let mut pending = Some(first);
-        loop {
-            match pending.take() {
-                Some(Command::Write(job)) => batch.push(*job),
-                Some(Command::Reset(done)) => {
-                    commit(&mut conn, &mut batch);
-                    let r = conn.execute("DELETE FROM events", []).map(|_| ()).map_err(Into::into);
-                    let _ = done.send(r);
+    let mut stopping = false;
+    let mut writer = GroupWriter {
+        observer: observer.as_ref(),
+        syncer: syncer.as_ref(),
+        failure: &failure,
+    };
+    while !stopping {
+        let Some(first) = rx.blocking_recv() else { break };
+        let mut next = Some(first);
+        while let Some(cmd) = next.take() {
+            match cmd {
+                Command::Write(job) => batch.push(*job),
+                Command::Reset(done) => {
+                    writer.commit(&mut conn, &mut batch);
+                    writer.reset(&conn, done);
                 }
-                None => {}
+                Command::Shutdown => stopping = true,
             }
-            if batch.len() >= 1024 {
+            if stopping || batch.len() >= MAX_GROUP {
                 break;
             }
-            match rx.try_recv() {
-                Ok(cmd) => pending = Some(cmd),
-                Err(_) => break,
-            }
+            next = rx.try_recv().ok();
         }
-        commit(&mut conn, &mut batch);
+        writer.commit(&mut conn, &mut batch);
     }
-    if let Err((_, e)) = conn.close() {
-        tracing::error!(error = %e, "closing the database failed");
+    // Writes still queued are answered `WriterGone` when the receiver drops with them.
+    drop(rx);
+    if let Some(syncer) = syncer {
+        syncer.finish();
+    }
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+        tracing::warn!(error = %e, "checkpointing the WAL failed; SQLite will replay it on the next open");
+    }
+    match conn.close() {
+        Ok(()) => tracing::info!("database closed"),
+        Err((_, e)) => tracing::error!(error = %e, "closing the database failed"),
     }
 }
 
-fn commit(conn: &mut Connection, batch: &mut Vec<WriteJob>) {
-    if batch.is_empty() {
-        return;
+/// What the writer needs beside its connection.
+struct GroupWriter<'a> {
+    observer: &'a dyn Observer,
+    /// `None` with [`Synchronous::Normal`]: acknowledge right after the commit.
+    syncer: Option<&'a Syncer>,
+    failure: &'a Mutex<Option<String>>,
+}
+
+impl GroupWriter<'_> {
+    /// Acknowledges with `ack` once the last commit is as durable as asked.
+    fn acknowledge(&self, ack: Ack) {
+        match self.syncer {
+            Some(syncer) => syncer.after_flush(ack),
+            None => ack(None),
+        }
     }
-    let result = insert_all(conn, batch);
-    match result {
-        Ok(stored) => {
-            for ((_, done), s) in batch.drain(..).zip(stored) {
-                let _ = done.send(Ok(s));
+
+    fn commit(&mut self, conn: &mut Connection, batch: &mut Vec<WriteJob>) {
+        if batch.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let jobs = std::mem::take(batch);
+        let mut dones = Vec::with_capacity(jobs.len());
+        let mut events = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            dones.push(job.done);
+            events.push((job.event, job.at));
+        }
+        if let Some(e) = lock(self.failure).clone() {
+            for done in dones {
+                let _ = done.send(Err(StoreError::Disk(e.clone())));
+            }
+            return;
+        }
+        match insert_all(conn, events) {
+            Ok(stored) => {
+                self.observer.committed(&stored);
+                tracing::trace!(
+                    events = stored.len(),
+                    micros = started.elapsed().as_micros() as u64,
+                    "group committed"
+                );
+                self.acknowledge(Box::new(move |err: Option<&StoreError>| {
+                    for (done, s) in dones.into_iter().zip(stored) {
+                        let _ = done.send(match err {
+                            None => Ok(s),
+                            Some(e) => Err(StoreError::Disk(e.to_string())),
+                        });
+                    }
+                }));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, events = dones.len(), "a group commit failed");
+                let msg = e.to_string();
+                for done in dones {
+                    let _ = done.send(Err(StoreError::Commit(msg.clone())));
+                }
             }
         }
-        Err(e) => {
-            let msg = e.to_string();
-            for (_, done) in batch.drain(..) {
-                let _ = done.send(Err(StoreError::Task(format!("commit failed: {msg}"))));
+    }
+
+    fn reset(&mut self, conn: &Connection, done: oneshot::Sender<Result<(), StoreError>>) {
+        match conn.execute("DELETE FROM events", []) {
+            Ok(_) => {
+                self.observer.reset();
+                tracing::info!("every event forgotten");
+                self.acknowledge(Box::new(move |err: Option<&StoreError>| {
+                    let _ = done.send(match err {
+                        None => Ok(()),
+                        Some(e) => Err(StoreError::Disk(e.to_string())),
+                    });
+                }));
+            }
+            Err(e) => {
+                let _ = done.send(Err(e.into()));
             }
         }
     }
 }
 
-fn insert_all(conn: &mut Connection, batch: &[WriteJob]) -> Result<Vec<StoredEvent>, StoreError> {
+fn insert_all(
+    conn: &mut Connection,
+    batch: Vec<(Event, Option<DateTime<Utc>>)>,
+) -> Result<Vec<StoredEvent>, StoreError> {
     let tx = conn.transaction()?;
     let mut stored = Vec::with_capacity(batch.len());
     {
@@ -338,8 +729,8 @@ fn insert_all(conn: &mut Connection, batch: &[WriteJob]) -> Result<Vec<StoredEve
         let mut insert = tx.prepare_cached(
             "INSERT INTO events (recorded_at, kind, run_id, video_id, request_id, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
-        for (event, _) in batch {
-            let mut event = event.clone();
+        let now = Utc::now();
+        for (mut event, at) in batch {
             if event.kind == EventKind::Processed
                 && let Some(rid) = &event.request_id
                 && seen.exists(params![rid])?
@@ -349,7 +740,7 @@ fn insert_all(conn: &mut Connection, batch: &[WriteJob]) -> Result<Vec<StoredEve
                     .reason
                     .get_or_insert_with(|| "this request was already counted as processed".into());
             }
-            let recorded_at = rfc3339(Utc::now());
+            let recorded_at = rfc3339(at.unwrap_or(now));
             let body = serde_json::to_string(&event).expect("an event serializes");
             insert.execute(params![
                 recorded_at,
@@ -368,4 +759,28 @@ fn insert_all(conn: &mut Connection, batch: &[WriteJob]) -> Result<Vec<StoredEve
     }
     tx.commit()?;
     Ok(stored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synchronous_modes_parse_from_their_names() {
+        assert_eq!("full".parse::<Synchronous>().unwrap(), Synchronous::Full);
+        assert_eq!("NORMAL".parse::<Synchronous>().unwrap(), Synchronous::Normal);
+        assert!("off".parse::<Synchronous>().is_err());
+    }
+
+    #[test]
+    fn recording_times_sort_as_text_in_time_order() {
+        let a = rfc3339("2026-01-17T05:50:45Z".parse().unwrap());
+        let b = rfc3339("2026-01-17T05:50:45.000001Z".parse().unwrap());
+        assert_eq!(a, "2026-01-17T05:50:45.000000Z");
+        assert!(a < b);
+        assert_eq!(
+            parse_time(&b),
+            "2026-01-17T05:50:45.000001Z".parse::<DateTime<Utc>>().unwrap()
+        );
+    }
 }

@@ -1,4 +1,5 @@
-//! Figures derived from the stored events: the summary, the runs timeline, Prometheus metrics.
+//! Figures derived from the stored events: the summary (`GET /summary`) and the runs timeline
+//! (`GET /runs`, drawn by the dashboard). The Prometheus metrics live in [`crate::metrics`].
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -27,14 +28,18 @@ pub struct Run {
     pub host: Option<String>,
 }
 
-/// Groups events by run. Events without a `run_id` (the legacy routes) are runs of their own,
-/// with no duration.
+/// Groups events into encoder runs by `run_id`, ordered by start: a run goes from its `started`
+/// event to its outcome (any other kind). A run whose `started` event is missing (an `empty` run,
+/// which never takes a message) starts at its outcome less the `elapsed_seconds` it reports.
+/// Events without a `run_id` (the legacy routes) belong to no run.
 pub fn runs(events: &[StoredEvent]) -> Vec<Run> {
     let mut by_id: BTreeMap<(DateTime<Utc>, String), Run> = BTreeMap::new();
     let mut index: HashMap<String, (DateTime<Utc>, String)> = HashMap::new();
     for e in events {
+        let Some(id) = e.event.run_id.clone() else {
+            continue;
+        };
         let at = e.time();
-        let id = e.event.run_id.clone().unwrap_or_else(|| format!("event-{}", e.id));
         let key = index.entry(id.clone()).or_insert_with(|| {
             let start = if e.event.kind == EventKind::Started {
                 at
@@ -69,14 +74,12 @@ pub fn runs(events: &[StoredEvent]) -> Vec<Run> {
     by_id.into_values().collect()
 }
 
-/// The most runs in progress at the same moment.
+/// The most runs in progress at the same moment (a run still going counts until now).
 pub fn peak_concurrency(runs: &[Run]) -> usize {
+    let now = Utc::now();
     let mut edges: Vec<(DateTime<Utc>, i32)> = Vec::new();
-    for r in runs
-        .iter()
-        .filter(|r| r.outcome != Some(EventKind::Empty) || r.end.is_some())
-    {
-        let end = r.end.unwrap_or_else(Utc::now);
+    for r in runs {
+        let end = r.end.unwrap_or(now);
         if end > r.start {
             edges.push((r.start, 1));
             edges.push((end, -1));
@@ -107,6 +110,8 @@ pub struct Summary {
     pub first_event: Option<DateTime<Utc>>,
     /// The last event's time.
     pub last_event: Option<DateTime<Utc>>,
+    /// Encoder runs recorded (events paired by `run_id`).
+    pub runs: usize,
     /// The most encoder runs at once.
     pub peak_concurrent_runs: usize,
     /// Runs that have started and not ended.
@@ -172,58 +177,8 @@ pub fn summarize(events: &[StoredEvent]) -> Summary {
         fps: Percentiles::of(fps),
         first_event: events.first().map(StoredEvent::time),
         last_event: events.last().map(StoredEvent::time),
+        runs: runs.len(),
         peak_concurrent_runs: peak_concurrency(&runs),
         runs_in_progress: runs.iter().filter(|r| r.end.is_none()).count(),
     }
-}
-
-/// Buckets of the encode-seconds histogram.
-const BUCKETS: [f64; 10] = [1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0];
-
-/// Prometheus text exposition of the events.
-pub fn prometheus(events: &[StoredEvent]) -> String {
-    let mut out = String::new();
-    out.push_str("# HELP encoder_events_total Encoder outcomes recorded, by kind and quality.\n");
-    out.push_str("# TYPE encoder_events_total counter\n");
-    let mut by: BTreeMap<(&str, String), u64> = BTreeMap::new();
-    for k in EventKind::ALL {
-        by.insert((k.as_str(), String::new()), 0);
-    }
-    let mut secs = Vec::new();
-    for e in events {
-        if e.event.qualities.is_empty() {
-            *by.entry((e.event.kind.as_str(), String::new())).or_default() += 1;
-        }
-        for q in &e.event.qualities {
-            *by.entry((e.event.kind.as_str(), q.clone())).or_default() += 1;
-        }
-        if e.event.kind == EventKind::Processed {
-            secs.extend(e.event.encode_seconds);
-        }
-    }
-    for ((kind, q), n) in &by {
-        out.push_str(&format!(
-            "encoder_events_total{{kind=\"{kind}\",quality=\"{q}\"}} {n}\n"
-        ));
-    }
-    out.push_str("# HELP encoder_encode_seconds Seconds spent transcoding, per processed run.\n");
-    out.push_str("# TYPE encoder_encode_seconds histogram\n");
-    for b in BUCKETS {
-        let n = secs.iter().filter(|s| **s <= b).count();
-        out.push_str(&format!("encoder_encode_seconds_bucket{{le=\"{b}\"}} {n}\n"));
-    }
-    out.push_str(&format!(
-        "encoder_encode_seconds_bucket{{le=\"+Inf\"}} {}\n",
-        secs.len()
-    ));
-    out.push_str(&format!("encoder_encode_seconds_sum {}\n", secs.iter().sum::<f64>()));
-    out.push_str(&format!("encoder_encode_seconds_count {}\n", secs.len()));
-    let runs = runs(events);
-    out.push_str("# HELP encoder_runs_in_progress Encoder runs started and not yet ended.\n");
-    out.push_str("# TYPE encoder_runs_in_progress gauge\n");
-    out.push_str(&format!(
-        "encoder_runs_in_progress {}\n",
-        runs.iter().filter(|r| r.end.is_none()).count()
-    ));
-    out
 }

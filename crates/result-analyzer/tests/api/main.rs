@@ -1,0 +1,19 @@
+//! Integration tests of the result analyzer: the app on a real socket, talked to over HTTP.
+//!
+//! - `helpers`: scratch directories, the app in-process, the real binary, raw HTTP, Chromium.
+//! - `legacy`: the original example's four routes, byte for byte.
+//! - `events`: `POST /events` (validation, every refusal) and `GET /events` (filters, pages).
+//! - `figures`: `GET /summary`, `GET /runs`, `GET /metrics`, `GET /healthz`, and their consistency
+//!   across a restart and a reset.
+//! - `limits`: the bearer token, the body limit, the request timeout, unknown routes and methods.
+//! - `durability`: the real binary killed with SIGKILL under load, and stopped with SIGTERM while a
+//!   request is in flight.
+//! - `dashboard`: `GET /` rendered in headless Chromium, and the screenshot in `docs/`.
+
+mod dashboard;
+mod durability;
+mod events;
+mod figures;
+mod helpers;
+mod legacy;
+mod limits;
