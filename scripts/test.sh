@@ -16,6 +16,7 @@ export MEDIA_DIR
   say "installing what is missing"
   scripts/install-deps.sh
   scripts/install-infra-deps.sh
+  scripts/install-browser.sh
 }
 
 say "cargo fmt --check"
