@@ -15,7 +15,9 @@
 # fails); everything else goes to stderr.
 #
 # Knobs: BENCH_ANALYZER_SECONDS (10), BENCH_ANALYZER_CONNECTIONS (32), BENCH_ANALYZER_THREADS (1),
-# ANALYZER_BIN (target/release/result-analyzer), DATABASE_SYNCHRONOUS (full: the analyzer's default).
+# ANALYZER_BIN (target/release/result-analyzer), DATABASE_SYNCHRONOUS (full: the analyzer's default),
+# BENCH_ANALYZER_REF_NODELAY (1; 0 leaves Nagle's algorithm on in the reference, as Flask's
+# development server does, which makes it about ten times slower on keep-alive connections).
 set -eo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -30,7 +32,8 @@ WORKDIR=$(cd "$WORKDIR" && pwd)
 : "${BENCH_ANALYZER_THREADS:=1}"
 : "${ANALYZER_BIN:=$REPO_ROOT/target/release/result-analyzer}"
 : "${DATABASE_SYNCHRONOUS:=full}"
-export DATABASE_SYNCHRONOUS
+: "${BENCH_ANALYZER_REF_NODELAY:=1}"
+export DATABASE_SYNCHRONOUS BENCH_ANALYZER_REF_NODELAY
 
 [[ -x $ANALYZER_BIN ]] || die "$ANALYZER_BIN is missing: build it first (cargo build --release -p result-analyzer)"
 command -v wrk >/dev/null || die "wrk is missing: apt-get install wrk (scripts/bench.sh installs it)"
@@ -94,6 +97,7 @@ HTTP/1.1 keep-alive, TCP_NODELAY and no request log, so that it is as fast as th
 gets.
 """
 import json
+import os
 import sys
 import threading
 from datetime import datetime, timezone
@@ -111,9 +115,10 @@ def now():
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    # The head and the body go out in two writes: without this, Nagle's algorithm and delayed ACKs
-    # hold every keep-alive answer up for 40 ms.
-    disable_nagle_algorithm = True
+    # The head and the body go out in two writes: without TCP_NODELAY, Nagle's algorithm and
+    # delayed ACKs hold every keep-alive answer up for 40 ms (as they do in Flask's development
+    # server). BENCH_ANALYZER_REF_NODELAY=0 measures that.
+    disable_nagle_algorithm = os.environ.get("BENCH_ANALYZER_REF_NODELAY", "1") != "0"
 
     def log_message(self, *args):
         pass

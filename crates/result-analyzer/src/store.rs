@@ -3,18 +3,8 @@
 //! One writer thread owns the write connection and commits events in groups: every request waiting
 //! when the writer wakes goes into one transaction, and each is acknowledged only after that
 //! transaction is committed, so an acknowledged event survives a crash or a `kill -9`, and a burst
-//! of reports costs one commit instead of one each. Reads use their own connection, which WAL lets
-//! run beside the writer.
-//!
-//! With [`Synchronous::Full`] (the default) an event is also on disk before it is acknowledged, so
-//! it survives the machine losing power. The flush is pipelined: the writer commits with SQLite's
-//! `synchronous=NORMAL` (the WAL frames are written, not flushed) and hands the group to a syncer
-//! thread, which `fdatasync`s the WAL file and then acknowledges every group committed before the
-//! flush began, while the writer already commits the next group. Once that flush returns, the
-//! group's WAL frames are on disk, which is what SQLite's `synchronous=FULL` would have waited for
-//! inside the commit; checkpoints keep their own flushes (`NORMAL` syncs the WAL before and the
-//! database after each). A failed flush is sticky: from then on every write is refused and
-//! `GET /healthz` answers 503, since after a failed `fsync` the kernel may have dropped the pages.
+//! of reports costs one commit (and, with [`Synchronous::Full`], one disk flush) instead of one
+//! each. Reads use their own connection, which WAL lets run beside the writer.
 //!
 //! An [`Observer`] sees every committed group in commit order (the Prometheus metrics follow the
 //! stored events through it), and, when the store opens, every event already stored, so what it
@@ -53,20 +43,16 @@ pub enum StoreError {
     /// The group commit that held this event failed; nothing of that group was stored.
     #[error("the commit failed: {0}")]
     Commit(String),
-    /// Flushing the WAL to disk failed; the store takes no more writes.
-    #[error("flushing the database to disk failed: {0}")]
-    Disk(String),
     /// A blocking read task or the writer thread could not run.
     #[error("a database task failed: {0}")]
     Task(String),
 }
 
-/// When a committed event is acknowledged (named after SQLite's `synchronous` settings, whose
-/// guarantees they give).
+/// When a committed event is acknowledged: SQLite's `synchronous` setting, in WAL mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Synchronous {
-    /// Once its commit is flushed to disk (`fdatasync` of the WAL): an acknowledged event survives
-    /// a `kill -9` and the machine losing power.
+    /// Once its commit is flushed to disk: an acknowledged event survives a `kill -9` and the
+    /// machine losing power.
     #[default]
     Full,
     /// Once it is committed to the WAL file (handed to the operating system, not flushed): it
@@ -76,7 +62,7 @@ pub enum Synchronous {
 }
 
 impl Synchronous {
-    /// Its name: `full` or `normal`.
+    /// The pragma's value.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Full => "full",
@@ -203,8 +189,6 @@ pub struct Store {
     tx: mpsc::Sender<Command>,
     reader: Arc<Mutex<Connection>>,
     path: PathBuf,
-    /// Set by the syncer when a flush fails; then every write and health check fails.
-    disk_failure: Arc<Mutex<Option<String>>>,
 }
 
 impl fmt::Debug for Store {
@@ -237,22 +221,12 @@ const MAX_GROUP: usize = 1024;
 /// Rows read at a time when the store opens and replays its events to the observer.
 const REPLAY_CHUNK: u32 = 10_000;
 
-/// Opens a connection in WAL mode with `synchronous=NORMAL`: commits write the WAL without
-/// flushing it (the syncer flushes it, see the module docs), checkpoints flush.
-fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+fn open_connection(path: &Path, synchronous: Synchronous) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    let hack = if std::env::var_os("HACK_SQLITE_FULL").is_some() { "FULL" } else { "NORMAL" };
-    conn.pragma_update(None, "synchronous", hack)?;
+    conn.pragma_update(None, "synchronous", synchronous.as_str())?;
     Ok(conn)
-}
-
-/// The WAL file SQLite keeps beside the database at `path`.
-fn wal_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push("-wal");
-    PathBuf::from(name)
 }
 
 impl Store {
@@ -269,28 +243,20 @@ impl Store {
         synchronous: Synchronous,
         observer: Arc<dyn Observer>,
     ) -> Result<(Self, Writer), StoreError> {
-        let writer = open_connection(path)?;
+        let writer = open_connection(path, synchronous)?;
         writer.execute_batch(SCHEMA)?;
-        let reader = open_connection(path)?;
+        let reader = open_connection(path, synchronous)?;
         let replayed = replay(&reader, observer.as_ref())?;
         tracing::info!(path = %path.display(), %synchronous, events = replayed, "database open");
-        let disk_failure = Arc::new(Mutex::new(None));
-        let syncer = match synchronous {
-            Synchronous::Full if std::env::var_os("HACK_SQLITE_FULL").is_none() => Some(Syncer::start(wal_path(path), disk_failure.clone())?),
-            Synchronous::Full => None,
-            Synchronous::Normal => None,
-        };
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let failure = disk_failure.clone();
         let thread = std::thread::Builder::new()
             .name("db-writer".into())
-            .spawn(move || write_loop(writer, rx, observer, syncer, failure))
+            .spawn(move || write_loop(writer, rx, observer.as_ref()))
             .map_err(|e| StoreError::Task(e.to_string()))?;
         let store = Self {
             tx: tx.clone(),
             reader: Arc::new(Mutex::new(reader)),
             path: path.to_owned(),
-            disk_failure,
         };
         Ok((store, Writer { thread, tx }))
     }
@@ -436,9 +402,6 @@ impl Store {
         if self.tx.is_closed() {
             return Err(StoreError::WriterGone);
         }
-        if let Some(e) = lock(&self.disk_failure).clone() {
-            return Err(StoreError::Disk(e));
-        }
         self.read(|conn| {
             conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
             Ok(())
@@ -503,106 +466,11 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Answers a group's requests once the group is durable (given `None`) or cannot be (given the
-/// error).
-type Ack = Box<dyn FnOnce(Option<&StoreError>) + Send>;
-
-/// The syncer thread: flushes the WAL, then acknowledges every group handed over before the flush
-/// began (see the module docs).
-struct Syncer {
-    tx: std::sync::mpsc::Sender<Ack>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Syncer {
-    fn start(wal: PathBuf, failure: Arc<Mutex<Option<String>>>) -> Result<Self, StoreError> {
-        let (tx, rx) = std::sync::mpsc::channel::<Ack>();
-        let thread = std::thread::Builder::new()
-            .name("db-syncer".into())
-            .spawn(move || sync_loop(&wal, &rx, &failure))
-            .map_err(|e| StoreError::Task(e.to_string()))?;
-        Ok(Self { tx, thread })
-    }
-
-    /// Acknowledges with `ack` once what is committed so far is on disk.
-    fn after_flush(&self, ack: Ack) {
-        if let Err(std::sync::mpsc::SendError(ack)) = self.tx.send(ack) {
-            ack(Some(&StoreError::Disk("the syncer thread has stopped".into())));
-        }
-    }
-
-    /// Flushes and acknowledges what is queued, then stops.
-    fn finish(self) {
-        drop(self.tx);
-        if self.thread.join().is_err() {
-            tracing::error!("the database syncer thread panicked");
-        }
-    }
-}
-
-fn sync_loop(wal: &Path, rx: &std::sync::mpsc::Receiver<Ack>, failure: &Mutex<Option<String>>) {
-    let mut file: Option<std::fs::File> = None;
-    while let Ok(first) = rx.recv() {
-        // Every group committed until now is in the WAL file: one flush covers them all.
-        let mut group = vec![first];
-        group.extend(rx.try_iter());
-        let started = Instant::now();
-        let sticky = lock(failure).clone();
-        let result = match sticky {
-            Some(e) => Err(StoreError::Disk(e)),
-            None => flush(wal, &mut file).map_err(|e| {
-                let msg = format!("{}: {e}", wal.display());
-                tracing::error!(error = %msg, "flushing the WAL failed; refusing writes from now on");
-                *lock(failure) = Some(msg.clone());
-                StoreError::Disk(msg)
-            }),
-        };
-        tracing::trace!(
-            groups = group.len(),
-            micros = started.elapsed().as_micros() as u64,
-            "WAL flushed"
-        );
-        for ack in group {
-            ack(result.as_ref().err());
-        }
-    }
-}
-
-/// `fdatasync` of the WAL file, opened on first use; the first time, its directory is flushed too,
-/// so that a newly created WAL file's name is on disk as well.
-fn flush(wal: &Path, file: &mut Option<std::fs::File>) -> std::io::Result<()> {
-    if file.is_none() {
-        let f = std::fs::File::open(wal)?;
-        let dir = wal
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::File::open(dir)?.sync_all()?;
-        *file = Some(f);
-    }
-    file.as_ref().expect("opened above").sync_data()
-}
-
-/// The writer thread: group commits until told to stop (or every sender is gone), then lets the
-/// syncer finish, checkpoints the WAL and closes the database.
-fn write_loop(
-    mut conn: Connection,
-    mut rx: mpsc::Receiver<Command>,
-    observer: Arc<dyn Observer>,
-    syncer: Option<Syncer>,
-    failure: Arc<Mutex<Option<String>>>,
-) {
+/// The writer thread: group commits until told to stop (or every sender is gone), then
+/// checkpoints the WAL into the database file and closes it.
+fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Command>, observer: &dyn Observer) {
     let mut batch: Vec<WriteJob> = Vec::new();
     let mut stopping = false;
-    let mut writer = GroupWriter {
-        observer: observer.as_ref(),
-        syncer: syncer.as_ref(),
-        failure: &failure,
-    };
     while !stopping {
         let Some(first) = rx.blocking_recv() else { break };
         let mut next = Some(first);
@@ -610,8 +478,13 @@ fn write_loop(
             match cmd {
                 Command::Write(job) => batch.push(*job),
                 Command::Reset(done) => {
-                    writer.commit(&mut conn, &mut batch);
-                    writer.reset(&conn, done);
+                    commit(&mut conn, &mut batch, observer);
+                    let r = conn.execute("DELETE FROM events", []).map(|_| ()).map_err(Into::into);
+                    if r.is_ok() {
+                        observer.reset();
+                        tracing::info!("every event forgotten");
+                    }
+                    let _ = done.send(r);
                 }
                 Command::Shutdown => stopping = true,
             }
@@ -620,13 +493,10 @@ fn write_loop(
             }
             next = rx.try_recv().ok();
         }
-        writer.commit(&mut conn, &mut batch);
+        commit(&mut conn, &mut batch, observer);
     }
     // Writes still queued are answered `WriterGone` when the receiver drops with them.
     drop(rx);
-    if let Some(syncer) = syncer {
-        syncer.finish();
-    }
     if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
         tracing::warn!(error = %e, "checkpointing the WAL failed; SQLite will replay it on the next open");
     }
@@ -636,82 +506,36 @@ fn write_loop(
     }
 }
 
-/// What the writer needs beside its connection.
-struct GroupWriter<'a> {
-    observer: &'a dyn Observer,
-    /// `None` with [`Synchronous::Normal`]: acknowledge right after the commit.
-    syncer: Option<&'a Syncer>,
-    failure: &'a Mutex<Option<String>>,
-}
-
-impl GroupWriter<'_> {
-    /// Acknowledges with `ack` once the last commit is as durable as asked.
-    fn acknowledge(&self, ack: Ack) {
-        match self.syncer {
-            Some(syncer) => syncer.after_flush(ack),
-            None => ack(None),
-        }
+/// Commits `batch` as one transaction, then tells the observer and answers each request.
+fn commit(conn: &mut Connection, batch: &mut Vec<WriteJob>, observer: &dyn Observer) {
+    if batch.is_empty() {
+        return;
     }
-
-    fn commit(&mut self, conn: &mut Connection, batch: &mut Vec<WriteJob>) {
-        if batch.is_empty() {
-            return;
+    let started = Instant::now();
+    let jobs = std::mem::take(batch);
+    let mut dones = Vec::with_capacity(jobs.len());
+    let mut events = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        dones.push(job.done);
+        events.push((job.event, job.at));
+    }
+    match insert_all(conn, events) {
+        Ok(stored) => {
+            observer.committed(&stored);
+            tracing::trace!(
+                events = stored.len(),
+                micros = started.elapsed().as_micros() as u64,
+                "group committed"
+            );
+            for (done, s) in dones.into_iter().zip(stored) {
+                let _ = done.send(Ok(s));
+            }
         }
-        let started = Instant::now();
-        let jobs = std::mem::take(batch);
-        let mut dones = Vec::with_capacity(jobs.len());
-        let mut events = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            dones.push(job.done);
-            events.push((job.event, job.at));
-        }
-        if let Some(e) = lock(self.failure).clone() {
+        Err(e) => {
+            tracing::error!(error = %e, events = dones.len(), "a group commit failed");
+            let msg = e.to_string();
             for done in dones {
-                let _ = done.send(Err(StoreError::Disk(e.clone())));
-            }
-            return;
-        }
-        match insert_all(conn, events) {
-            Ok(stored) => {
-                self.observer.committed(&stored);
-                tracing::trace!(
-                    events = stored.len(),
-                    micros = started.elapsed().as_micros() as u64,
-                    "group committed"
-                );
-                self.acknowledge(Box::new(move |err: Option<&StoreError>| {
-                    for (done, s) in dones.into_iter().zip(stored) {
-                        let _ = done.send(match err {
-                            None => Ok(s),
-                            Some(e) => Err(StoreError::Disk(e.to_string())),
-                        });
-                    }
-                }));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, events = dones.len(), "a group commit failed");
-                let msg = e.to_string();
-                for done in dones {
-                    let _ = done.send(Err(StoreError::Commit(msg.clone())));
-                }
-            }
-        }
-    }
-
-    fn reset(&mut self, conn: &Connection, done: oneshot::Sender<Result<(), StoreError>>) {
-        match conn.execute("DELETE FROM events", []) {
-            Ok(_) => {
-                self.observer.reset();
-                tracing::info!("every event forgotten");
-                self.acknowledge(Box::new(move |err: Option<&StoreError>| {
-                    let _ = done.send(match err {
-                        None => Ok(()),
-                        Some(e) => Err(StoreError::Disk(e.to_string())),
-                    });
-                }));
-            }
-            Err(e) => {
-                let _ = done.send(Err(e.into()));
+                let _ = done.send(Err(StoreError::Commit(msg.clone())));
             }
         }
     }

@@ -182,3 +182,73 @@ pub fn summarize(events: &[StoredEvent]) -> Summary {
         runs_in_progress: runs.iter().filter(|r| r.end.is_none()).count(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use encoding_common::Event;
+
+    use super::*;
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        "2026-01-17T05:50:00Z".parse::<DateTime<Utc>>().unwrap() + Duration::seconds(seconds)
+    }
+
+    fn run(start: i64, end: Option<i64>) -> Run {
+        Run {
+            run_id: format!("r{start}"),
+            start: at(start),
+            end: end.map(at),
+            outcome: end.map(|_| EventKind::Processed),
+            video_id: None,
+            qualities: Vec::new(),
+            host: None,
+        }
+    }
+
+    #[test]
+    fn a_run_ending_as_another_starts_does_not_overlap_it() {
+        assert_eq!(peak_concurrency(&[run(0, Some(10)), run(10, Some(20))]), 1);
+        assert_eq!(
+            peak_concurrency(&[run(0, Some(10)), run(9, Some(20)), run(5, Some(6))]),
+            2
+        );
+        assert_eq!(peak_concurrency(&[]), 0);
+    }
+
+    #[test]
+    fn a_run_still_going_counts_until_now() {
+        assert_eq!(peak_concurrency(&[run(0, None), run(100, Some(200))]), 2);
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let p = Percentiles::of((1..=10).map(f64::from).collect());
+        assert_eq!(
+            (p.count, p.p50, p.p90, p.p99, p.max),
+            (10, Some(5.0), Some(9.0), Some(10.0), Some(10.0))
+        );
+        assert_eq!(Percentiles::of(Vec::new()).p50, None);
+    }
+
+    #[test]
+    fn events_without_a_run_id_belong_to_no_run() {
+        let stored = |id: i64, kind: EventKind, run: Option<&str>| StoredEvent {
+            id,
+            recorded_at: at(id).to_rfc3339(),
+            event: Event {
+                run_id: run.map(str::to_owned),
+                ..Event::new(kind)
+            },
+        };
+        let runs = runs(&[
+            stored(1, EventKind::Processed, None),
+            stored(2, EventKind::Started, Some("a")),
+            stored(3, EventKind::Killed, Some("a")),
+        ]);
+        assert_eq!(runs.len(), 1);
+        assert_eq!(
+            (runs[0].start, runs[0].end, runs[0].outcome),
+            (at(2), Some(at(3)), Some(EventKind::Killed))
+        );
+    }
+}
