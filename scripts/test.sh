@@ -40,11 +40,14 @@ pylog=$(mktemp)
 trap 'rm -f "$log" "$pylog"' EXIT
 python3 -m pytest tests/infra -q -p no:cacheprovider 2>&1 | tee "$pylog"
 py_status=${PIPESTATUS[0]}
-py_passed=$(tail -n 3 "$pylog" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
-py_failed=$(tail -n 3 "$pylog" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+count_in() { # WORD LOG: the sum of "<n> WORD" in the log's last lines
+  tail -n 3 "$2" | awk -v w="$1" '{for (i = 2; i <= NF; i++) if ($i ~ "^" w) s += $(i - 1)} END {print s + 0}'
+}
+py_passed=$(count_in passed "$pylog")
+py_failed=$(count_in failed "$pylog")
 
-passed=$(grep -Eo 'test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
-failed=$(grep -Eo '([0-9]+) failed;' "$log" | awk '{s+=$1} END {print s+0}')
+passed=$(awk '/^test result:/ {for (i = 1; i <= NF; i++) if ($i ~ /^passed;?$/) s += $(i - 1)} END {print s + 0}' "$log")
+failed=$(awk '/^test result:/ {for (i = 1; i <= NF; i++) if ($i ~ /^failed;?$/) s += $(i - 1)} END {print s + 0}' "$log")
 if ((skipped > 0)); then
   say "$skipped Rust test(s) skipped for missing sample media (MEDIA_DIR=$MEDIA_DIR)"
 fi
