@@ -345,8 +345,9 @@ impl Analyzer {
     }
 }
 
-/// Runs a program to completion with a clean environment plus `env`, killing it after `timeout`.
-pub fn run(program: &Path, args: &[&str], env: &[(String, String)], timeout: Duration) -> Output {
+/// A command for `program` with nothing of the test's environment but `PATH` and `RUST_LOG`
+/// (`TEST_RUST_LOG`, default `info`), plus `env`; stdout and stderr piped.
+pub fn clean_command(program: &Path, args: &[&str], env: &[(String, String)]) -> Command {
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_clear()
@@ -358,6 +359,12 @@ pub fn run(program: &Path, args: &[&str], env: &[(String, String)], timeout: Dur
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs a program to completion with a clean environment plus `env`, killing it after `timeout`.
+pub fn run(program: &Path, args: &[&str], env: &[(String, String)], timeout: Duration) -> Output {
+    let mut cmd = clean_command(program, args, env);
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
@@ -574,13 +581,9 @@ impl Stack {
 
     /// Starts the encoder without waiting; its stderr is collected.
     pub fn spawn_encoder(&self, extra: &[(&str, &str)]) -> (Child, LineCollector) {
-        let mut cmd = Command::new(bin("encoder"));
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .envs(self.env_with(extra))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        let mut cmd = clean_command(&bin("encoder"), &[], &self.env_with(extra));
+        // The progress lines the lifecycle tests read are at info level.
+        cmd.env("RUST_LOG", "info").stdout(Stdio::null());
         let mut child = cmd.spawn().expect("start the encoder");
         let lines = LineCollector::new(child.stderr.take().expect("piped stderr"));
         (child, lines)

@@ -124,18 +124,7 @@ impl Setup {
 
 /// A `producer` command with a clean environment (`PATH` and `RUST_LOG` kept) plus `env`.
 pub fn command(args: &[&str], env: &[(String, String)]) -> Command {
-    let mut cmd = Command::new(PRODUCER);
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env(
-            "RUST_LOG",
-            std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
+    pipeline_tests::clean_command(Path::new(PRODUCER), args, env)
 }
 
 /// Runs `producer` to completion, with `stdin` as its standard input (none otherwise).
