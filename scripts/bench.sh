@@ -185,7 +185,7 @@ bench_transcode() {
   fps_ref=$(awk -v f=$frames -v s="$s_ref" 'BEGIN {printf "%.1f", f / s}')
   row "1080p → 720p, frames per second (median of $BENCH_RUNS)" "$fps_ours" "$fps_ref (ffmpeg)" "$(paired_ratio "$WORK/t_one_ref" "$WORK/t_one_ours")×" "≥ 1.0×"
   s_ours=$(awk '{print $1}' "$WORK/t_ladder_ours" | median)
-  s_ref=$(awk '{print $1}' "$WORK/t_ladder_ref" | median)
+  s_ref=$(awk '{print $1}' "$WORK/t_ladder_ref" | median | awk '{printf "%.2f", $1}')
   row "480p+720p+1080p ladder, seconds (median of $BENCH_RUNS)" "$s_ours (one decode)" "$s_ref (3 ffmpeg runs)" "$(paired_ratio "$WORK/t_ladder_ref" "$WORK/t_ladder_ours")× faster" "≥ 1.4× faster"
   local m_ours m_ref m_long_ours m_long_ref
   m_ours=$(awk '{print $2}' "$WORK/t_one_ours" | sort -n | tail -1)
