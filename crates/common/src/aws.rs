@@ -7,6 +7,7 @@
 //! addressing, because such an endpoint is a plain hostname without per-bucket subdomains.
 
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 /// Loads the shared SDK configuration from the environment.
 pub async fn load_config() -> SdkConfig {
@@ -31,4 +32,29 @@ pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
 /// Whether S3 requests go to an endpoint other than AWS's own.
 fn s3_endpoint_overridden(config: &SdkConfig) -> bool {
     config.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some_and(|v| !v.is_empty())
+}
+
+/// A short reason for an AWS SDK error: `Code: message` when the service answered with a code,
+/// otherwise the error with its causes (a connection refused, a timeout, an unreadable answer).
+pub fn error_reason<E, R>(error: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    if let SdkError::ServiceError(e) = error
+        && let Some(code) = e.err().code()
+    {
+        return match e.err().message() {
+            Some(m) if !m.is_empty() => format!("{code}: {m}"),
+            _ => code.to_owned(),
+        };
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

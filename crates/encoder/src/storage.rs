@@ -7,18 +7,10 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use encoding_common::S3Uri;
+use encoding_common::upload::{FileUpload, UploadError, upload_file};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
-
-/// Files larger than this are uploaded in parts.
-pub const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
-/// The size of one part.
-pub const PART_SIZE: u64 = 16 * 1024 * 1024;
-/// Metadata key of the token that identifies one multipart upload's object.
-const UPLOAD_TOKEN: &str = "upload-token";
 
 /// The source object as S3 describes it.
 #[derive(Debug, Clone)]
@@ -115,8 +107,9 @@ impl Storage {
         }
     }
 
-    /// Uploads `path` to `uri` with `metadata`, in parts when it is large. A stop or failure in the
-    /// middle of a multipart upload aborts it, so no part is left behind.
+    /// Uploads `path` to `uri` with `metadata` ([`encoding_common::upload`]: in parts when it is
+    /// large). A stop or failure in the middle of a multipart upload aborts it, so no part is left
+    /// behind. Returns the size stored.
     pub async fn upload(
         &self,
         path: &Path,
@@ -128,136 +121,18 @@ impl Storage {
             .await
             .with_context(|| format!("reading {}", path.display()))?
             .len();
-        if size <= MULTIPART_THRESHOLD {
-            let body = ByteStream::from_path(path)
-                .await
-                .with_context(|| format!("reading {}", path.display()))?;
-            let put = self
-                .s3
-                .put_object()
-                .bucket(&uri.bucket)
-                .key(&uri.key)
-                .content_type("video/mp4")
-                .set_metadata(Some(metadata.clone()))
-                .body(body)
-                .send();
-            tokio::select! {
-                r = put => { r.with_context(|| format!("uploading {uri}"))?; }
-                _ = cancel.cancelled() => return Err(TransferError::Cancelled),
-            }
-            return Ok(size);
-        }
-        // A token of this upload, to recognise its object if the completion answer is lost.
-        let token = uuid::Uuid::new_v4().to_string();
-        let mut metadata = metadata.clone();
-        metadata.insert(UPLOAD_TOKEN.to_owned(), token.clone());
-        let upload_id = self
-            .s3
-            .create_multipart_upload()
-            .bucket(&uri.bucket)
-            .key(&uri.key)
-            .content_type("video/mp4")
-            .set_metadata(Some(metadata))
-            .send()
-            .await
-            .with_context(|| format!("starting the multipart upload of {uri}"))?
-            .upload_id
-            .context("S3 returned no upload id")?;
-        let result = tokio::select! {
-            r = self.upload_parts(path, uri, &upload_id, size, &token) => r.map_err(TransferError::Failed),
-            _ = cancel.cancelled() => Err(TransferError::Cancelled),
+        let file = FileUpload {
+            path,
+            size,
+            target: uri,
+            content_type: "video/mp4",
+            metadata: metadata.clone(),
         };
-        if result.is_err() {
-            let abort = self
-                .s3
-                .abort_multipart_upload()
-                .bucket(&uri.bucket)
-                .key(&uri.key)
-                .upload_id(&upload_id)
-                .send()
-                .await;
-            match abort {
-                Ok(_) => tracing::info!(%uri, "multipart upload aborted"),
-                Err(e) => {
-                    tracing::warn!(%uri, error = %e, "aborting the multipart upload failed; the bucket's lifecycle rule will remove it")
-                }
-            }
+        match upload_file(&self.s3, &file, &|_| {}, cancel).await {
+            Ok(()) => Ok(size),
+            Err(UploadError::Stopped) => Err(TransferError::Cancelled),
+            Err(e) => Err(TransferError::Failed(e.into())),
         }
-        result.map(|()| size)
-    }
-
-    async fn upload_parts(
-        &self,
-        path: &Path,
-        uri: &S3Uri,
-        upload_id: &str,
-        size: u64,
-        token: &str,
-    ) -> anyhow::Result<()> {
-        let mut parts = Vec::new();
-        let mut offset = 0u64;
-        let mut number = 1;
-        while offset < size {
-            let length = PART_SIZE.min(size - offset);
-            let body = ByteStream::read_from()
-                .path(path)
-                .offset(offset)
-                .length(aws_smithy_types::byte_stream::Length::Exact(length))
-                .build()
-                .await
-                .with_context(|| format!("reading {}", path.display()))?;
-            let out = self
-                .s3
-                .upload_part()
-                .bucket(&uri.bucket)
-                .key(&uri.key)
-                .upload_id(upload_id)
-                .part_number(number)
-                .body(body)
-                .send()
-                .await
-                .with_context(|| format!("uploading part {number} of {uri}"))?;
-            parts.push(
-                CompletedPart::builder()
-                    .part_number(number)
-                    .set_e_tag(out.e_tag)
-                    .build(),
-            );
-            offset += length;
-            number += 1;
-        }
-        let completed = self
-            .s3
-            .complete_multipart_upload()
-            .bucket(&uri.bucket)
-            .key(&uri.key)
-            .upload_id(upload_id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
-            .send()
-            .await;
-        if let Err(e) = completed {
-            // The answer to a completion can be lost or unreadable although S3 assembled the
-            // object (a dropped connection; some S3-compatible servers answer in a shape the SDK
-            // rejects). It is this upload's object, whole, when it carries this upload's token
-            // and has every byte: check that rather than fail a finished upload.
-            let head = self
-                .s3
-                .head_object()
-                .bucket(&uri.bucket)
-                .key(&uri.key)
-                .send()
-                .await
-                .ok();
-            let ours = head.as_ref().is_some_and(|h| {
-                h.content_length == Some(size as i64)
-                    && h.metadata().and_then(|m| m.get(UPLOAD_TOKEN)).map(String::as_str) == Some(token)
-            });
-            if !ours {
-                return Err(anyhow::Error::new(e).context(format!("completing the multipart upload of {uri}")));
-            }
-            tracing::warn!(%uri, error = %aws_sdk_s3::error::DisplayErrorContext(&e), "the completion answer was unreadable, but the object is stored whole");
-        }
-        Ok(())
     }
 
     /// Checks that the stored object has the size of the local file.
@@ -292,6 +167,7 @@ fn is_not_found<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use encoding_common::upload::PART_SIZE;
     use pipeline_tests::{Moto, TempDir};
 
     const BUCKET: &str = "parts";

@@ -43,7 +43,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use encoding_common::{EncodeRequest, S3Uri};
 
 pub use config::{Config, Mode};
@@ -120,39 +119,7 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
         .map_or(1, |Interrupted(signal)| signal.exit_code())
 }
 
-/// A short reason for an AWS SDK error: `Code: message` when the service answered with a code,
-/// otherwise the error with its causes (a connection refused, a timeout, an unreadable answer).
-pub(crate) fn aws_reason<E, R>(error: &SdkError<E, R>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    if let SdkError::ServiceError(e) = error
-        && let Some(code) = e.err().code()
-    {
-        return match e.err().message() {
-            Some(m) if !m.is_empty() => format!("{code}: {m}"),
-            _ => code.to_owned(),
-        };
-    }
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// [`aws_reason`] as an error, to add context to.
-pub(crate) fn aws_error<E, R>(error: SdkError<E, R>) -> anyhow::Error
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    anyhow::anyhow!(aws_reason(&error))
-}
+pub(crate) use encoding_common::aws::error_reason as aws_reason;
 
 /// Reads a JSON Lines file, reporting each invalid line; with invalid lines and without
 /// `skip_invalid`, nothing is sent.
