@@ -449,6 +449,23 @@ impl TempDir {
     pub fn join(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
+
+    /// Writes a file `name` of `bytes` pseudo-random (incompressible, never repeating) bytes, as
+    /// a stand-in for a video where only the bytes matter (uploads, part boundaries).
+    pub fn noise_file(&self, name: &str, bytes: usize) -> PathBuf {
+        let path = self.join(name);
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let data: Vec<u8> = (0..bytes)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::write(&path, data).expect("writing a test file");
+        path
+    }
 }
 
 impl Drop for TempDir {

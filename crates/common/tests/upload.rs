@@ -1,7 +1,6 @@
 //! `encoding_common::upload` against moto: what is stored, what is reported, what is left behind.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use encoding_common::S3Uri;
@@ -10,22 +9,6 @@ use pipeline_tests::{Moto, TempDir};
 use tokio_util::sync::CancellationToken;
 
 const BUCKET: &str = "uploads";
-
-/// A file of `bytes` pseudo-random bytes (incompressible, different in every part).
-fn file_of(dir: &TempDir, name: &str, bytes: usize) -> PathBuf {
-    let path = dir.join(name);
-    let mut x = 0x2545_f491_4f6c_dd1d_u64;
-    let data: Vec<u8> = (0..bytes)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    std::fs::write(&path, data).unwrap();
-    path
-}
 
 fn uri(bucket: &str, key: &str) -> S3Uri {
     S3Uri {
@@ -74,7 +57,7 @@ async fn a_large_file_is_stored_in_parts_whole_with_its_type_metadata_and_token(
     let s3 = moto.s3().await;
     let dir = TempDir::new("upload-large");
     let size = 3 * PART_SIZE as usize + 12_345;
-    let path = file_of(&dir, "big.mp4", size);
+    let path = dir.noise_file("big.mp4", size);
     let reported = Reported::default();
     let meta = HashMap::from([("source-key".to_owned(), "in/a.mov".to_owned())]);
     let target = uri(BUCKET, "out/big.mp4");
@@ -116,7 +99,7 @@ async fn a_small_file_is_stored_in_one_put_and_reported_once() {
     moto.bucket(BUCKET).await;
     let s3 = moto.s3().await;
     let dir = TempDir::new("upload-small");
-    let path = file_of(&dir, "small.mp4", 100_000);
+    let path = dir.noise_file("small.mp4", 100_000);
     let reported = Reported::default();
     let meta = HashMap::from([("settings".to_owned(), "crf23".to_owned())]);
     let target = uri(BUCKET, "small.mp4");
@@ -139,7 +122,7 @@ async fn a_stopped_multipart_upload_is_aborted_and_leaves_nothing() {
     moto.bucket(BUCKET).await;
     let s3 = moto.s3().await;
     let dir = TempDir::new("upload-stop");
-    let path = file_of(&dir, "big.mp4", 2 * PART_SIZE as usize + 1);
+    let path = dir.noise_file("big.mp4", 2 * PART_SIZE as usize + 1);
     let stop = CancellationToken::new();
     stop.cancel();
     let reported = Reported::default();
@@ -162,7 +145,7 @@ async fn failures_name_the_object_and_s3s_reason() {
     let go = CancellationToken::new();
 
     // No such bucket, for one PutObject and for a multipart upload.
-    let small = file_of(&dir, "small.mp4", 1000);
+    let small = dir.noise_file("small.mp4", 1000);
     let target = uri("no-such-bucket", "a.mp4");
     let err = upload(&s3, &small, &target, HashMap::new(), &go, &reported)
         .await
@@ -172,7 +155,7 @@ async fn failures_name_the_object_and_s3s_reason() {
     assert!(text.starts_with("uploading s3://no-such-bucket/a.mp4: "), "{text}");
     assert!(text.contains("NoSuchBucket"), "{text}");
 
-    let big = file_of(&dir, "big.mp4", PART_SIZE as usize + 1);
+    let big = dir.noise_file("big.mp4", PART_SIZE as usize + 1);
     let err = upload(&s3, &big, &target, HashMap::new(), &go, &reported)
         .await
         .unwrap_err();

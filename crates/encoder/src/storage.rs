@@ -179,21 +179,6 @@ mod tests {
         (moto, storage, TempDir::new("storage"))
     }
 
-    fn big_file(dir: &TempDir, bytes: usize) -> std::path::PathBuf {
-        let path = dir.join("big.mp4");
-        let mut x = 0x2545_f491_4f6c_dd1d_u64;
-        let data: Vec<u8> = (0..bytes)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        std::fs::write(&path, data).unwrap();
-        path
-    }
-
     fn uri(key: &str) -> S3Uri {
         S3Uri {
             bucket: BUCKET.into(),
@@ -205,7 +190,7 @@ mod tests {
     async fn a_large_rendition_is_uploaded_in_parts_with_its_metadata() {
         let (moto, storage, dir) = setup().await;
         let size = 2 * PART_SIZE as usize + 12_345;
-        let path = big_file(&dir, size);
+        let path = dir.noise_file("big.mp4", size);
         let meta = HashMap::from([("source-key".to_owned(), "k".to_owned())]);
         let stored = storage
             .upload(&path, &uri("r/big.mp4"), &meta, &CancellationToken::new())
@@ -233,7 +218,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_stopped_multipart_upload_is_aborted_and_leaves_nothing() {
         let (moto, storage, dir) = setup().await;
-        let path = big_file(&dir, 2 * PART_SIZE as usize);
+        let path = dir.noise_file("big.mp4", 2 * PART_SIZE as usize);
         let stop = CancellationToken::new();
         stop.cancel();
         let result = storage.upload(&path, &uri("r/big.mp4"), &HashMap::new(), &stop).await;
