@@ -399,7 +399,7 @@ fn damaged_clip(dir: &TempDir, spots: usize, len: usize) -> std::path::PathBuf {
         let at = start + span * (2 * i + 1) / (2 * spots);
         data[at..at + len].fill(0xff);
     }
-    let path = dir.join(&format!("damaged-{spots}.mp4"));
+    let path = dir.join(format!("damaged-{spots}.mp4"));
     std::fs::write(&path, data).unwrap();
     path
 }

@@ -445,11 +445,6 @@ impl TempDir {
         Self(p)
     }
 
-    /// A path inside.
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
     /// Writes a file `name` of `bytes` pseudo-random (incompressible, never repeating) bytes, as
     /// a stand-in for a video where only the bytes matter (uploads, part boundaries).
     pub fn noise_file(&self, name: &str, bytes: usize) -> PathBuf {
@@ -465,6 +460,14 @@ impl TempDir {
             .collect();
         std::fs::write(&path, data).expect("writing a test file");
         path
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
     }
 }
 
@@ -643,7 +646,7 @@ impl Stack {
 
     /// Downloads a rendition from the output bucket and probes it with ffprobe.
     pub async fn rendition(&self, video_id: &str, quality: &str) -> serde_json::Value {
-        let local = self.tmp.join(&format!("{video_id}-{quality}.mp4"));
+        let local = self.tmp.join(format!("{video_id}-{quality}.mp4"));
         self.moto
             .get_file(OUTPUT_BUCKET, &format!("renditions/{video_id}/{quality}.mp4"), &local)
             .await;

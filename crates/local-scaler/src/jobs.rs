@@ -743,6 +743,8 @@ fn deliver(pid: u32, signal: KillSignal) {
 mod tests {
     use std::path::Path;
 
+    use pipeline_tests::TempDir;
+
     use super::*;
     use crate::chaos::{ChaosConfig, ChaosSignal};
 
@@ -767,28 +769,8 @@ mod tests {
         }
     }
 
-    fn scratch(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("local-scaler-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    /// A temporary directory, removed on drop.
-    struct Scratch(PathBuf);
-
-    impl std::ops::Deref for Scratch {
-        type Target = Path;
-
-        fn deref(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+    fn scratch(name: &str) -> TempDir {
+        TempDir::new(&format!("local-scaler-{name}"))
     }
 
     fn spec(env: &[(&str, &str)]) -> JobSpec {

@@ -21,32 +21,13 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 /// A fresh directory for one test, removed when dropped.
-pub fn scratch(name: &str) -> Scratch {
-    let dir = std::env::temp_dir().join(format!("local-scaler-it-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    Scratch(dir)
+pub fn scratch(name: &str) -> TempDir {
+    TempDir::new(&format!("local-scaler-it-{name}"))
 }
 
-/// A temporary directory, removed on drop.
-pub struct Scratch(PathBuf);
-
-impl std::ops::Deref for Scratch {
-    type Target = Path;
-
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The workspace's test emulator (`tests/support`): a `moto_server` on a free port.
-pub use pipeline_tests::Moto;
+/// The workspace's test emulator (`tests/support`): a `moto_server` on a free port; and its
+/// temporary directory, removed when dropped.
+pub use pipeline_tests::{Moto, TempDir};
 
 /// A new queue on `moto` holding `bodies`; returns its URL.
 pub async fn queue_with(moto: &Moto, name: &str, bodies: &[&str]) -> String {
