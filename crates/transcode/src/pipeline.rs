@@ -423,6 +423,22 @@ struct Graph {
     sink_tb: Rational,
 }
 
+impl Graph {
+    /// Hands a picture to the graph's source `in`.
+    fn push(&mut self, frame: &frame::Video) -> std::result::Result<(), ffmpeg::Error> {
+        self.graph
+            .get("in")
+            .expect("the graph has its source")
+            .source()
+            .add(frame)
+    }
+
+    /// Tells the graph's source that no picture follows, so the filters give back what they hold.
+    fn end_input(&mut self) -> std::result::Result<(), ffmpeg::Error> {
+        self.graph.get("in").expect("the graph has its source").source().flush()
+    }
+}
+
 impl VideoPipe {
     fn open(ictx: &ffmpeg::format::context::Input, info: &VideoInfo, start_us: i64, renditions: usize) -> Result<Self> {
         let stream = ictx.stream(info.index).expect("index comes from this input");
@@ -544,13 +560,7 @@ impl VideoPipe {
             self.graph = Some(self.build_graph(key)?);
         }
         let graph = self.graph.as_mut().expect("built above");
-        graph
-            .graph
-            .get("in")
-            .expect("the graph has its source")
-            .source()
-            .add(&self.decoded)
-            .ctx("filtering a video frame")?;
+        graph.push(&self.decoded).ctx("filtering a video frame")?;
         self.drain_graph(outputs)
     }
 
@@ -585,13 +595,7 @@ impl VideoPipe {
 
     fn flush_graph(&mut self, outputs: &mut Renditions) -> Result<()> {
         if let Some(graph) = self.graph.as_mut() {
-            graph
-                .graph
-                .get("in")
-                .expect("the graph has its source")
-                .source()
-                .flush()
-                .ctx("flushing the video filters")?;
+            graph.end_input().ctx("flushing the video filters")?;
             self.drain_graph(outputs)?;
         }
         Ok(())
@@ -977,13 +981,7 @@ impl RenditionMux {
             });
         }
         let graph = self.scale.as_mut().expect("built above");
-        graph
-            .graph
-            .get("in")
-            .expect("the graph has its source")
-            .source()
-            .add(frame)
-            .ctx("scaling a video frame")?;
+        graph.push(frame).ctx("scaling a video frame")?;
         self.drain_scale()
     }
 
@@ -1019,13 +1017,7 @@ impl RenditionMux {
 
     fn flush_scale(&mut self) -> Result<()> {
         if let Some(graph) = self.scale.as_mut() {
-            graph
-                .graph
-                .get("in")
-                .expect("the graph has its source")
-                .source()
-                .flush()
-                .ctx("flushing the scaler")?;
+            graph.end_input().ctx("flushing the scaler")?;
             self.drain_scale()?;
         }
         Ok(())
