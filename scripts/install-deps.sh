@@ -4,7 +4,8 @@
 #
 #   apt:  FFmpeg 5.1 development libraries, pkg-config, clang (bindgen), the ffmpeg/ffprobe tools
 #         (the demo's sample clip, the tests' checks), curl
-#   pip:  moto[server] (the local SQS/S3 emulator), awscli (scripts/aws/*), boto3
+#   pip:  moto[server] (the lenient local SQS/S3 emulator), awscli (scripts/aws/*), boto3
+#   LocalStack (the strict one) in a venv of its own: scripts/install-localstack.sh
 #   Rust: cargo must already be there (rustup); this script says so if it is not.
 set -eo pipefail
 
@@ -47,6 +48,8 @@ if ! command -v moto_server >/dev/null || ! command -v aws >/dev/null || ! "$PYT
   hash -r
 fi
 command -v moto_server >/dev/null || { log "moto_server is not on PATH after installing (add ~/.local/bin to PATH)"; exit 1; }
+
+"$(dirname "${BASH_SOURCE[0]}")/install-localstack.sh"
 
 if ! command -v cargo >/dev/null; then
   log "cargo is missing: install Rust with rustup (https://rustup.rs), then run this again"

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh Debian machine: installs what is missing, checks formatting and lints,
-# builds the programs, runs the Rust tests (unit and end-to-end against moto with real media) and
-# the infrastructure checks (Kubernetes manifests, Dockerfile, AWS provisioning scripts).
+# builds the programs, runs the Rust tests (unit, and end-to-end against both AWS emulators, moto
+# and LocalStack, with real media) and the infrastructure checks (Kubernetes manifests, Dockerfile,
+# AWS provisioning scripts).
 #
-# The end-to-end tests start their own moto and analyzer. Sample media come from $MEDIA_DIR
+# The end-to-end tests start their own emulators (one moto and one LocalStack per test binary) and
+# analyzers; every such test runs once per emulator, named `...::moto::...` / `...::localstack::...`. Sample media come from $MEDIA_DIR
 # (default ../shared/media); without it those tests print one SKIPPED line, and fail under CI=true.
 set -eo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -7,16 +7,21 @@ use std::collections::BTreeMap;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use pipeline_tests::{LineCollector, OUTPUT_BUCKET, Stack, assert_exit, media, signal, streams};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use test_support::{Kind, LineCollector, Stack, assert_exit, media, signal, streams};
 
-/// Requests sent.
-const REQUESTS: usize = 20;
+/// Requests sent: `CHAOS_REQUESTS`, default 20 (`scripts/bench.sh chaos` sends 100).
+fn requests() -> usize {
+    std::env::var("CHAOS_REQUESTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20)
+}
 /// Encoder runs at once.
 const PARALLEL: usize = 2;
 /// Share of runs that get a signal.
-const KILL_SHARE: f64 = 0.45;
+const KILL_SHARE: f64 = 0.5;
 
 struct Running {
     child: Child,
@@ -25,8 +30,7 @@ struct Running {
     delivered: Option<i32>,
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn under_random_sigterm_and_sigkill_every_request_ends_with_exactly_one_output_counted_once() {
+async fn under_random_sigterm_and_sigkill_every_request_ends_with_exactly_one_output_counted_once(kind: Kind) {
     let Some(source) = media("h264_aac_720p30_5s.mp4") else {
         return;
     };
@@ -38,7 +42,9 @@ async fn under_random_sigterm_and_sigkill_every_request_ends_with_exactly_one_ou
     let mut rng = StdRng::seed_from_u64(seed);
     // A short lease brings SIGKILLed messages back quickly; many receives are allowed so that an
     // unlucky message is not dead-lettered by the chaos itself.
-    let stack = Stack::start_with("chaos", 4, 50).await;
+    let requests = requests().max(1);
+    let started = Instant::now();
+    let stack = Stack::start_with(kind, "chaos", 4, 50).await;
     let uri = stack.upload(&source, "clip.mp4").await;
     let out = stack.producer(&[
         "--source",
@@ -48,14 +54,17 @@ async fn under_random_sigterm_and_sigkill_every_request_ends_with_exactly_one_ou
         "--video-id",
         "chaos",
         "--count",
-        &REQUESTS.to_string(),
+        &requests.to_string(),
     ]);
     assert_exit(&out, 0, "producer");
 
-    let deadline = Instant::now() + Duration::from_secs(300);
+    let deadline = Instant::now() + Duration::from_secs(60 + 15 * requests as u64);
     let mut running: Vec<Running> = Vec::new();
     let mut exits: BTreeMap<i32, usize> = BTreeMap::new();
     let (mut sigterms_acknowledged, mut runs, mut plan) = (0usize, 0usize, Vec::new());
+    let (mut killed, mut early_sigterms) = (0usize, 0usize);
+    // The log of every run that exited 143, to name one whose kill was not counted.
+    let mut acknowledged_logs: Vec<Vec<String>> = Vec::new();
     loop {
         assert!(
             Instant::now() < deadline,
@@ -77,22 +86,34 @@ async fn under_random_sigterm_and_sigkill_every_request_ends_with_exactly_one_ou
             if let Some(status) = running[i].child.try_wait().expect("poll") {
                 let r = running.remove(i);
                 use std::os::unix::process::ExitStatusExt;
-                assert_ne!(
-                    status.signal(),
-                    Some(libc::SIGTERM),
-                    "a run died of SIGTERM's default action: its handler was not installed yet"
-                );
-                let code = pipeline_tests::exit_code(status);
+                if status.signal() == Some(libc::SIGTERM) {
+                    // A SIGTERM before `main` (while the dynamic loader maps FFmpeg's libraries)
+                    // takes the default action; harmless only if the run had received nothing.
+                    let lines = r.lines.lines();
+                    assert!(
+                        !lines.iter().any(|l| l.contains("received a message")),
+                        "a run holding a message died of SIGTERM's default action:\n{}",
+                        lines.join("\n")
+                    );
+                    early_sigterms += 1;
+                }
+                let code = test_support::exit_code(status);
                 *exits.entry(code).or_default() += 1;
+                // Killed: the signal, not the end of the work, ended the run.
+                if code == 143 || code == 128 + libc::SIGKILL || code == 128 + libc::SIGTERM {
+                    killed += 1;
+                }
                 match r.delivered {
                     Some(libc::SIGTERM) => {
                         assert!(
-                            code == 143 || code == 0,
+                            code == 143 || code == 0 || status.signal() == Some(libc::SIGTERM),
                             "a SIGTERMed run exited {code}:\n{}",
                             r.lines.lines().join("\n")
                         );
-                        if code == 143 {
+                        // Exited 143 itself (a death by the signal also reads 143 in `code`).
+                        if status.code() == Some(143) {
                             sigterms_acknowledged += 1;
+                            acknowledged_logs.push(r.lines.lines());
                         }
                     }
                     Some(_) => assert!(
@@ -109,7 +130,7 @@ async fn under_random_sigterm_and_sigkill_every_request_ends_with_exactly_one_ou
                 i += 1;
             }
         }
-        let (visible, in_flight) = stack.moto.depth(&stack.queue).await;
+        let (visible, in_flight) = stack.depth().await;
         if visible + in_flight == 0 && running.is_empty() {
             break;
         }
@@ -138,17 +159,25 @@ async fn under_random_sigterm_and_sigkill_every_request_ends_with_exactly_one_ou
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    eprintln!("{runs} runs, exit codes {exits:?}, signals planned {}", plan.len());
+    let seconds = started.elapsed().as_secs_f64();
+    // One line for `scripts/bench.sh chaos` to read.
+    eprintln!(
+        "chaos figures: emulator={kind} requests={requests} runs={runs} killed={killed} killed_share={:.2} \
+         exited_143={sigterms_acknowledged} sigkilled={} sigterm_before_main={early_sigterms} seconds={seconds:.1} \
+         exits={exits:?} seed={seed}",
+        killed as f64 / runs.max(1) as f64,
+        exits.get(&(128 + libc::SIGKILL)).copied().unwrap_or(0),
+    );
 
     // Exactly one valid output per request.
-    let mut keys = stack.moto.keys(OUTPUT_BUCKET).await;
+    let mut keys = stack.output_keys().await;
     keys.sort();
-    let mut expected: Vec<String> = (1..=REQUESTS)
+    let mut expected: Vec<String> = (1..=requests)
         .map(|i| format!("renditions/chaos-{i}/360p.mp4"))
         .collect();
     expected.sort();
     assert_eq!(keys, expected);
-    for i in 1..=REQUESTS {
+    for i in 1..=requests {
         let probe = stack.rendition(&format!("chaos-{i}"), "360p").await;
         let v = streams(&probe, "video");
         assert_eq!(
@@ -169,12 +198,36 @@ async fn under_random_sigterm_and_sigkill_every_request_ends_with_exactly_one_ou
     let count = stack.get_count().await;
     let processed = count.iter().filter(|l| l.contains(" - processed count ")).count();
     let kills = count.iter().filter(|l| l.contains(" - kill count ")).count();
-    assert_eq!(processed, REQUESTS, "{count:?}");
-    assert_eq!(kills, sigterms_acknowledged, "{count:?}");
+    assert_eq!(processed, requests, "{count:?}");
+    if kills != sigterms_acknowledged {
+        let reported: Vec<String> = stack
+            .events("killed")
+            .await
+            .iter()
+            .filter_map(|e| e["run_id"].as_str().map(str::to_owned))
+            .collect();
+        let unreported: Vec<String> = acknowledged_logs
+            .iter()
+            .filter(|log| !reported.iter().any(|id| log.iter().any(|l| l.contains(id.as_str()))))
+            .map(|log| log.join("\n"))
+            .collect();
+        panic!(
+            "{kills} kills counted, {sigterms_acknowledged} runs exited 143; the runs without a killed event:\n{}",
+            unreported.join("\n----\n")
+        );
+    }
     assert!(
         sigterms_acknowledged > 0 && exits.contains_key(&(128 + libc::SIGKILL)),
         "the plan killed nothing: {exits:?}"
     );
+    assert!(
+        killed * 10 >= runs * 3,
+        "only {killed} of {runs} runs were killed; the chaos needs at least 30%"
+    );
     assert!(stack.dead_letters().await.is_empty(), "a message was dead-lettered");
-    assert_eq!(stack.moto.depth(&stack.queue).await, (0, 0));
+    assert_eq!(stack.depth().await, (0, 0));
 }
+
+test_support::on_both_emulators!(
+    under_random_sigterm_and_sigkill_every_request_ends_with_exactly_one_output_counted_once,
+);

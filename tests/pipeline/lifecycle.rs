@@ -1,21 +1,18 @@
 //! The encoder's promises about its message, whatever happens: lease renewal, signals, dead
 //! letters, duplicates, failures, configuration errors. Every test runs the real encoder against
-//! moto with real media and reads the queue, the buckets and the analyzer back.
+//! each emulator with real media and reads the queue, the buckets and the analyzer back.
 
 use std::time::{Duration, Instant};
 
-use pipeline_tests::{
-    OUTPUT_BUCKET, Stack, assert_exit, free_port, make_clip, media, signal, streams, wait_exit, wait_for_line,
-};
 use serde_json::json;
+use test_support::{Kind, Stack, assert_exit, free_port, make_clip, media, signal, streams, wait_exit, wait_for_line};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_lease_is_renewed_so_a_long_encode_is_never_handed_to_a_second_receiver() {
-    let stack = Stack::start("lease", 6).await;
+async fn the_lease_is_renewed_so_a_long_encode_is_never_handed_to_a_second_receiver(kind: Kind) {
+    let stack = Stack::start(kind, "lease", 6).await;
     let clip = stack.tmp.join("long.mp4");
     // 45 s of 1080p made into three renditions: well over 20 s of work on a 2-core machine.
     make_clip(&clip, 45);
@@ -28,7 +25,7 @@ async fn the_lease_is_renewed_so_a_long_encode_is_never_handed_to_a_second_recei
     let (mut child, lines) = stack.spawn_encoder(&[]);
     // The second receiver starts polling once the encoder holds the message.
     assert!(wait_for_line(&lines, "received a message", Duration::from_secs(30)));
-    let sqs = stack.moto.sqs().await;
+    let sqs = stack.aws.sqs().await;
     let mut stolen = 0;
     while child.try_wait().expect("poll").is_none() {
         let got = sqs
@@ -52,7 +49,7 @@ async fn the_lease_is_renewed_so_a_long_encode_is_never_handed_to_a_second_recei
         stolen, 0,
         "a second receiver got the message while it was being encoded"
     );
-    assert_eq!(stack.moto.depth(&stack.queue).await, (0, 0));
+    assert_eq!(stack.depth().await, (0, 0));
     assert_eq!(stack.get_count().await.len(), 1);
 
     // Progress was logged while encoding, with percent and frames per second.
@@ -86,9 +83,8 @@ async fn the_lease_is_renewed_so_a_long_encode_is_never_handed_to_a_second_recei
     assert_eq!(p["outputs"].as_array().map(Vec::len), Some(3), "{p}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sigterm_mid_encode_releases_the_message_at_once_reports_the_kill_and_exits_143() {
-    let stack = Stack::start("sigterm", 60).await;
+async fn sigterm_mid_encode_releases_the_message_at_once_reports_the_kill_and_exits_143(kind: Kind) {
+    let stack = Stack::start(kind, "sigterm", 60).await;
     let clip = stack.tmp.join("clip.mp4");
     make_clip(&clip, 20);
     let source = stack.upload(&clip, "clip.mp4").await;
@@ -110,7 +106,7 @@ async fn sigterm_mid_encode_releases_the_message_at_once_reports_the_kill_and_ex
 
     // Visible again at once (the lease was 60 s), for its second delivery.
     let again = stack
-        .moto
+        .aws
         .sqs()
         .await
         .receive_message()
@@ -123,10 +119,7 @@ async fn sigterm_mid_encode_releases_the_message_at_once_reports_the_kill_and_ex
         .messages
         .unwrap_or_default();
     assert_eq!(again.len(), 1, "the message was not released");
-    assert!(
-        stack.moto.keys(OUTPUT_BUCKET).await.is_empty(),
-        "something was published"
-    );
+    assert!(stack.output_keys().await.is_empty(), "something was published");
     let count = stack.get_count().await;
     assert_eq!(count.len(), 1, "{count:?}");
     assert!(count[0].ends_with(" - kill count 1"), "{count:?}");
@@ -134,9 +127,8 @@ async fn sigterm_mid_encode_releases_the_message_at_once_reports_the_kill_and_ex
     assert_eq!(killed[0]["request_id"], "req-term");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sigkill_mid_encode_publishes_nothing_and_the_message_returns_when_its_lease_ends() {
-    let stack = Stack::start("sigkill", 6).await;
+async fn sigkill_mid_encode_publishes_nothing_and_the_message_returns_when_its_lease_ends(kind: Kind) {
+    let stack = Stack::start(kind, "sigkill", 6).await;
     let clip = stack.tmp.join("clip.mp4");
     make_clip(&clip, 12);
     let source = stack.upload(&clip, "clip.mp4").await;
@@ -149,15 +141,8 @@ async fn sigkill_mid_encode_publishes_nothing_and_the_message_returns_when_its_l
     std::thread::sleep(Duration::from_millis(500));
     signal(&child, libc::SIGKILL);
     assert_eq!(wait_exit(&mut child, Duration::from_secs(5)), Some(128 + libc::SIGKILL));
-    assert!(
-        stack.moto.keys(OUTPUT_BUCKET).await.is_empty(),
-        "something partial was published"
-    );
-    assert_eq!(
-        stack.moto.depth(&stack.queue).await,
-        (0, 1),
-        "the message is still leased"
-    );
+    assert!(stack.output_keys().await.is_empty(), "something partial was published");
+    assert_eq!(stack.depth().await, (0, 1), "the message is still leased");
 
     // When the lease ends, a new run takes it and finishes the work.
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -165,22 +150,21 @@ async fn sigkill_mid_encode_publishes_nothing_and_the_message_returns_when_its_l
     assert_exit(&out, 0, "the run after the kill");
     let probe = stack.rendition("clip", "720p").await;
     assert_eq!(streams(&probe, "video")[0]["height"], 720);
-    assert_eq!(stack.moto.depth(&stack.queue).await, (0, 0));
+    assert_eq!(stack.depth().await, (0, 0));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn invalid_requests_go_to_the_dead_letter_queue_with_the_reason_and_are_reported() {
-    let stack = Stack::start("invalid", 60).await;
+async fn invalid_requests_go_to_the_dead_letter_queue_with_the_reason_and_are_reported(kind: Kind) {
+    let stack = Stack::start(kind, "invalid", 60).await;
     let audio = media("audio_only_aac.mp4");
     let truncated = media("DERIVED_truncated_moov_first.mp4");
     let mut cases: Vec<(String, &str)> = vec![
         ("{not json".into(), "not a valid encode request"),
         (
-            json!({"video_id": "v", "source": "s3://media-in/uploads/a.mp4", "qualty": "720p"}).to_string(),
+            json!({"video_id": "v", "source": stack.source_uri("a.mp4"), "qualty": "720p"}).to_string(),
             "unknown field `qualty`",
         ),
         (
-            json!({"video_id": "v", "source": "s3://media-in/uploads/missing.mp4", "quality": "720p"}).to_string(),
+            json!({"video_id": "v", "source": stack.source_uri("missing.mp4"), "quality": "720p"}).to_string(),
             "does not exist",
         ),
     ];
@@ -201,13 +185,9 @@ async fn invalid_requests_go_to_the_dead_letter_queue_with_the_reason_and_are_re
         let out = stack.encoder(&[]);
         assert_exit(&out, 0, &format!("the encoder on {body}"));
     }
-    assert_eq!(
-        stack.moto.depth(&stack.queue).await,
-        (0, 0),
-        "a rejected message stayed on the queue"
-    );
+    assert_eq!(stack.depth().await, (0, 0), "a rejected message stayed on the queue");
     assert!(
-        stack.moto.keys(OUTPUT_BUCKET).await.is_empty(),
+        stack.output_keys().await.is_empty(),
         "a rejected request published something"
     );
 
@@ -239,13 +219,12 @@ async fn invalid_requests_go_to_the_dead_letter_queue_with_the_reason_and_are_re
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn without_a_dead_letter_queue_a_rejected_message_is_logged_whole_reported_and_deleted() {
-    let stack = Stack::start("nodlq", 60).await;
-    let sqs = stack.moto.sqs().await;
+async fn without_a_dead_letter_queue_a_rejected_message_is_logged_whole_reported_and_deleted(kind: Kind) {
+    let stack = Stack::start(kind, "nodlq", 60).await;
+    let sqs = stack.aws.sqs().await;
     let plain = sqs
         .create_queue()
-        .queue_name("no-dlq")
+        .queue_name(stack.aws.unique("no-dlq"))
         .send()
         .await
         .expect("create")
@@ -266,24 +245,23 @@ async fn without_a_dead_letter_queue_a_rejected_message_is_logged_whole_reported
         "{}",
         stderr(&out)
     );
-    assert_eq!(stack.moto.depth(&plain).await, (0, 0));
+    assert_eq!(stack.aws.depth(&plain).await, (0, 0));
     assert_eq!(stack.events("rejected").await.len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_request_whose_renditions_exist_is_skipped_as_a_duplicate() {
+async fn a_request_whose_renditions_exist_is_skipped_as_a_duplicate(kind: Kind) {
     let Some(source) = media("h264_aac_1080x720_1s.mp4") else {
         return;
     };
-    let stack = Stack::start("duplicate", 60).await;
+    let stack = Stack::start(kind, "duplicate", 60).await;
     let uri = stack.upload(&source, "clip.mp4").await;
     let produce = || stack.producer(&["--source", &uri, "--quality", "480p", "--video-id", "clip"]);
     assert_exit(&produce(), 0, "producer");
     assert_exit(&stack.encoder(&[]), 0, "first run");
-    let s3 = stack.moto.s3().await;
+    let s3 = stack.aws.s3().await;
     let head = || {
         s3.head_object()
-            .bucket(OUTPUT_BUCKET)
+            .bucket(&stack.output_bucket)
             .key("renditions/clip/480p.mp4")
             .send()
     };
@@ -296,7 +274,7 @@ async fn a_request_whose_renditions_exist_is_skipped_as_a_duplicate() {
     assert_exit(&out, 0, "second run");
     assert!(!stderr(&out).contains("transcoded"), "the duplicate was encoded again");
     assert_eq!(head().await.expect("still stored").last_modified, first);
-    assert_eq!(stack.moto.depth(&stack.queue).await, (0, 0));
+    assert_eq!(stack.depth().await, (0, 0));
     assert_eq!(stack.events("duplicate").await.len(), 1);
     assert_eq!(stack.get_count().await.len(), 1);
 
@@ -310,12 +288,11 @@ async fn a_request_whose_renditions_exist_is_skipped_as_a_duplicate() {
     assert_eq!(stack.get_count().await.len(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_redelivered_request_is_counted_once() {
+async fn a_redelivered_request_is_counted_once(kind: Kind) {
     let Some(source) = media("h264_aac_1080x720_1s.mp4") else {
         return;
     };
-    let stack = Stack::start("redelivery", 60).await;
+    let stack = Stack::start(kind, "redelivery", 60).await;
     let uri = stack.upload(&source, "clip.mp4").await;
     let body = json!({"video_id": "clip", "source": uri, "quality": "360p", "request_id": "same-request"}).to_string();
     stack.send(&body).await;
@@ -327,21 +304,20 @@ async fn a_redelivered_request_is_counted_once() {
     let count = stack.get_count().await;
     assert_eq!(count.len(), 1, "{count:?}");
     assert_eq!(stack.events("duplicate").await.len(), 1);
-    assert_eq!(stack.moto.depth(&stack.queue).await, (0, 0));
+    assert_eq!(stack.depth().await, (0, 0));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn when_s3_is_down_the_message_is_released_and_redrive_takes_it_to_the_dead_letter_queue() {
-    let stack = Stack::start_with("s3down", 60, 2).await;
+async fn when_s3_is_down_the_message_is_released_and_redrive_takes_it_to_the_dead_letter_queue(kind: Kind) {
+    let stack = Stack::start_with(kind, "s3down", 60, 2).await;
     stack
-        .send(&json!({"video_id": "v", "source": "s3://media-in/uploads/a.mp4", "quality": "720p"}).to_string())
+        .send(&json!({"video_id": "v", "source": stack.source_uri("a.mp4"), "quality": "720p"}).to_string())
         .await;
     let dead_s3 = format!("http://127.0.0.1:{}", free_port());
     for attempt in 1..=2 {
         let out = stack.encoder(&[("AWS_ENDPOINT_URL_S3", &dead_s3)]);
         assert_exit(&out, 1, &format!("attempt {attempt} with S3 down"));
         // Released at once, not after the 60 s lease.
-        assert_eq!(stack.moto.depth(&stack.queue).await, (1, 0), "attempt {attempt}");
+        assert_eq!(stack.depth().await, (1, 0), "attempt {attempt}");
     }
     let failed = stack.events("failed").await;
     assert_eq!(failed.len(), 2);
@@ -354,16 +330,15 @@ async fn when_s3_is_down_the_message_is_released_and_redrive_takes_it_to_the_dea
     // The third receive exceeds maxReceiveCount: SQS moves the message to the dead-letter queue.
     let out = stack.encoder(&[("AWS_ENDPOINT_URL_S3", &dead_s3)]);
     assert_exit(&out, 0, "the run after maxReceiveCount");
-    assert_eq!(stack.moto.depth(&stack.queue).await, (0, 0));
+    assert_eq!(stack.depth().await, (0, 0));
     assert_eq!(stack.dead_letters().await.len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_unreachable_analyzer_never_fails_a_job() {
+async fn an_unreachable_analyzer_never_fails_a_job(kind: Kind) {
     let Some(source) = media("video_only_h264_1080x720.mp4") else {
         return;
     };
-    let stack = Stack::start("noanalyzer", 60).await;
+    let stack = Stack::start(kind, "noanalyzer", 60).await;
     let uri = stack.upload(&source, "clip.mp4").await;
     stack
         .send(&json!({"video_id": "clip", "source": uri, "quality": "480p"}).to_string())
@@ -387,14 +362,13 @@ async fn an_unreachable_analyzer_never_fails_a_job() {
         streams(&probe, "audio").is_empty(),
         "a video-only source stays video-only"
     );
-    assert_eq!(stack.moto.depth(&stack.queue).await, (0, 0));
+    assert_eq!(stack.depth().await, (0, 0));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_configuration_error_exits_2_without_touching_the_queue() {
-    let stack = Stack::start("config", 60).await;
+async fn a_configuration_error_exits_2_without_touching_the_queue(kind: Kind) {
+    let stack = Stack::start(kind, "config", 60).await;
     stack
-        .send(&json!({"video_id": "v", "source": "s3://media-in/uploads/a.mp4", "quality": "720p"}).to_string())
+        .send(&json!({"video_id": "v", "source": stack.source_uri("a.mp4"), "quality": "720p"}).to_string())
         .await;
     for (extra, says) in [
         (vec![("QUEUE_URL", "")], "QUEUE_URL is required"),
@@ -410,9 +384,18 @@ async fn a_configuration_error_exits_2_without_touching_the_queue() {
         assert_exit(&out, 2, &format!("{extra:?}"));
         assert!(stderr(&out).contains(says), "{extra:?}: {}", stderr(&out));
     }
-    assert_eq!(
-        stack.moto.depth(&stack.queue).await,
-        (1, 0),
-        "a misconfigured run received the message"
-    );
+    assert_eq!(stack.depth().await, (1, 0), "a misconfigured run received the message");
 }
+
+test_support::on_both_emulators!(
+    the_lease_is_renewed_so_a_long_encode_is_never_handed_to_a_second_receiver,
+    sigterm_mid_encode_releases_the_message_at_once_reports_the_kill_and_exits_143,
+    sigkill_mid_encode_publishes_nothing_and_the_message_returns_when_its_lease_ends,
+    invalid_requests_go_to_the_dead_letter_queue_with_the_reason_and_are_reported,
+    without_a_dead_letter_queue_a_rejected_message_is_logged_whole_reported_and_deleted,
+    a_request_whose_renditions_exist_is_skipped_as_a_duplicate,
+    a_redelivered_request_is_counted_once,
+    when_s3_is_down_the_message_is_released_and_redrive_takes_it_to_the_dead_letter_queue,
+    an_unreachable_analyzer_never_fails_a_job,
+    a_configuration_error_exits_2_without_touching_the_queue,
+);

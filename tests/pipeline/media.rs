@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use pipeline_tests::{TempDir, ffprobe, media, media_dir, num, streams};
+use test_support::{TempDir, ffprobe, media, media_dir, num, streams};
 use transcode::{CancelHandle, RenditionSpec, TranscodeOptions};
 
 /// What a file must give at 360p.

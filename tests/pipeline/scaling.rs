@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use pipeline_tests::{OUTPUT_BUCKET, Stack, assert_exit, bin, media, run};
+use test_support::{Kind, Stack, assert_exit, bin, media, run};
 
 /// The repository's ScaledJob, with `maxReplicaCount` and `pollingInterval` set for the test.
 fn manifest(max_replicas: u32, polling_seconds: u32) -> String {
@@ -32,12 +32,13 @@ fn manifest(max_replicas: u32, polling_seconds: u32) -> String {
     out.join("\n")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn twelve_requests_with_max_replicas_three_never_run_more_than_three_encoders_and_each_is_processed_once() {
+async fn twelve_requests_with_max_replicas_three_never_run_more_than_three_encoders_and_each_is_processed_once(
+    kind: Kind,
+) {
     let Some(source) = media("h264_aac_1080x720_1s.mp4") else {
         return;
     };
-    let stack = Stack::start("scaling", 60).await;
+    let stack = Stack::start(kind, "scaling", 60).await;
     let uri = stack.upload(&source, "clip.mp4").await;
     assert_exit(
         &stack.producer(&[
@@ -85,10 +86,14 @@ async fn twelve_requests_with_max_replicas_three_never_run_more_than_three_encod
     // Every request processed exactly once.
     assert_eq!(s["counts"]["processed"], 12, "{s}");
     assert_eq!(s["counts"]["duplicate"], 0, "{s}");
-    let mut keys = stack.moto.keys(OUTPUT_BUCKET).await;
+    let mut keys = stack.output_keys().await;
     keys.sort();
     let mut expected: Vec<String> = (1..=12).map(|i| format!("renditions/fan-{i}/360p.mp4")).collect();
     expected.sort();
     assert_eq!(keys, expected);
-    assert_eq!(stack.moto.depth(&stack.queue).await, (0, 0));
+    assert_eq!(stack.depth().await, (0, 0));
 }
+
+test_support::on_both_emulators!(
+    twelve_requests_with_max_replicas_three_never_run_more_than_three_encoders_and_each_is_processed_once,
+);

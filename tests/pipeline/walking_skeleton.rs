@@ -2,32 +2,32 @@
 
 use std::time::Duration;
 
-use pipeline_tests::{Analyzer, Moto, TempDir, assert_exit, bin, ffprobe, media, num, run, streams};
+use test_support::{Analyzer, Emulator, Kind, TempDir, assert_exit, bin, ffprobe, media, num, run, streams};
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_video_goes_through_the_whole_pipeline_and_comes_out_as_a_480p_rendition() {
+async fn a_video_goes_through_the_whole_pipeline_and_comes_out_as_a_480p_rendition(kind: Kind) {
     let Some(source) = media("h264_aac_720p30_5s.mp4") else {
         return;
     };
     let tmp = TempDir::new("skeleton");
-    let moto = Moto::start();
+    let aws = Emulator::shared(kind);
     let analyzer = Analyzer::start(&tmp.join("analyzer.db"), None);
-    let (queue, dlq) = moto.queue_with_dlq("encode-requests", 120).await;
-    moto.bucket("media-in").await;
-    moto.bucket("media-out").await;
-    moto.put_file("media-in", "uploads/clip.mp4", &source).await;
+    let (queue, dlq) = aws.queue_with_dlq(&aws.unique("encode-requests"), 120, 5).await;
+    let (media_in, media_out) = (aws.unique("media-in"), aws.unique("media-out"));
+    aws.bucket(&media_in).await;
+    aws.bucket(&media_out).await;
+    aws.put_file(&media_in, "uploads/clip.mp4", &source).await;
 
-    let mut env = moto.env();
+    let mut env = aws.env();
     env.push(("QUEUE_URL".into(), queue.clone()));
     let out = run(
         &bin("producer"),
         &[
             "--source",
-            "s3://media-in/uploads/clip.mp4",
+            &format!("s3://{media_in}/uploads/clip.mp4"),
             "--quality",
             "480p",
             "--output",
-            "s3://media-out/renditions",
+            &format!("s3://{media_out}/renditions"),
             "--json",
         ],
         &env,
@@ -45,7 +45,7 @@ async fn a_video_goes_through_the_whole_pipeline_and_comes_out_as_a_480p_renditi
 
     // The rendition in S3: H.264 854x480 with AAC audio, as long as the source.
     let local = tmp.join("480p.mp4");
-    let meta = moto.get_file("media-out", "renditions/clip/480p.mp4", &local).await;
+    let meta = aws.get_file(&media_out, "renditions/clip/480p.mp4", &local).await;
     assert_eq!(meta.get("source-key").map(String::as_str), Some("uploads/clip.mp4"));
     let probe = ffprobe(&local);
     let video = streams(&probe, "video");
@@ -69,12 +69,9 @@ async fn a_video_goes_through_the_whole_pipeline_and_comes_out_as_a_480p_renditi
     assert!(probe["format"]["format_name"].as_str().unwrap_or("").contains("mp4"));
 
     // The queue is empty, nothing was dead-lettered, nothing else was written.
-    assert_eq!(moto.depth(&queue).await, (0, 0));
-    assert_eq!(moto.depth(&dlq).await, (0, 0));
-    assert_eq!(
-        moto.keys("media-out").await,
-        vec!["renditions/clip/480p.mp4".to_owned()]
-    );
+    assert_eq!(aws.depth(&queue).await, (0, 0));
+    assert_eq!(aws.depth(&dlq).await, (0, 0));
+    assert_eq!(aws.keys(&media_out).await, vec!["renditions/clip/480p.mp4".to_owned()]);
 
     // The analyzer counted it, in the original format.
     let count: Vec<String> = serde_json::from_str(&analyzer.get("/get/count").await).expect("a JSON list");
@@ -89,3 +86,5 @@ async fn a_video_goes_through_the_whole_pipeline_and_comes_out_as_a_480p_renditi
     assert_eq!(summary["counts"]["processed"], 1, "{summary}");
     assert_eq!(summary["counts"]["started"], 1, "{summary}");
 }
+
+test_support::on_both_emulators!(a_video_goes_through_the_whole_pipeline_and_comes_out_as_a_480p_rendition);

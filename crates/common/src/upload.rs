@@ -6,18 +6,39 @@
 //! bucket's lifecycle rule from `scripts/aws/create-buckets.sh` is the safety net for a process
 //! killed outright).
 //!
-//! The answer to CompleteMultipartUpload can be lost or unreadable although S3 assembled the
-//! object (a dropped connection; moto answers in a shape the SDK rejects). Each multipart upload
-//! therefore marks its object with a token of its own in the user metadata ([`UPLOAD_TOKEN`]),
-//! and a completion whose answer is missing counts as done only when HeadObject shows the object
-//! with this token and every byte. That look needs `s3:GetObject`; without it, an unreadable
-//! answer stays a failure.
+//! # One checksum from create to complete
+//!
+//! Every upload carries the file's CRC32, computed here from the bytes on disk, and S3 checks it:
+//!
+//! - a single PutObject sends the whole file's CRC32 (`x-amz-checksum-crc32`);
+//! - a multipart upload is created with algorithm CRC32 and checksum type `FULL_OBJECT`; each
+//!   UploadPart sends its part's CRC32, and CompleteMultipartUpload names every part with its
+//!   ETag and CRC32 and gives the whole file's CRC32, which S3 checks against the assembled
+//!   object.
+//!
+//! Mixing the shapes (an upload created without an algorithm whose parts carry the SDK's own
+//! CRC32s) is what real S3 and LocalStack refuse with `InvalidPart`. A full-object CRC32 is also
+//! the same value for both shapes, so the check after the upload is one comparison: HeadObject
+//! (with checksum mode on) must show the file's size and its CRC32 ([`Stored`]). That look needs
+//! `s3:GetObject` on the object, which both programs' policies grant.
+//!
+//! # A completion whose answer cannot be read
+//!
+//! A completion that fails (an error code, a lost connection) is a failure: the upload is aborted
+//! and the caller retries (the encoder releases its message; a retry overwrites the object with the
+//! same bytes). One case is looked at more closely: S3 answered *success* (HTTP 2xx) in a body the
+//! SDK cannot read. moto does this on every completion (its answer's root element is
+//! `CompleteMultipartUploadResponse` where S3 writes `CompleteMultipartUploadResult`). Such an
+//! upload counts as done only when HeadObject proves the object is this upload's: the token this
+//! upload put in the user metadata ([`UPLOAD_TOKEN`]), the file's size and the file's full-object
+//! CRC32. Anything less, and it is a failure like the others.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use aws_sdk_s3::primitives::{ByteStream, Length};
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +50,7 @@ pub const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
 /// The size of one part (S3 allows 5 MiB to 5 GiB, and at most 10,000 parts: 156 GiB here).
 pub const PART_SIZE: u64 = 16 * 1024 * 1024;
 /// Parts uploaded at the same time.
-const PARTS_IN_FLIGHT: usize = 4;
+pub const PARTS_IN_FLIGHT: usize = 4;
 /// User-metadata key of the token that identifies one multipart upload's object.
 pub const UPLOAD_TOKEN: &str = "upload-token";
 
@@ -58,6 +79,16 @@ pub enum UploadError {
         /// S3's code and message, or the connection failure.
         reason: String,
     },
+    /// S3 answered, but the object it holds is not the file.
+    #[error("the stored {uri} is not the file: {found}, expected {expected}")]
+    Mismatch {
+        /// The object.
+        uri: String,
+        /// The file's size and CRC32.
+        expected: Stored,
+        /// What HeadObject showed.
+        found: Stored,
+    },
 }
 
 /// One file to store.
@@ -75,22 +106,56 @@ pub struct FileUpload<'a> {
     pub metadata: HashMap<String, String>,
 }
 
+/// What S3 holds after an upload, as checked: the object's size and its full-object CRC32.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Bytes.
+    pub size: u64,
+    /// The CRC32 of every byte, base64 as S3 writes it (`x-amz-checksum-crc32`); empty when S3
+    /// showed none.
+    pub crc32: String,
+}
+
+impl std::fmt::Display for Stored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let crc = if self.crc32.is_empty() { "none" } else { &self.crc32 };
+        write!(f, "{} bytes, CRC32 {crc}", self.size)
+    }
+}
+
 /// Uploads `file` through `s3`, calling `on_bytes` with each part's size as it is stored (the
-/// whole size at once for a single PutObject).
+/// whole size at once for a single PutObject), then checks what S3 holds.
 ///
 /// # Errors
 ///
 /// [`UploadError::Stopped`] when `stop` fires first, [`UploadError::Read`] when the file cannot
-/// be read, [`UploadError::S3`] when S3 refuses. A multipart upload is aborted in every case.
+/// be read, [`UploadError::S3`] when S3 refuses, [`UploadError::Mismatch`] when the stored object
+/// is not the file. A multipart upload is aborted in every case but the last (it completed).
 pub async fn upload_file(
     s3: &aws_sdk_s3::Client,
     file: &FileUpload<'_>,
     on_bytes: &(dyn Fn(u64) + Send + Sync),
     stop: &CancellationToken,
-) -> Result<(), UploadError> {
-    if file.size > MULTIPART_THRESHOLD {
-        return upload_in_parts(s3, file, on_bytes, stop).await;
-    }
+) -> Result<Stored, UploadError> {
+    let expected = if file.size > MULTIPART_THRESHOLD {
+        upload_in_parts(s3, file, on_bytes, stop).await?
+    } else {
+        put_whole(s3, file, on_bytes, stop).await?
+    };
+    verify(s3, file.target, expected).await
+}
+
+async fn put_whole(
+    s3: &aws_sdk_s3::Client,
+    file: &FileUpload<'_>,
+    on_bytes: &(dyn Fn(u64) + Send + Sync),
+    stop: &CancellationToken,
+) -> Result<Stored, UploadError> {
+    let crc = crc_of(file.path, 0, file.size).await?;
+    let expected = Stored {
+        size: file.size,
+        crc32: encode_crc(crc.clone().finalize()),
+    };
     let body = ByteStream::from_path(file.path)
         .await
         .map_err(|e| read_error(file.path, &e))?;
@@ -100,6 +165,8 @@ pub async fn upload_file(
         .key(&file.target.key)
         .content_type(file.content_type)
         .content_length(file.size as i64)
+        .checksum_algorithm(ChecksumAlgorithm::Crc32)
+        .checksum_crc32(&expected.crc32)
         .set_metadata(Some(file.metadata.clone()))
         .body(body)
         .send();
@@ -108,7 +175,7 @@ pub async fn upload_file(
         () = stop.cancelled() => return Err(UploadError::Stopped),
     }
     on_bytes(file.size);
-    Ok(())
+    Ok(expected)
 }
 
 async fn upload_in_parts(
@@ -116,8 +183,11 @@ async fn upload_in_parts(
     file: &FileUpload<'_>,
     on_bytes: &(dyn Fn(u64) + Send + Sync),
     stop: &CancellationToken,
-) -> Result<(), UploadError> {
+) -> Result<Stored, UploadError> {
     let uri = file.target;
+    if stop.is_cancelled() {
+        return Err(UploadError::Stopped);
+    }
     let token = uuid::Uuid::new_v4().to_string();
     let mut metadata = file.metadata.clone();
     metadata.insert(UPLOAD_TOKEN.to_owned(), token.clone());
@@ -126,6 +196,8 @@ async fn upload_in_parts(
         .bucket(&uri.bucket)
         .key(&uri.key)
         .content_type(file.content_type)
+        .checksum_algorithm(ChecksumAlgorithm::Crc32)
+        .checksum_type(ChecksumType::FullObject)
         .set_metadata(Some(metadata))
         .send()
         .await
@@ -163,22 +235,22 @@ async fn upload_in_parts(
     result
 }
 
-/// Uploads every part (a few at a time) and completes the upload. Dropping the future stops the
-/// parts under way.
+/// Uploads every part (a few at a time) and completes the upload with the whole file's CRC32.
+/// Dropping the future stops the parts under way.
 async fn send_parts(
     s3: &aws_sdk_s3::Client,
     file: &FileUpload<'_>,
     upload_id: &str,
     token: &str,
     on_bytes: &(dyn Fn(u64) + Send + Sync),
-) -> Result<(), UploadError> {
+) -> Result<Stored, UploadError> {
     let uri = file.target;
     let mut ranges = (0..file.size.div_ceil(PART_SIZE)).map(|n| {
         let offset = n * PART_SIZE;
         (n as i32 + 1, offset, PART_SIZE.min(file.size - offset))
     });
     let mut tasks = JoinSet::new();
-    let mut done = Vec::new();
+    let mut done: Vec<(CompletedPart, crc32fast::Hasher)> = Vec::new();
     loop {
         while tasks.len() < PARTS_IN_FLIGHT {
             let Some((number, offset, length)) = ranges.next() else {
@@ -196,35 +268,69 @@ async fn send_parts(
             tasks.spawn(part.send());
         }
         let Some(joined) = tasks.join_next().await else { break };
-        let (part, length) = joined.map_err(|e| UploadError::S3 {
+        let (part, crc, length) = joined.map_err(|e| UploadError::S3 {
             action: "uploading a part of".into(),
             uri: uri.to_string(),
             reason: format!("the part's task stopped: {e}"),
         })??;
         tracing::debug!(%uri, part = part.part_number(), bytes = length, "part uploaded");
         on_bytes(length);
-        done.push(part);
+        done.push((part, crc));
     }
-    done.sort_by_key(|p| p.part_number());
+    done.sort_by_key(|(p, _)| p.part_number());
+    let mut whole = crc32fast::Hasher::new();
+    for (_, crc) in &done {
+        whole.combine(crc);
+    }
+    let expected = Stored {
+        size: file.size,
+        crc32: encode_crc(whole.finalize()),
+    };
+    let parts = done.into_iter().map(|(p, _)| p).collect();
     let completed = s3
         .complete_multipart_upload()
         .bucket(&uri.bucket)
         .key(&uri.key)
         .upload_id(upload_id)
-        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done)).build())
+        .checksum_crc32(&expected.crc32)
+        .checksum_type(ChecksumType::FullObject)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
         .send()
         .await;
-    let Err(e) = completed else { return Ok(()) };
-    let head = s3.head_object().bucket(&uri.bucket).key(&uri.key).send().await.ok();
-    let ours = head.as_ref().is_some_and(|h| {
-        h.content_length == Some(file.size as i64)
-            && h.metadata().and_then(|m| m.get(UPLOAD_TOKEN)).map(String::as_str) == Some(token)
-    });
-    if !ours {
-        return Err(s3_error("completing the multipart upload of", uri, &e));
+    match completed {
+        Ok(_) => Ok(expected),
+        Err(e) if success_unreadable(&e) && stored_by(s3, uri, &expected, token).await => {
+            tracing::debug!(%uri, error = %error_reason(&e), "the completion answer was unreadable; HeadObject shows this upload's token, size and CRC32");
+            Ok(expected)
+        }
+        Err(e) => Err(s3_error("completing the multipart upload of", uri, &e)),
     }
-    tracing::debug!(%uri, error = %error_reason(&e), "the completion answer was unreadable, but the object is stored whole");
-    Ok(())
+}
+
+/// Whether S3 answered success (2xx) in a body the SDK could not read.
+fn success_unreadable<E>(e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> bool {
+    match e {
+        aws_sdk_s3::error::SdkError::ServiceError(se) => se.raw().status().is_success(),
+        aws_sdk_s3::error::SdkError::ResponseError(re) => re.raw().status().is_success(),
+        _ => false,
+    }
+}
+
+/// Whether the object at `uri` is this upload's: its token, the file's size and CRC32.
+async fn stored_by(s3: &aws_sdk_s3::Client, uri: &S3Uri, expected: &Stored, token: &str) -> bool {
+    let Ok(head) = s3
+        .head_object()
+        .bucket(&uri.bucket)
+        .key(&uri.key)
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+    else {
+        return false;
+    };
+    head.metadata().and_then(|m| m.get(UPLOAD_TOKEN)).map(String::as_str) == Some(token)
+        && head.content_length == Some(expected.size as i64)
+        && head.checksum_crc32.as_deref() == Some(expected.crc32.as_str())
 }
 
 /// One part of a multipart upload, owned, so it can run on its own task.
@@ -239,7 +345,9 @@ struct PartUpload {
 }
 
 impl PartUpload {
-    async fn send(self) -> Result<(CompletedPart, u64), UploadError> {
+    async fn send(self) -> Result<(CompletedPart, crc32fast::Hasher, u64), UploadError> {
+        let crc = crc_of(&self.path, self.offset, self.length).await?;
+        let checksum = encode_crc(crc.clone().finalize());
         let body = ByteStream::read_from()
             .path(&self.path)
             .offset(self.offset)
@@ -247,6 +355,7 @@ impl PartUpload {
             .build()
             .await
             .map_err(|e| read_error(&self.path, &e))?;
+        let action = || format!("uploading part {} of", self.number);
         let out = self
             .s3
             .upload_part()
@@ -255,17 +364,95 @@ impl PartUpload {
             .upload_id(&self.upload_id)
             .part_number(self.number)
             .content_length(self.length as i64)
+            .checksum_crc32(&checksum)
             .body(body)
             .send()
             .await
-            .map_err(|e| s3_error(&format!("uploading part {} of", self.number), &self.uri, &e))?;
+            .map_err(|e| s3_error(&action(), &self.uri, &e))?;
+        // S3 checked the part against our CRC32; an answer naming another one is a broken store.
+        if let Some(answered) = out.checksum_crc32.as_deref()
+            && answered != checksum
+        {
+            return Err(UploadError::S3 {
+                action: action(),
+                uri: self.uri.to_string(),
+                reason: format!("S3 answered CRC32 {answered} for a part whose CRC32 is {checksum}"),
+            });
+        }
         let part = CompletedPart::builder()
             .part_number(self.number)
             .set_e_tag(out.e_tag)
-            .set_checksum_crc32(out.checksum_crc32)
+            .checksum_crc32(checksum)
             .build();
-        Ok((part, self.length))
+        Ok((part, crc, self.length))
     }
+}
+
+/// Reads back what S3 holds at `uri` and compares it with the file.
+async fn verify(s3: &aws_sdk_s3::Client, uri: &S3Uri, expected: Stored) -> Result<Stored, UploadError> {
+    let head = s3
+        .head_object()
+        .bucket(&uri.bucket)
+        .key(&uri.key)
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .map_err(|e| s3_error("checking the stored", uri, &e))?;
+    let found = Stored {
+        size: head.content_length.unwrap_or(0).max(0) as u64,
+        crc32: head.checksum_crc32.unwrap_or_default(),
+    };
+    check_stored(uri, expected, found)
+}
+
+/// The stored object is the file when its size and CRC32 are the file's.
+fn check_stored(uri: &S3Uri, expected: Stored, found: Stored) -> Result<Stored, UploadError> {
+    if found == expected {
+        Ok(expected)
+    } else {
+        Err(UploadError::Mismatch {
+            uri: uri.to_string(),
+            expected,
+            found,
+        })
+    }
+}
+
+/// The CRC32 of `length` bytes of `path` from `offset`, read on a blocking thread.
+async fn crc_of(path: &Path, offset: u64, length: u64) -> Result<crc32fast::Hasher, UploadError> {
+    let owned = path.to_owned();
+    let read = tokio::task::spawn_blocking(move || -> std::io::Result<crc32fast::Hasher> {
+        use std::io::{Seek, SeekFrom};
+        let mut f = std::fs::File::open(&owned)?;
+        f.seek(SeekFrom::Start(offset))?;
+        let mut crc = crc32fast::Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut left = length;
+        while left > 0 {
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = f.read(&mut buf[..want])?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("the file ends {left} bytes early"),
+                ));
+            }
+            crc.update(&buf[..n]);
+            left -= n as u64;
+        }
+        Ok(crc)
+    })
+    .await;
+    match read {
+        Ok(Ok(crc)) => Ok(crc),
+        Ok(Err(e)) => Err(read_error(path, &e)),
+        Err(e) => Err(read_error(path, &e)),
+    }
+}
+
+/// A CRC32 as S3 writes it: the four big-endian bytes, base64.
+fn encode_crc(crc: u32) -> String {
+    aws_smithy_types::base64::encode(crc.to_be_bytes())
 }
 
 fn read_error(path: &Path, e: &dyn std::error::Error) -> UploadError {
@@ -291,5 +478,62 @@ where
         action: action.to_owned(),
         uri: uri.to_string(),
         reason: error_reason(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crc32_is_written_as_s3_writes_it() {
+        // CRC32 of "hello world" is 0x0d4a1185; S3 shows its big-endian bytes in base64.
+        assert_eq!(encode_crc(crc32fast::hash(b"hello world")), "DUoRhQ==");
+    }
+
+    #[test]
+    fn part_crcs_combine_into_the_whole_files_crc() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut whole = crc32fast::Hasher::new();
+        for chunk in data.chunks(30_000) {
+            let mut part = crc32fast::Hasher::new();
+            part.update(chunk);
+            whole.combine(&part);
+        }
+        assert_eq!(whole.finalize(), crc32fast::hash(&data));
+    }
+
+    #[test]
+    fn a_stored_object_of_another_size_or_crc_is_not_the_file() {
+        let uri = S3Uri {
+            bucket: "b".into(),
+            key: "k".into(),
+        };
+        let file = Stored {
+            size: 10,
+            crc32: "DUoRhQ==".into(),
+        };
+        assert!(check_stored(&uri, file.clone(), file.clone()).is_ok());
+        for found in [
+            Stored {
+                size: 11,
+                ..file.clone()
+            },
+            Stored {
+                crc32: "AAAAAA==".into(),
+                ..file.clone()
+            },
+            Stored {
+                crc32: String::new(),
+                ..file.clone()
+            },
+        ] {
+            let err = check_stored(&uri, file.clone(), found).unwrap_err();
+            assert!(matches!(err, UploadError::Mismatch { .. }), "{err:?}");
+            assert!(
+                err.to_string().starts_with("the stored s3://b/k is not the file: "),
+                "{err}"
+            );
+        }
     }
 }

@@ -321,11 +321,11 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn the_lease_stops_cleanly_before_the_twelve_hour_cap() {
-        let moto = pipeline_tests::Moto::start();
+        let moto = test_support::Emulator::shared(test_support::Kind::Moto);
         let sqs = moto.sqs().await;
         let url = sqs
             .create_queue()
-            .queue_name("cap")
+            .queue_name(moto.unique("cap"))
             .send()
             .await
             .unwrap()

@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use encoding_common::S3Uri;
-use encoding_common::upload::{FileUpload, UploadError, upload_file};
+use encoding_common::upload::{FileUpload, Stored, UploadError, upload_file};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
@@ -108,15 +108,16 @@ impl Storage {
     }
 
     /// Uploads `path` to `uri` with `metadata` ([`encoding_common::upload`]: in parts when it is
-    /// large). A stop or failure in the middle of a multipart upload aborts it, so no part is left
-    /// behind. Returns the size stored.
+    /// large, the file's CRC32 checked by S3 and read back with its size afterwards). A stop or
+    /// failure in the middle of a multipart upload aborts it, so no part is left behind. Returns
+    /// what is stored.
     pub async fn upload(
         &self,
         path: &Path,
         uri: &S3Uri,
         metadata: &HashMap<String, String>,
         cancel: &CancellationToken,
-    ) -> Result<u64, TransferError> {
+    ) -> Result<Stored, TransferError> {
         let size = tokio::fs::metadata(path)
             .await
             .with_context(|| format!("reading {}", path.display()))?
@@ -129,27 +130,10 @@ impl Storage {
             metadata: metadata.clone(),
         };
         match upload_file(&self.s3, &file, &|_| {}, cancel).await {
-            Ok(()) => Ok(size),
+            Ok(stored) => Ok(stored),
             Err(UploadError::Stopped) => Err(TransferError::Cancelled),
             Err(e) => Err(TransferError::Failed(e.into())),
         }
-    }
-
-    /// Checks that the stored object has the size of the local file.
-    pub async fn check_stored(&self, uri: &S3Uri, expected: u64) -> anyhow::Result<()> {
-        let out = self
-            .s3
-            .head_object()
-            .bucket(&uri.bucket)
-            .key(&uri.key)
-            .send()
-            .await
-            .with_context(|| format!("checking the stored {uri}"))?;
-        let stored = out.content_length.unwrap_or(-1);
-        if stored != expected as i64 {
-            bail!("the stored {uri} has {stored} bytes, the rendition has {expected}");
-        }
-        Ok(())
     }
 }
 
@@ -168,41 +152,39 @@ fn is_not_found<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool 
 mod tests {
     use super::*;
     use encoding_common::upload::PART_SIZE;
-    use pipeline_tests::{Moto, TempDir};
+    use test_support::{Emulator, Kind, TempDir};
 
-    const BUCKET: &str = "parts";
-
-    async fn setup() -> (Moto, Storage, TempDir) {
-        let moto = Moto::start();
-        moto.bucket(BUCKET).await;
-        let storage = Storage::new(moto.s3().await);
-        (moto, storage, TempDir::new("storage"))
+    /// The shared emulator, a bucket of the test's own, storage on it, and scratch space.
+    async fn setup(kind: Kind) -> (&'static Emulator, String, Storage, TempDir) {
+        let aws = Emulator::shared(kind);
+        let bucket = aws.unique("parts");
+        aws.bucket(&bucket).await;
+        let storage = Storage::new(aws.s3().await);
+        (aws, bucket, storage, TempDir::new("storage"))
     }
 
-    fn uri(key: &str) -> S3Uri {
+    fn uri(bucket: &str, key: &str) -> S3Uri {
         S3Uri {
-            bucket: BUCKET.into(),
+            bucket: bucket.into(),
             key: key.into(),
         }
     }
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn a_large_rendition_is_uploaded_in_parts_with_its_metadata() {
-        let (moto, storage, dir) = setup().await;
+    async fn a_large_rendition_is_uploaded_in_parts_with_its_metadata(kind: Kind) {
+        let (aws, bucket, storage, dir) = setup(kind).await;
         let size = 2 * PART_SIZE as usize + 12_345;
         let path = dir.noise_file("big.mp4", size);
         let meta = HashMap::from([("source-key".to_owned(), "k".to_owned())]);
         let stored = storage
-            .upload(&path, &uri("r/big.mp4"), &meta, &CancellationToken::new())
+            .upload(&path, &uri(&bucket, "r/big.mp4"), &meta, &CancellationToken::new())
             .await
             .unwrap();
-        assert_eq!(stored, size as u64);
-        storage.check_stored(&uri("r/big.mp4"), stored).await.unwrap();
-        let head = moto
+        assert_eq!(stored.size, size as u64);
+        let head = aws
             .s3()
             .await
             .head_object()
-            .bucket(BUCKET)
+            .bucket(&bucket)
             .key("r/big.mp4")
             .send()
             .await
@@ -212,28 +194,33 @@ mod tests {
             head.metadata().and_then(|m| m.get("source-key")).map(String::as_str),
             Some("k")
         );
-        assert!(storage.check_stored(&uri("r/big.mp4"), stored + 1).await.is_err());
     }
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn a_stopped_multipart_upload_is_aborted_and_leaves_nothing() {
-        let (moto, storage, dir) = setup().await;
+    async fn a_stopped_multipart_upload_is_aborted_and_leaves_nothing(kind: Kind) {
+        let (aws, bucket, storage, dir) = setup(kind).await;
         let path = dir.noise_file("big.mp4", 2 * PART_SIZE as usize);
         let stop = CancellationToken::new();
         stop.cancel();
-        let result = storage.upload(&path, &uri("r/big.mp4"), &HashMap::new(), &stop).await;
+        let result = storage
+            .upload(&path, &uri(&bucket, "r/big.mp4"), &HashMap::new(), &stop)
+            .await;
         assert!(matches!(result, Err(TransferError::Cancelled)), "{result:?}");
-        let s3 = moto.s3().await;
-        let uploads = s3.list_multipart_uploads().bucket(BUCKET).send().await.unwrap();
+        let s3 = aws.s3().await;
+        let uploads = s3.list_multipart_uploads().bucket(&bucket).send().await.unwrap();
         assert!(uploads.uploads().is_empty(), "{:?}", uploads.uploads());
-        assert!(storage.existing_metadata(&uri("r/big.mp4")).await.unwrap().is_none());
+        assert!(
+            storage
+                .existing_metadata(&uri(&bucket, "r/big.mp4"))
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn a_missing_source_is_told_apart_from_other_failures() {
-        let (_moto, storage, _dir) = setup().await;
+    async fn a_missing_source_is_told_apart_from_other_failures(kind: Kind) {
+        let (_aws, bucket, storage, _dir) = setup(kind).await;
         assert!(matches!(
-            storage.head_source(&uri("nope.mp4")).await,
+            storage.head_source(&uri(&bucket, "nope.mp4")).await,
             Err(SourceError::Missing(_))
         ));
         let other_bucket = S3Uri {
@@ -245,4 +232,10 @@ mod tests {
             Err(SourceError::Missing(_))
         ));
     }
+
+    test_support::on_both_emulators!(
+        a_large_rendition_is_uploaded_in_parts_with_its_metadata,
+        a_stopped_multipart_upload_is_aborted_and_leaves_nothing,
+        a_missing_source_is_told_apart_from_other_failures,
+    );
 }

@@ -350,9 +350,8 @@ impl Run {
         }
         let mut stored = Vec::new();
         for ((q, uri), out) in targets.iter().zip(&report.outputs) {
-            let size = storage.upload(&out.path, uri, &metadata(*q), &self.work).await?;
-            storage.check_stored(uri, size).await?;
-            tracing::info!(%uri, bytes = size, width = out.width, height = out.height, "stored the rendition");
+            let object = storage.upload(&out.path, uri, &metadata(*q), &self.work).await?;
+            tracing::info!(%uri, bytes = object.size, crc32 = %object.crc32, width = out.width, height = out.height, "stored the rendition");
             stored.push(uri.to_string());
         }
         Ok(Done::Encoded {

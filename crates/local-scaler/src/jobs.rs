@@ -743,7 +743,7 @@ fn deliver(pid: u32, signal: KillSignal) {
 mod tests {
     use std::path::Path;
 
-    use pipeline_tests::TempDir;
+    use test_support::TempDir;
 
     use super::*;
     use crate::chaos::{ChaosConfig, ChaosSignal};

@@ -135,7 +135,8 @@ impl Uploader {
     /// # Errors
     ///
     /// [`UploadError::Stopped`] when `stop` fires first, another [`UploadError`] when the file
-    /// cannot be read or S3 refuses. A multipart upload is aborted either way.
+    /// cannot be read, S3 refuses, or the stored object is not the file (its size and CRC32 are
+    /// read back). A multipart upload that did not complete is aborted.
     pub async fn upload(
         &self,
         file: &PlannedUpload,
@@ -150,12 +151,13 @@ impl Uploader {
             content_type: file.content_type,
             metadata: HashMap::new(),
         };
-        upload_file(&self.s3, &upload, &|n| progress.inc(n), stop).await?;
+        let stored = upload_file(&self.s3, &upload, &|n| progress.inc(n), stop).await?;
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(
             file = %file.path.display(),
             uri = %file.target,
             bytes = file.size,
+            crc32 = %stored.crc32,
             content_type = file.content_type,
             seconds = (seconds * 100.0).round() / 100.0,
             "uploaded"

@@ -25,13 +25,11 @@ pub fn scratch(name: &str) -> TempDir {
     TempDir::new(&format!("local-scaler-it-{name}"))
 }
 
-/// The workspace's test emulator (`tests/support`): a `moto_server` on a free port; and its
-/// temporary directory, removed when dropped.
-pub use pipeline_tests::{Moto, TempDir};
+use test_support::{Emulator, TempDir};
 
-/// A new queue on `moto` holding `bodies`; returns its URL.
-pub async fn queue_with(moto: &Moto, name: &str, bodies: &[&str]) -> String {
-    let sqs = moto.sqs().await;
+/// A new queue on the emulator holding `bodies`; returns its URL.
+pub async fn queue_with(aws: &Emulator, name: &str, bodies: &[&str]) -> String {
+    let sqs = aws.sqs().await;
     let url = sqs
         .create_queue()
         .queue_name(name)
@@ -52,9 +50,9 @@ pub async fn queue_with(moto: &Moto, name: &str, bodies: &[&str]) -> String {
     url
 }
 
-/// Points a local-scaler run at `moto`.
-pub fn configure(moto: &Moto, command: &mut tokio::process::Command) {
-    command.envs(moto.env());
+/// Points a local-scaler run at the emulator.
+pub fn configure(aws: &Emulator, command: &mut tokio::process::Command) {
+    command.envs(aws.env());
 }
 
 /// A ScaledJob manifest for the fake SQS encoder, written into `dir`.

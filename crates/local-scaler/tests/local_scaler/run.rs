@@ -5,20 +5,20 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::helpers::{
-    Moto, configure, encoder_log, fixture, local_scaler, queue_with, scratch, summary, write_manifest,
-};
+use test_support::{Emulator, Kind};
+
+use crate::helpers::{configure, encoder_log, fixture, local_scaler, queue_with, scratch, summary, write_manifest};
 
 /// Runs local-scaler on the fake SQS encoder until it exits (at most `limit`).
 async fn run_until_done(
-    moto: &Moto,
+    aws: &Emulator,
     queue_url: &str,
     dir: &std::path::Path,
     manifest: &std::path::Path,
     limit: Duration,
 ) -> Output {
     let mut command = local_scaler();
-    configure(moto, &mut command);
+    configure(aws, &mut command);
     command
         .arg("run")
         .arg("--scaledjob")
@@ -34,15 +34,14 @@ async fn run_until_done(
         .unwrap()
 }
 
-#[tokio::test]
-async fn every_message_is_processed_and_an_empty_queue_ends_the_run_with_status_0() {
-    let moto = Moto::start();
+async fn every_message_is_processed_and_an_empty_queue_ends_the_run_with_status_0(kind: Kind) {
+    let aws = Emulator::shared(kind);
     let bodies = ["m1", "m2", "m3", "m4", "m5"];
-    let url = queue_with(&moto, "work", &bodies).await;
+    let url = queue_with(aws, &aws.unique("work"), &bodies).await;
     let dir = scratch("all-processed");
     let manifest = write_manifest(&dir, 60, 2);
 
-    let output = run_until_done(&moto, &url, &dir, &manifest, Duration::from_secs(120)).await;
+    let output = run_until_done(aws, &url, &dir, &manifest, Duration::from_secs(120)).await;
 
     assert_eq!(
         output.status.code(),
@@ -64,7 +63,7 @@ async fn every_message_is_processed_and_an_empty_queue_ends_the_run_with_status_
     assert_eq!(processed, bodies.into_iter().collect());
     for line in &log {
         // The environment of local-scaler overrides the manifest's literal endpoint...
-        assert_eq!(line["endpoint"], moto.url.as_str(), "{line}");
+        assert_eq!(line["endpoint"], aws.url.as_str(), "{line}");
         // ...the other literals apply, and the Job gets the queue local-scaler watches.
         assert_eq!(line["output_uri"], "s3://from-manifest/renditions", "{line}");
         assert_eq!(line["queue_url"], url.as_str(), "{line}");
@@ -79,16 +78,15 @@ async fn every_message_is_processed_and_an_empty_queue_ends_the_run_with_status_
     );
 }
 
-#[tokio::test]
-async fn a_job_past_its_deadline_is_terminated_and_the_run_ends_with_status_1() {
-    let moto = Moto::start();
-    let url = queue_with(&moto, "slow", &["hang"]).await;
+async fn a_job_past_its_deadline_is_terminated_and_the_run_ends_with_status_1(kind: Kind) {
+    let aws = Emulator::shared(kind);
+    let url = queue_with(aws, &aws.unique("slow"), &["hang"]).await;
     let dir = scratch("deadline");
     let (deadline, grace) = (5, 2);
     let manifest = write_manifest(&dir, deadline, grace);
 
     let started = Instant::now();
-    let output = run_until_done(&moto, &url, &dir, &manifest, Duration::from_secs(60)).await;
+    let output = run_until_done(aws, &url, &dir, &manifest, Duration::from_secs(60)).await;
     let elapsed = started.elapsed();
 
     assert_eq!(
@@ -114,16 +112,15 @@ async fn a_job_past_its_deadline_is_terminated_and_the_run_ends_with_status_1() 
     );
 }
 
-#[tokio::test]
-async fn sigterm_to_local_scaler_stops_the_encoders_first_and_exits_143() {
-    let moto = Moto::start();
-    let url = queue_with(&moto, "stop", &["hang"]).await;
+async fn sigterm_to_local_scaler_stops_the_encoders_first_and_exits_143(kind: Kind) {
+    let aws = Emulator::shared(kind);
+    let url = queue_with(aws, &aws.unique("stop"), &["hang"]).await;
     let dir = scratch("sigterm");
     let manifest = write_manifest(&dir, 600, 5);
     let log_path = dir.join("encoder.jsonl");
 
     let mut command = local_scaler();
-    configure(&moto, &mut command);
+    configure(aws, &mut command);
     let child = command
         .arg("run")
         .arg("--scaledjob")
@@ -203,3 +200,9 @@ async fn configuration_errors_end_the_run_with_status_2() {
         .unwrap();
     assert_eq!(no_queue.status.code(), Some(2), "{no_queue:?}");
 }
+
+test_support::on_both_emulators!(
+    every_message_is_processed_and_an_empty_queue_ends_the_run_with_status_0,
+    a_job_past_its_deadline_is_terminated_and_the_run_ends_with_status_1,
+    sigterm_to_local_scaler_stops_the_encoders_first_and_exits_143,
+);

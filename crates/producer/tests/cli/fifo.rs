@@ -7,10 +7,11 @@ use aws_sdk_sqs::types::{Message, MessageSystemAttributeName as Attr, QueueAttri
 
 use crate::helpers::*;
 
-async fn fifo_setup(tag: &str) -> Setup {
+async fn fifo_setup(kind: Kind, tag: &str) -> Setup {
     // As scripts/aws/create-queue.sh makes it: duplicates are recognised by the producer's
     // MessageDeduplicationId only, never by comparing bodies.
     Setup::with_queue(
+        kind,
         tag,
         "requests.fifo",
         &[
@@ -44,9 +45,8 @@ async fn read_back(s: &Setup) -> BTreeMap<String, (String, String)> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_fifo_queue_gets_group_and_deduplication_ids_and_a_resent_file_is_enqueued_once() {
-    let s = fifo_setup("fifo-dedup").await;
+async fn a_fifo_queue_gets_group_and_deduplication_ids_and_a_resent_file_is_enqueued_once(kind: Kind) {
+    let s = fifo_setup(kind, "fifo-dedup").await;
     let text = [
         line("talk", "talk.mov", "480p", Some("r-talk-480")),
         line("talk", "talk.mov", "720p", Some("r-talk-720")),
@@ -71,9 +71,8 @@ async fn a_fifo_queue_gets_group_and_deduplication_ids_and_a_resent_file_is_enqu
     assert!(uuid::Uuid::parse_str(dedup).is_ok(), "{dedup}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn requests_built_from_flags_reach_a_fifo_queue() {
-    let s = fifo_setup("fifo-source").await;
+async fn requests_built_from_flags_reach_a_fifo_queue(kind: Kind) {
+    let s = fifo_setup(kind, "fifo-source").await;
     let out = s.producer(&[
         "--source",
         "s3://media-in/uploads/clip.mp4",
@@ -92,3 +91,8 @@ async fn requests_built_from_flags_reach_a_fifo_queue() {
         assert_eq!(dedup, request_id);
     }
 }
+
+test_support::on_both_emulators!(
+    a_fifo_queue_gets_group_and_deduplication_ids_and_a_resent_file_is_enqueued_once,
+    requests_built_from_flags_reach_a_fifo_queue,
+);

@@ -8,9 +8,8 @@ fn parse(body: &str) -> EncodeRequest {
     EncodeRequest::from_json(body).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_valid_file_sends_every_request_as_written() {
-    let s = Setup::start("file-valid").await;
+async fn a_valid_file_sends_every_request_as_written(kind: Kind) {
+    let s = Setup::start(kind, "file-valid").await;
     let list = r#"{"video_id":"talk","source":"s3://media-in/uploads/talk.mov","qualities":["480p","1080p"],"output":"s3://media-out/r","request_id":"r-2"}"#;
     let text = [
         "# launch renditions".to_owned(),
@@ -37,9 +36,8 @@ async fn a_valid_file_sends_every_request_as_written() {
     assert!(got[2].to_json().contains(r#""qualities":["480p","1080p"]"#));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_invalid_line_sends_nothing_and_is_named_with_its_number() {
-    let s = Setup::start("file-invalid").await;
+async fn an_invalid_line_sends_nothing_and_is_named_with_its_number(kind: Kind) {
+    let s = Setup::start(kind, "file-invalid").await;
     let text = [
         line("a", "a.mp4", "720p", None),
         line("b", "b.mp4", "720p", None),
@@ -67,9 +65,8 @@ async fn an_invalid_line_sends_nothing_and_is_named_with_its_number() {
     assert!(s.requests().await.is_empty(), "nothing may reach the queue");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn skip_invalid_reports_the_bad_lines_and_sends_the_rest() {
-    let s = Setup::start("file-skip").await;
+async fn skip_invalid_reports_the_bad_lines_and_sends_the_rest(kind: Kind) {
+    let s = Setup::start(kind, "file-skip").await;
     let text = [
         line("a", "a.mp4", "720p", Some("r-a")),
         r#"{"video_id":".hidden","source":"s3://media-in/uploads/c.mp4","quality":"720p"}"#.to_owned(),
@@ -92,9 +89,8 @@ async fn skip_invalid_reports_the_bad_lines_and_sends_the_rest() {
     assert_eq!(ids, ["a", "b"]);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn requests_can_come_from_standard_input_such_as_a_dry_runs_output() {
-    let s = Setup::start("file-stdin").await;
+async fn requests_can_come_from_standard_input_such_as_a_dry_runs_output(kind: Kind) {
+    let s = Setup::start(kind, "file-stdin").await;
     let dry = s.producer(&[
         "--source",
         "s3://media-in/uploads/clip.mp4",
@@ -118,9 +114,8 @@ async fn requests_can_come_from_standard_input_such_as_a_dry_runs_output() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_jobs_environment_does_not_change_a_files_requests_but_a_typed_flag_is_refused() {
-    let s = Setup::start("file-env").await;
+async fn the_jobs_environment_does_not_change_a_files_requests_but_a_typed_flag_is_refused(kind: Kind) {
+    let s = Setup::start(kind, "file-env").await;
     let file = s.write("requests.jsonl", &line("a", "a.mp4", "720p", Some("r-a")));
     let job_env = s.env(&[
         ("SOURCE", "s3://media-in/uploads/sample.mp4"),
@@ -150,9 +145,8 @@ async fn the_jobs_environment_does_not_change_a_files_requests_but_a_typed_flag_
     assert!(s.requests().await.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_file_without_requests_or_that_cannot_be_read_is_an_error() {
-    let s = Setup::start("file-empty").await;
+async fn a_file_without_requests_or_that_cannot_be_read_is_an_error(kind: Kind) {
+    let s = Setup::start(kind, "file-empty").await;
     let file = s.write("empty.jsonl", "# nothing yet\n\n");
     let out = s.producer(&["--from-file", file.to_str().unwrap()]);
     assert_exit(&out, 1);
@@ -162,3 +156,12 @@ async fn a_file_without_requests_or_that_cannot_be_read_is_an_error() {
     assert_exit(&out, 1);
     assert!(stderr(&out).contains("reading"), "{}", stderr(&out));
 }
+
+test_support::on_both_emulators!(
+    a_valid_file_sends_every_request_as_written,
+    an_invalid_line_sends_nothing_and_is_named_with_its_number,
+    skip_invalid_reports_the_bad_lines_and_sends_the_rest,
+    requests_can_come_from_standard_input_such_as_a_dry_runs_output,
+    the_jobs_environment_does_not_change_a_files_requests_but_a_typed_flag_is_refused,
+    a_file_without_requests_or_that_cannot_be_read_is_an_error,
+);

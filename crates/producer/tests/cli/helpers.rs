@@ -1,5 +1,5 @@
-//! Running `producer` with a clean environment against a moto of its own, and reading back what
-//! reached the queue and the bucket.
+//! Running `producer` with a clean environment against an emulator (a queue and a bucket of the
+//! test's own), and reading back what reached the queue and the bucket.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -8,53 +8,63 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
 use encoding_common::EncodeRequest;
-use pipeline_tests::{Moto, TempDir};
+pub use test_support::Kind;
+use test_support::{Emulator, TempDir};
 
 /// The program under test, built by cargo for this test binary.
 pub const PRODUCER: &str = env!("CARGO_BIN_EXE_producer");
-/// The bucket uploads go to.
+/// The bucket named in request lines that never reach S3 (uploads go to [`Setup::bucket`]).
 pub const INPUT_BUCKET: &str = "media-in";
 /// The longest a producer run may take in a test.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// One test's world: moto with a queue and the input bucket, and a scratch directory.
+/// One test's world: a queue and an input bucket on the shared emulator, and a scratch directory.
 #[derive(Debug)]
 pub struct Setup {
     /// The emulator.
-    pub moto: Moto,
+    pub aws: &'static Emulator,
     /// The queue's URL.
     pub queue: String,
+    /// The input bucket, this test's own.
+    pub bucket: String,
     /// Scratch space, removed at the end.
     pub tmp: TempDir,
 }
 
 impl Setup {
-    /// Moto with a standard queue `requests` and the bucket `media-in`.
-    pub async fn start(tag: &str) -> Self {
-        Self::with_queue(tag, "requests", &[]).await
+    /// A standard queue named after `requests` and an input bucket.
+    pub async fn start(kind: Kind, tag: &str) -> Self {
+        Self::with_queue(kind, tag, "requests", &[]).await
     }
 
-    /// Moto with a queue `name` created with `attributes`, and the bucket `media-in`.
-    pub async fn with_queue(tag: &str, name: &str, attributes: &[(QueueAttributeName, &str)]) -> Self {
-        let tmp = TempDir::new(&format!("producer-{tag}"));
-        let moto = Moto::start();
-        let mut create = moto.sqs().await.create_queue().queue_name(name);
-        for (k, v) in attributes {
-            create = create.attributes(k.clone(), *v);
+    /// A queue named after `name` (a FIFO queue when it ends in `.fifo`) created with
+    /// `attributes`, and an input bucket.
+    pub async fn with_queue(kind: Kind, tag: &str, name: &str, attributes: &[(QueueAttributeName, &str)]) -> Self {
+        let aws = Emulator::shared(kind);
+        let tmp = TempDir::new(&format!("producer-{kind}-{tag}"));
+        let name = match name.strip_suffix(".fifo") {
+            Some(stem) => format!("{}.fifo", aws.unique(&format!("{tag}-{stem}"))),
+            None => aws.unique(&format!("{tag}-{name}")),
+        };
+        let queue = aws.queue(&name, attributes).await;
+        let bucket = aws.unique(&format!("{tag}-in"));
+        aws.bucket(&bucket).await;
+        Self {
+            aws,
+            queue,
+            bucket,
+            tmp,
         }
-        let queue = create
-            .send()
-            .await
-            .expect("create the queue")
-            .queue_url
-            .expect("a queue URL");
-        moto.bucket(INPUT_BUCKET).await;
-        Self { moto, queue, tmp }
     }
 
-    /// The environment of a run: moto's, `QUEUE_URL`, and `extra`.
+    /// `s3://{bucket}/{key}` in this test's input bucket.
+    pub fn uri(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+
+    /// The environment of a run: the emulator's, `QUEUE_URL`, and `extra`.
     pub fn env(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-        let mut env = self.moto.env();
+        let mut env = self.aws.env();
         env.push(("QUEUE_URL".into(), self.queue.clone()));
         env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         env
@@ -74,7 +84,7 @@ impl Setup {
 
     /// Receives and deletes every message on `queue`, with its system attributes.
     pub async fn drain(&self, queue: &str) -> Vec<Message> {
-        let sqs = self.moto.sqs().await;
+        let sqs = self.aws.sqs().await;
         let mut all = Vec::new();
         loop {
             let messages = sqs
@@ -118,13 +128,13 @@ impl Setup {
 
     /// The keys in the input bucket.
     pub async fn keys(&self) -> Vec<String> {
-        self.moto.keys(INPUT_BUCKET).await
+        self.aws.keys(&self.bucket).await
     }
 }
 
 /// A `producer` command with a clean environment (`PATH` and `RUST_LOG` kept) plus `env`.
 pub fn command(args: &[&str], env: &[(String, String)]) -> Command {
-    pipeline_tests::clean_command(Path::new(PRODUCER), args, env)
+    test_support::clean_command(Path::new(PRODUCER), args, env)
 }
 
 /// Runs `producer` to completion, with `stdin` as its standard input (none otherwise).
@@ -177,7 +187,7 @@ pub fn wait(mut child: Child, args: &[&str]) -> Output {
 
 /// Asserts the run's exit status, showing its output otherwise.
 pub fn assert_exit(out: &Output, code: i32) {
-    pipeline_tests::assert_exit(out, code, "producer");
+    test_support::assert_exit(out, code, "producer");
 }
 
 /// The run's stdout, line by line.

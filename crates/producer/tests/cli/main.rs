@@ -1,5 +1,6 @@
-//! The `producer` program run as a user runs it, against a real SQS/S3 emulator (moto, started per
-//! test), with what it sent read back from the queue and the bucket.
+//! The `producer` program run as a user runs it, against each real SQS/S3 emulator (moto and
+//! LocalStack, one of each shared by the binary; every test has a queue and a bucket of its own),
+//! with what it sent read back from the queue and the bucket.
 //!
 //! - `helpers`: running the program with a clean environment, queues, reading a queue back.
 //! - `from_file`: `--from-file`: valid files, invalid lines (nothing sent), `--skip-invalid`, stdin.

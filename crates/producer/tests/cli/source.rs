@@ -5,9 +5,8 @@ use std::collections::BTreeSet;
 
 use crate::helpers::*;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_jobs_environment_alone_sends_count_copies_per_quality() {
-    let s = Setup::start("source-env").await;
+async fn the_jobs_environment_alone_sends_count_copies_per_quality(kind: Kind) {
+    let s = Setup::start(kind, "source-env").await;
     let env = s.env(&[
         ("SOURCE", "s3://media-in/uploads/sample.mp4"),
         ("VIDEO_ID", "sample"),
@@ -39,9 +38,8 @@ async fn the_jobs_environment_alone_sends_count_copies_per_quality() {
     assert_eq!(ids.len(), 6, "every request has its own id");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn one_message_puts_every_quality_in_one_request() {
-    let s = Setup::start("source-one").await;
+async fn one_message_puts_every_quality_in_one_request(kind: Kind) {
+    let s = Setup::start(kind, "source-one").await;
     let out = s.producer(&[
         "--source",
         "s3://media-in/uploads/talk.mov",
@@ -59,9 +57,8 @@ async fn one_message_puts_every_quality_in_one_request() {
     assert_eq!(got[0].qualities.len(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn json_prints_one_line_per_sent_message_matching_the_queue() {
-    let s = Setup::start("source-json").await;
+async fn json_prints_one_line_per_sent_message_matching_the_queue(kind: Kind) {
+    let s = Setup::start(kind, "source-json").await;
     let out = s.producer(&[
         "--source",
         "s3://media-in/uploads/clip.mp4",
@@ -97,9 +94,8 @@ async fn json_prints_one_line_per_sent_message_matching_the_queue() {
     assert_eq!(printed, on_queue);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_dry_run_prints_the_messages_and_sends_nothing() {
-    let s = Setup::start("source-dry").await;
+async fn a_dry_run_prints_the_messages_and_sends_nothing(kind: Kind) {
+    let s = Setup::start(kind, "source-dry").await;
     let out = s.producer(&[
         "--source",
         "s3://media-in/uploads/clip.mp4",
@@ -119,7 +115,7 @@ async fn a_dry_run_prints_the_messages_and_sends_nothing() {
     assert!(s.requests().await.is_empty());
 
     // Without a queue at all.
-    let env: Vec<(String, String)> = s.moto.env();
+    let env: Vec<(String, String)> = s.aws.env();
     let out = run(
         &[
             "--source",
@@ -135,9 +131,8 @@ async fn a_dry_run_prints_the_messages_and_sends_nothing() {
     assert_eq!(stdout_lines(&out).len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn invalid_flags_send_nothing() {
-    let s = Setup::start("source-invalid").await;
+async fn invalid_flags_send_nothing(kind: Kind) {
+    let s = Setup::start(kind, "source-invalid").await;
     for (args, code) in [
         (&["--source", "http://example.com/a.mp4", "--quality", "480p"][..], 1),
         (
@@ -171,3 +166,11 @@ async fn invalid_flags_send_nothing() {
     }
     assert!(s.requests().await.is_empty());
 }
+
+test_support::on_both_emulators!(
+    the_jobs_environment_alone_sends_count_copies_per_quality,
+    one_message_puts_every_quality_in_one_request,
+    json_prints_one_line_per_sent_message_matching_the_queue,
+    a_dry_run_prints_the_messages_and_sends_nothing,
+    invalid_flags_send_nothing,
+);

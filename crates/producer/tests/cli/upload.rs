@@ -3,7 +3,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use pipeline_tests::{LineCollector, signal, wait_exit, wait_for_line};
+use test_support::{LineCollector, signal, wait_exit, wait_for_line};
 
 use crate::helpers::*;
 
@@ -13,15 +13,15 @@ const SIGINT: i32 = 2;
 /// The stored object's size and content type.
 async fn head(s: &Setup, key: &str) -> (i64, String) {
     let h = s
-        .moto
+        .aws
         .s3()
         .await
         .head_object()
-        .bucket(INPUT_BUCKET)
+        .bucket(&s.bucket)
         .key(key)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("s3://{INPUT_BUCKET}/{key} should exist: {e:?}"));
+        .unwrap_or_else(|e| panic!("{} should exist: {e:?}", s.uri(key)));
     (
         h.content_length().unwrap_or(-1),
         h.content_type().unwrap_or_default().to_owned(),
@@ -30,16 +30,16 @@ async fn head(s: &Setup, key: &str) -> (i64, String) {
 
 async fn stored_bytes(s: &Setup, key: &str) -> Vec<u8> {
     let local = s.tmp.join("downloaded");
-    s.moto.get_file(INPUT_BUCKET, key, &local).await;
+    s.aws.get_file(&s.bucket, key, &local).await;
     std::fs::read(&local).unwrap()
 }
 
 async fn unfinished_uploads(s: &Setup) -> usize {
-    s.moto
+    s.aws
         .s3()
         .await
         .list_multipart_uploads()
-        .bucket(INPUT_BUCKET)
+        .bucket(&s.bucket)
         .send()
         .await
         .expect("list multipart uploads")
@@ -47,17 +47,16 @@ async fn unfinished_uploads(s: &Setup) -> usize {
         .len()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_real_video_is_uploaded_then_requested_per_quality() {
-    let Some(video) = pipeline_tests::media("h264_aac_1080x720_1s.mp4") else {
+async fn a_real_video_is_uploaded_then_requested_per_quality(kind: Kind) {
+    let Some(video) = test_support::media("h264_aac_1080x720_1s.mp4") else {
         return;
     };
-    let s = Setup::start("upload-media").await;
+    let s = Setup::start(kind, "upload-media").await;
     let out = s.producer(&[
         "--upload",
         video.to_str().unwrap(),
         "--input-uri",
-        "s3://media-in/uploads/",
+        &s.uri("uploads/"),
         "--quality",
         "480p",
         "--quality",
@@ -76,7 +75,7 @@ async fn a_real_video_is_uploaded_then_requested_per_quality() {
     assert_eq!(got.len(), 2);
     for r in &got {
         assert_eq!(r.video_id, "h264_aac_1080x720_1s");
-        assert_eq!(r.source.to_string(), format!("s3://media-in/{key}"));
+        assert_eq!(r.source.to_string(), s.uri(key));
         assert_eq!(r.output.as_ref().unwrap().to_string(), "s3://media-out/renditions");
     }
     let mut qualities: Vec<String> = got.iter().map(|r| r.qualities[0].to_string()).collect();
@@ -84,13 +83,12 @@ async fn a_real_video_is_uploaded_then_requested_per_quality() {
     assert_eq!(qualities, ["480p", "720p"]);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_file_above_16_mib_is_uploaded_in_parts_whole_and_in_order() {
-    let s = Setup::start("upload-multipart").await;
+async fn a_file_above_16_mib_is_uploaded_in_parts_whole_and_in_order(kind: Kind) {
+    let s = Setup::start(kind, "upload-multipart").await;
     let path = s.tmp.join("Big Movie.mov");
     let size = 40 * 1024 * 1024 + 12_345;
     let data = numbered_file(&path, size);
-    let env = s.env(&[("INPUT_URI", "s3://media-in/uploads")]);
+    let env = s.env(&[("INPUT_URI", &s.uri("uploads"))]);
     let out = run(
         &[
             "--upload",
@@ -115,20 +113,19 @@ async fn a_file_above_16_mib_is_uploaded_in_parts_whole_and_in_order() {
     let got = s.requests().await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].video_id, "big-movie");
-    assert_eq!(got[0].source.to_string(), format!("s3://media-in/{key}"));
+    assert_eq!(got[0].source.to_string(), s.uri(key));
     assert_eq!(stdout_lines(&out).len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn several_files_are_each_named_after_themselves_with_content_types_from_their_extensions() {
-    let s = Setup::start("upload-several").await;
+async fn several_files_are_each_named_after_themselves_with_content_types_from_their_extensions(kind: Kind) {
+    let s = Setup::start(kind, "upload-several").await;
     let mut args = vec!["--upload".to_owned()];
     for name in ["a.webm", "b.MKV", "c.ts", "d.avi", "e.3gp", "f.bin"] {
         let path = s.tmp.join(name);
         std::fs::write(&path, name.as_bytes()).unwrap();
         args.push(path.to_str().unwrap().to_owned());
     }
-    args.extend(["--input-uri", "s3://media-in/in", "--quality", "360p"].map(String::from));
+    args.extend(["--input-uri".to_owned(), s.uri("in"), "--quality".into(), "360p".into()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // VIDEO_ID from the environment (as the Job sets it) cannot name several videos: ignored.
     let out = run(&args, &s.env(&[("VIDEO_ID", "sample")]), None);
@@ -147,12 +144,12 @@ async fn several_files_are_each_named_after_themselves_with_content_types_from_t
     assert_eq!(ids, ["a", "b", "c", "d", "e", "f"]);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_typed_video_id_with_several_files_and_a_missing_file_are_refused_before_uploading() {
-    let s = Setup::start("upload-refused").await;
+async fn a_typed_video_id_with_several_files_and_a_missing_file_are_refused_before_uploading(kind: Kind) {
+    let s = Setup::start(kind, "upload-refused").await;
     let a = s.write("a.mp4", "a");
     let b = s.write("b.mp4", "b");
-    let base = ["--input-uri", "s3://media-in/uploads", "--quality", "360p"];
+    let input = s.uri("uploads");
+    let base = ["--input-uri", &input, "--quality", "360p"];
     let mut named = vec!["--upload", a.to_str().unwrap(), b.to_str().unwrap(), "--video-id", "x"];
     named.extend(base);
     assert_exit(&s.producer(&named), 2);
@@ -167,9 +164,8 @@ async fn a_typed_video_id_with_several_files_and_a_missing_file_are_refused_befo
     assert!(s.requests().await.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_failed_upload_sends_no_request_for_it() {
-    let s = Setup::start("upload-nobucket").await;
+async fn a_failed_upload_sends_no_request_for_it(kind: Kind) {
+    let s = Setup::start(kind, "upload-nobucket").await;
     let a = s.write("a.mp4", "a");
     let out = s.producer(&[
         "--upload",
@@ -188,9 +184,8 @@ async fn a_failed_upload_sends_no_request_for_it() {
     assert!(s.requests().await.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_dry_run_uploads_nothing_and_prints_the_requests() {
-    let s = Setup::start("upload-dry").await;
+async fn a_dry_run_uploads_nothing_and_prints_the_requests(kind: Kind) {
+    let s = Setup::start(kind, "upload-dry").await;
     let a = s.write("clip.mp4", "a");
     let out = s.producer(&[
         "--upload",
@@ -211,19 +206,19 @@ async fn a_dry_run_uploads_nothing_and_prints_the_requests() {
     assert!(s.requests().await.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn ctrl_c_during_a_multipart_upload_aborts_it_and_sends_nothing() {
-    let s = Setup::start("upload-sigint").await;
+async fn ctrl_c_during_a_multipart_upload_aborts_it_and_sends_nothing(kind: Kind) {
+    let s = Setup::start(kind, "upload-sigint").await;
     let path = s.tmp.join("huge.mp4");
     // Sparse: 160 MiB of zeros, ten parts, cheap to make, slow enough to interrupt.
     std::fs::File::create(&path)
         .and_then(|f| f.set_len(160 * 1024 * 1024))
         .unwrap();
+    let input = s.uri("uploads");
     let args = [
         "--upload",
         path.to_str().unwrap(),
         "--input-uri",
-        "s3://media-in/uploads",
+        &input,
         "--quality",
         "720p",
     ];
@@ -247,3 +242,13 @@ async fn ctrl_c_during_a_multipart_upload_aborts_it_and_sends_nothing() {
     assert!(s.keys().await.is_empty());
     assert!(s.requests().await.is_empty());
 }
+
+test_support::on_both_emulators!(
+    a_real_video_is_uploaded_then_requested_per_quality,
+    a_file_above_16_mib_is_uploaded_in_parts_whole_and_in_order,
+    several_files_are_each_named_after_themselves_with_content_types_from_their_extensions,
+    a_typed_video_id_with_several_files_and_a_missing_file_are_refused_before_uploading,
+    a_failed_upload_sends_no_request_for_it,
+    a_dry_run_uploads_nothing_and_prints_the_requests,
+    ctrl_c_during_a_multipart_upload_aborts_it_and_sends_nothing,
+);
