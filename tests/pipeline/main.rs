@@ -1,14 +1,20 @@
-//! End-to-end tests of the pipeline: the real programs against moto and real media.
+//! End-to-end tests of the pipeline: the real programs against both AWS emulators (moto and
+//! LocalStack, one of each for the binary; every test runs once on each, as `<module>::moto::<test>`
+//! and `<module>::localstack::<test>`) and real media.
 //!
 //! - `media`: every file of the sample media set through the transcoding core.
+//! - `media_queue`: every file of the media set through the queue, the encoder and S3.
 //! - `scaling`: local-scaler with the real ScaledJob manifest bounds the encoders at once.
 //! - `walking_skeleton`: one video through producer, SQS, encoder, S3 and analyzer.
 //! - `chaos`: random SIGTERM/SIGKILL; every request still ends with exactly one output.
 //! - `lifecycle`: what the encoder does with its message under signals, bad input, duplicates,
 //!   failures and configuration errors.
+//! - `faults`: SQS and S3 unreachable for 10 s during an upload and during a lease renewal.
 
 mod chaos;
+mod faults;
 mod lifecycle;
 mod media;
+mod media_queue;
 mod scaling;
 mod walking_skeleton;

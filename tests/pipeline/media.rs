@@ -9,7 +9,7 @@ use test_support::{TempDir, ffprobe, media, media_dir, num, streams};
 use transcode::{CancelHandle, RenditionSpec, TranscodeOptions};
 
 /// What a file must give at 360p.
-enum Expect {
+pub(crate) enum Expect {
     /// A rendition of this size, with or without audio.
     Rendition { width: u64, height: u64, audio: bool },
     /// A rejection whose reason contains this.
@@ -23,7 +23,7 @@ const fn ok(width: u64, height: u64, audio: bool) -> Expect {
 }
 
 /// The whole media set, file by file (see MANIFEST.md for what each one is).
-const CASES: &[(&str, Expect)] = &[
+pub(crate) const CASES: &[(&str, Expect)] = &[
     ("DERIVED_not_a_video_font.mp4", Rejected("not a media file")),
     ("DERIVED_truncated_moov_at_end.mp4", Rejected("damaged or truncated")),
     (

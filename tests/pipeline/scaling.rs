@@ -6,7 +6,7 @@ use std::time::Duration;
 use test_support::{Kind, Stack, assert_exit, bin, media, run};
 
 /// The repository's ScaledJob, with `maxReplicaCount` and `pollingInterval` set for the test.
-fn manifest(max_replicas: u32, polling_seconds: u32) -> String {
+pub(crate) fn manifest(max_replicas: u32, polling_seconds: u32) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s/base/encoder-scaledjob.yaml");
     let yaml = std::fs::read_to_string(&path).expect("the ScaledJob manifest");
     let mut replaced = (false, false);

@@ -2,9 +2,10 @@
 //!
 //! Files up to [`MULTIPART_THRESHOLD`] go in one PutObject; larger ones as a multipart upload in
 //! parts of [`PART_SIZE`], a few parts at a time. A multipart upload that fails, or is stopped
-//! through its [`CancellationToken`], is aborted, so no part is left behind to be billed (the
-//! bucket's lifecycle rule from `scripts/aws/create-buckets.sh` is the safety net for a process
-//! killed outright).
+//! through its [`CancellationToken`], is aborted, so no part is left behind to be billed: a
+//! stopped one at once (the grace period is short), a failed one for up to half a minute while S3
+//! cannot be reached. The bucket's lifecycle rule from `scripts/aws/create-buckets.sh` is the
+//! safety net for a process killed outright.
 //!
 //! # One checksum from create to complete
 //!
@@ -215,25 +216,53 @@ async fn upload_in_parts(
         () = stop.cancelled() => Err(UploadError::Stopped),
     };
     if let Err(why) = &result {
+        // Stopped: one try (the SDK's retries), the grace period is short. Failed: S3 may be
+        // down for a while, and parts left behind are billed until the lifecycle rule removes
+        // them, so keep trying for about half a minute.
+        let patient = !matches!(why, UploadError::Stopped);
+        abort(s3, uri, &upload_id, why, patient).await;
+    }
+    result
+}
+
+/// Aborts a multipart upload, trying for about 30 s when `patient`; logs the outcome.
+async fn abort(s3: &aws_sdk_s3::Client, uri: &S3Uri, upload_id: &str, why: &UploadError, patient: bool) {
+    let mut wait = std::time::Duration::from_secs(1);
+    let mut waited = std::time::Duration::ZERO;
+    loop {
         let abort = s3
             .abort_multipart_upload()
             .bucket(&uri.bucket)
             .key(&uri.key)
-            .upload_id(&upload_id)
+            .upload_id(upload_id)
             .send()
             .await;
         match abort {
-            Ok(_) => tracing::warn!(%uri, %why, "multipart upload aborted"),
-            Err(e) => tracing::error!(
-                %uri,
-                %why,
-                error = %error_reason(&e),
-                "aborting the multipart upload failed; the bucket's lifecycle rule will remove its parts"
-            ),
+            Ok(_) => {
+                tracing::warn!(%uri, %why, "multipart upload aborted");
+                return;
+            }
+            Err(e) if patient && waited < ABORT_PATIENCE => {
+                tracing::warn!(%uri, error = %error_reason(&e), retry_in_seconds = wait.as_secs(), "aborting the multipart upload failed; trying again");
+                tokio::time::sleep(wait).await;
+                waited += wait;
+                wait = (wait * 2).min(std::time::Duration::from_secs(8));
+            }
+            Err(e) => {
+                tracing::error!(
+                    %uri,
+                    %why,
+                    error = %error_reason(&e),
+                    "aborting the multipart upload failed; the bucket's lifecycle rule will remove its parts"
+                );
+                return;
+            }
         }
     }
-    result
 }
+
+/// How long a failed upload keeps trying to abort itself.
+const ABORT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Uploads every part (a few at a time) and completes the upload with the whole file's CRC32.
 /// Dropping the future stops the parts under way.

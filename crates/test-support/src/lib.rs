@@ -21,12 +21,12 @@ pub mod proxy;
 pub mod stack;
 
 pub use emulator::{Emulator, Kind};
-pub use files::{TempDir, ffprobe, make_clip, media, media_dir, num, streams};
+pub use files::{TempDir, ffprobe, make_clip, make_noisy_clip, media, media_dir, num, streams};
 pub use process::{
     LineCollector, Process, assert_exit, bin, clean_command, exit_code, free_port, run, signal, wait_exit,
     wait_for_line,
 };
-pub use proxy::FaultProxy;
+pub use proxy::{Fault, FaultProxy};
 pub use stack::{Analyzer, Stack};
 
 /// Runs each listed `async fn name(kind: Kind)` as two tests, `moto::name` and
