@@ -7,11 +7,15 @@
 #             peak memory, beside the ffmpeg tool doing the same work with the same x264 settings
 #   analyzer  durable events per second under wrk, beside a Python standard-library server that
 #             behaves like the original analyzer
+#   chaos     CHAOS_REQUESTS (default 100) requests on LocalStack, encoder runs killed at random
+#             (SIGTERM and SIGKILL, seeded by CHAOS_SEED): the end-to-end chaos test at scale, its
+#             figures printed (runs, kills, outputs, counts, time); it fails if any request does not
+#             end with one valid output counted once
 #
 # Times are medians over the runs; the transcode ratios are medians of the ratios of neighbouring
 # runs (ours, then the reference), which cancels the machine's speed drifting between runs.
 #
-# Usage: scripts/bench.sh [encoder] [transcode] [analyzer]   (default: all)
+# Usage: scripts/bench.sh [encoder] [transcode] [analyzer] [chaos]   (default: all)
 # Knobs: BENCH_RUNS (repetitions, default 5), BENCH_SECONDS (clip length, default 20),
 # SKIP_INSTALL=1, SKIP_BUILD=1.
 set -eo pipefail
@@ -21,7 +25,7 @@ cd "$REPO_ROOT"
 : "${BENCH_RUNS:=5}"
 : "${BENCH_SECONDS:=20}"
 sections=("$@")
-((${#sections[@]})) || sections=(encoder transcode analyzer)
+((${#sections[@]})) || sections=(encoder transcode analyzer chaos)
 
 if [[ -z $SKIP_INSTALL ]]; then
   scripts/install-deps.sh
@@ -202,12 +206,25 @@ bench_analyzer() {
   while IFS= read -r line; do ROWS+=("$line"); done <"$WORK/analyzer_rows"
 }
 
+bench_chaos() {
+  local requests=${CHAOS_REQUESTS:-100} seed=${CHAOS_SEED:-20261124} log="$WORK/chaos.log" figures
+  say "chaos: $requests requests on LocalStack, encoder runs killed at random (seed $seed)"
+  CHAOS_REQUESTS=$requests CHAOS_SEED=$seed cargo test --release -p pipeline-tests --test pipeline \
+    chaos::localstack -- --nocapture >"$log" 2>&1 || { tail -n 60 "$log" >&2; die "the chaos run failed: see above"; }
+  figures=$(grep -o 'chaos figures: .*' "$log" | tail -n 1)
+  [[ -n $figures ]] || die "the chaos run printed no figures"
+  echo "  $figures"
+  field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$figures"; }
+  row "chaos on LocalStack: $requests requests, seed $seed" "$(field runs) encoder runs, $(field killed) killed ($(field killed_share) of runs: $(field exited_143) exited 143 after SIGTERM, $(field sigkilled) SIGKILLed, $(field sigterm_before_main) SIGTERMed before main)" "every request: one valid output, processed once, kill count = runs that exited 143, dead-letter queue empty (checked)" "$(field seconds) s" "≥ 30% of runs killed"
+}
+
 for s in "${sections[@]}"; do
   case $s in
     encoder) bench_encoder ;;
     transcode) bench_transcode ;;
     analyzer) [[ -x scripts/bench/analyzer.sh ]] && bench_analyzer || say "analyzer benchmark: not there yet" ;;
-    *) die "unknown benchmark $s (encoder, transcode, analyzer)" ;;
+    chaos) bench_chaos ;;
+    *) die "unknown benchmark $s (encoder, transcode, analyzer, chaos)" ;;
   esac
 done
 

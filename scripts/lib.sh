@@ -38,6 +38,41 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
+# start_emulator KIND DIR: starts the local AWS emulator KIND (moto or localstack) on a free
+# loopback port, logging to DIR/KIND.log (LocalStack's files in DIR/localstack), exports the
+# standard AWS variables pointing at it, and waits until it answers.
+start_emulator() {
+  local kind=$1 dir=$2 port
+  port=$(free_port)
+  case $kind in
+    moto)
+      start_bg "$dir/moto.log" moto_server -H 127.0.0.1 -p "$port"
+      ;;
+    localstack)
+      start_bg "$dir/localstack.log" "$REPO_ROOT/scripts/localstack.sh" "$port" "$dir/localstack"
+      ;;
+    *) die "EMULATOR must be moto or localstack, not '$kind'" ;;
+  esac
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+  export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-test}
+  case $kind in
+    moto) wait_http "$AWS_ENDPOINT_URL/moto-api/" "moto" ;;
+    localstack) wait_localstack "$AWS_ENDPOINT_URL" 90 || die "LocalStack did not start: see $dir/localstack.log" ;;
+  esac
+}
+
+wait_localstack() { # URL SECONDS: wait until LocalStack reports sqs and s3 ready
+  local i
+  for ((i = 0; i < $2 * 5; i++)); do
+    curl -fsS "$1/_localstack/health" 2>/dev/null | python3 -c '
+import json, sys
+s = json.load(sys.stdin)["services"]
+sys.exit(0 if all(s.get(n) in ("available", "running") for n in ("sqs", "s3")) else 1)' 2>/dev/null && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
 # The aws CLI v1 ignores AWS_ENDPOINT_URL: pass it explicitly.
 awsx() { aws ${AWS_ENDPOINT_URL:+--endpoint-url "$AWS_ENDPOINT_URL"} --region "${AWS_REGION:-us-east-1}" "$@"; }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs LocalStack (SQS and S3 only) in the foreground on 127.0.0.1:PORT, with all of its state under
+# Runs LocalStack (SQS, S3 and STS only) in the foreground on 127.0.0.1:PORT, with all of its state under
 # STATE_DIR and every outbound look-up it would make switched off. scripts/install-localstack.sh
 # installs it first. The script execs Python (localstack.runtime.main), so the caller's kill (TERM or
 # KILL) reaches LocalStack itself; it starts no child processes. SIGTERM exits in about 3 s.
@@ -41,7 +41,9 @@ export GATEWAY_SERVER=hypercorn # the default (twisted) ignores GATEWAY_LISTEN's
 # moto's http://127.0.0.1:PORT/<account>/<name> (the default, "standard", would put
 # sqs.<region>.127.0.0.1 in the host, which resolves nowhere).
 export SQS_ENDPOINT_STRATEGY="${SQS_ENDPOINT_STRATEGY:-path}"
-export SERVICES=sqs,s3
+# sqs and s3 for the pipeline; sts because the provisioning scripts (scripts/aws/*.sh) first ask
+# who they are, as they do on AWS, before changing anything.
+export SERVICES=sqs,s3,sts
 export STRICT_SERVICE_LOADING=1 # load nothing but SERVICES
 export EAGER_SERVICE_LOADING=1  # start sqs and s3 before reporting ready, not on the first request
 # Off: the DNS server (it would bind port 53 and, in a container, edit /etc/resolv.conf), analytics
