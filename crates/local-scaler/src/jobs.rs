@@ -19,116 +19,28 @@
 //! - **`activeDeadlineSeconds`**: counted from the Job's creation, retries included; when reached
 //!   the running process gets SIGTERM, and SIGKILL after `terminationGracePeriodSeconds`; the Job
 //!   fails with reason DeadlineExceeded whatever the process then exits with.
-//! - **Signals**: SIGTERM goes to the encoder process only (Kubernetes signals the container's
-//!   main process); SIGKILL goes to its whole process group (Kubernetes kills the container).
-//!   Each encoder runs in its own process group, so a Ctrl-C on the terminal reaches local-scaler
-//!   alone, which then stops the Jobs itself.
+//! - **Signals**: SIGTERM to the encoder, SIGKILL to its process group; how a process is
+//!   started, signalled and waited for is [`crate::process`].
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::fs::OpenOptions;
-use std::os::unix::process::ExitStatusExt as _;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill, killpg};
-use nix::unistd::Pid;
 use serde::Serialize;
-use tokio::process::Child;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::chaos::{Chaos, ChaosKill};
 use crate::manifest::{ExitCodeRule, FailureAction, RestartPolicy};
+use crate::process::{Attempt, ExitInfo, Exited, KillSignal};
 
 /// Kubernetes' first retry delay for a failed Job pod.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(10);
 /// Kubernetes' longest retry delay.
 pub const BACKOFF_CAP: Duration = Duration::from_secs(360);
-
-/// The signals local-scaler sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum KillSignal {
-    /// SIGTERM to the process: stop gracefully.
-    #[serde(rename = "SIGTERM")]
-    Term,
-    /// SIGKILL to the process group.
-    #[serde(rename = "SIGKILL")]
-    Kill,
-}
-
-impl fmt::Display for KillSignal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Term => "SIGTERM",
-            Self::Kill => "SIGKILL",
-        })
-    }
-}
-
-/// How one process ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExitInfo {
-    /// It exited with this code.
-    Code(i32),
-    /// A signal ended it.
-    Signal(i32),
-    /// It could not be started.
-    SpawnFailed(String),
-    /// Waiting for it failed.
-    WaitFailed(String),
-}
-
-impl ExitInfo {
-    fn from_status(status: std::process::ExitStatus) -> Self {
-        match (status.code(), status.signal()) {
-            (Some(code), _) => Self::Code(code),
-            (None, Some(signal)) => Self::Signal(signal),
-            (None, None) => Self::WaitFailed(format!("{status}")),
-        }
-    }
-
-    /// Exit code 0.
-    #[must_use]
-    pub fn is_success(&self) -> bool {
-        matches!(self, Self::Code(0))
-    }
-
-    /// Stopped by SIGTERM: the encoder's exit code 143 ("released the message and reported the
-    /// kill"), or death by the signal itself.
-    #[must_use]
-    pub fn is_sigterm_stop(&self) -> bool {
-        matches!(self, Self::Code(143)) || matches!(self, Self::Signal(s) if *s == Signal::SIGTERM as i32)
-    }
-}
-
-impl ExitInfo {
-    /// The exit code a container would report: the code, or 128 + the signal's number.
-    #[must_use]
-    pub fn container_exit_code(&self) -> Option<i32> {
-        match self {
-            Self::Code(code) => Some(*code),
-            Self::Signal(signal) => Some(128 + signal),
-            Self::SpawnFailed(_) | Self::WaitFailed(_) => None,
-        }
-    }
-}
-
-impl fmt::Display for ExitInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Code(code) => write!(f, "exit code {code}"),
-            Self::Signal(signal) => match Signal::try_from(*signal) {
-                Ok(name) => write!(f, "signal {name}"),
-                Err(_) => write!(f, "signal {signal}"),
-            },
-            Self::SpawnFailed(error) => write!(f, "could not start: {error}"),
-            Self::WaitFailed(error) => write!(f, "lost: {error}"),
-        }
-    }
-}
 
 /// How every Job is run.
 #[derive(Debug, Clone)]
@@ -169,14 +81,6 @@ impl JobSpec {
         let doublings = failures.saturating_sub(1).min(16);
         self.backoff_base.saturating_mul(1 << doublings).min(self.backoff_cap)
     }
-}
-
-/// A process ended; sent by the task that waits for it.
-#[derive(Debug)]
-pub struct Exited {
-    job: u64,
-    attempt: u32,
-    exit: ExitInfo,
 }
 
 /// Why a Job failed.
@@ -269,31 +173,6 @@ pub struct JobCounts {
     pub running: i64,
     /// Unfinished Jobs with no process running (see the module documentation).
     pub pending: i64,
-}
-
-#[derive(Debug)]
-struct Attempt {
-    number: u32,
-    pid: Option<u32>,
-    started: Instant,
-    signals: mpsc::UnboundedSender<KillSignal>,
-    /// When SIGKILL is due (after a SIGTERM and the grace period).
-    kill_at: Option<Instant>,
-    kill_sent: bool,
-    hit_by_chaos: bool,
-}
-
-impl Attempt {
-    fn send(&self, signal: KillSignal) {
-        // The waiting task is gone only when the process already ended.
-        let _ = self.signals.send(signal);
-    }
-
-    fn term_then_kill(&mut self, now: Instant, grace: Duration) {
-        self.send(KillSignal::Term);
-        let due = now + grace;
-        self.kill_at = Some(self.kill_at.map_or(due, |at| at.min(due)));
-    }
 }
 
 #[derive(Debug)]
@@ -413,15 +292,13 @@ impl Supervisor {
     fn start_process(&mut self, job: &mut Job, now: Instant) {
         job.attempts += 1;
         let number = job.attempts;
-        let (signals, receiver) = mpsc::unbounded_channel();
         let mut command = tokio::process::Command::new(&self.spec.program);
         command
             .args(&self.spec.args)
             .env_clear()
             .envs(&self.spec.env)
             .env("HOSTNAME", format!("{}-{number}", job.id))
-            .stdin(Stdio::null())
-            .process_group(0);
+            .stdin(Stdio::null());
         if let Some(path) = self.log_file(job) {
             let file = OpenOptions::new().create(true).append(true).open(&path);
             match file.and_then(|f| Ok((f.try_clone()?, f))) {
@@ -434,32 +311,7 @@ impl Supervisor {
             }
         }
         self.totals.processes += 1;
-        let pid = match command.spawn() {
-            Ok(child) => {
-                let pid = child.id();
-                tokio::spawn(wait_for(child, receiver, self.exits.clone(), job.number, number));
-                info!(job_id = %job.id, attempt = number, pid, "Job process started");
-                pid
-            }
-            Err(error) => {
-                // Reported like any exit so that failures are handled in one place.
-                let _ = self.exits.send(Exited {
-                    job: job.number,
-                    attempt: number,
-                    exit: ExitInfo::SpawnFailed(error.to_string()),
-                });
-                None
-            }
-        };
-        job.state = JobState::Running(Attempt {
-            number,
-            pid,
-            started: now,
-            signals,
-            kill_at: None,
-            kill_sent: false,
-            hit_by_chaos: false,
-        });
+        job.state = JobState::Running(Attempt::start(command, job.number, &job.id, number, &self.exits, now));
     }
 
     /// The next moment [`Supervisor::on_timers`] has work: a deadline, a SIGKILL after a grace
@@ -701,48 +553,11 @@ impl Supervisor {
     }
 }
 
-/// Waits for one process, delivering the signals asked for while it lives. Signalling from here,
-/// before `wait` has reaped the process, means its pid cannot have been reused yet.
-async fn wait_for(
-    mut child: Child,
-    mut signals: mpsc::UnboundedReceiver<KillSignal>,
-    exits: mpsc::UnboundedSender<Exited>,
-    job: u64,
-    attempt: u32,
-) {
-    let exit = loop {
-        tokio::select! {
-            status = child.wait() => break match status {
-                Ok(status) => ExitInfo::from_status(status),
-                Err(error) => ExitInfo::WaitFailed(error.to_string()),
-            },
-            Some(signal) = signals.recv() => {
-                if let Some(pid) = child.id() {
-                    deliver(pid, signal);
-                }
-            }
-        }
-    };
-    let _ = exits.send(Exited { job, attempt, exit });
-}
-
-fn deliver(pid: u32, signal: KillSignal) {
-    let Ok(raw) = i32::try_from(pid) else { return };
-    let pid = Pid::from_raw(raw);
-    let result = match signal {
-        KillSignal::Term => kill(pid, Signal::SIGTERM),
-        // The process leads its own group (process_group(0)), so its pid is the group id.
-        KillSignal::Kill => killpg(pid, Signal::SIGKILL).or_else(|_| kill(pid, Signal::SIGKILL)),
-    };
-    if let Err(error) = result {
-        debug!(pid = raw, %signal, %error, "signal not delivered (the process is ending)");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
+    use nix::sys::signal::Signal;
     use test_support::TempDir;
 
     use super::*;
@@ -907,19 +722,6 @@ mod tests {
         let finished = drive(&mut supervisor, &mut exits).await;
         assert_eq!(finished[0].outcome, Outcome::Failed(FailReason::DeadlineExceeded));
         assert!(finished[0].attempts > 1, "{}", finished[0].attempts);
-    }
-
-    #[test]
-    fn a_signal_counts_as_exit_code_128_plus_its_number_for_rules() {
-        assert_eq!(ExitInfo::Signal(9).container_exit_code(), Some(137));
-        assert_eq!(ExitInfo::Code(2).container_exit_code(), Some(2));
-        assert_eq!(ExitInfo::SpawnFailed("x".into()).container_exit_code(), None);
-        let not_in = ExitCodeRule {
-            action: FailureAction::Count,
-            inclusive: false,
-            values: vec![143],
-        };
-        assert!(not_in.matches(137) && !not_in.matches(143));
     }
 
     #[tokio::test]

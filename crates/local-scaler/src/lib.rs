@@ -12,7 +12,8 @@
 //! # Layout
 //!
 //! [`plan`] is the pure arithmetic; [`manifest`] the ScaledJob YAML; [`env`] the encoder's
-//! environment; [`queue`] the SQS counts; [`jobs`] the processes; [`history`] the finished Jobs
+//! environment; [`queue`] the SQS counts; [`jobs`] the Jobs (retries, deadlines, failure
+//! policy); [`process`] one encoder process (start, signals, exit); [`history`] the finished Jobs
 //! kept; [`chaos`] the seeded kills; [`runner`] the polling loop; [`status`] and [`telemetry`]
 //! what is printed. See the crate's README for how this maps to KEDA.
 
@@ -27,6 +28,7 @@ pub mod history;
 pub mod jobs;
 pub mod manifest;
 pub mod plan;
+pub mod process;
 pub mod queue;
 pub mod runner;
 pub mod status;

@@ -869,6 +869,16 @@ mod tests {
     }
 
     #[test]
+    fn a_not_in_rule_matches_every_other_exit_code() {
+        let not_in = ExitCodeRule {
+            action: FailureAction::Count,
+            inclusive: false,
+            values: vec![143],
+        };
+        assert!(not_in.matches(137) && !not_in.matches(143));
+    }
+
+    #[test]
     fn env_source_container_name_picks_the_container() {
         let yaml = with_spec(
             "  envSourceContainerName: encoder

@@ -212,7 +212,7 @@ struct Scaler {
 impl Scaler {
     async fn run_loop(
         &mut self,
-        mut exits: tokio::sync::mpsc::UnboundedReceiver<crate::jobs::Exited>,
+        mut exits: tokio::sync::mpsc::UnboundedReceiver<crate::process::Exited>,
     ) -> anyhow::Result<ExitCode> {
         let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
         let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
