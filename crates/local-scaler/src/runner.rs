@@ -32,20 +32,46 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::{Instant, sleep_until, timeout};
 use tracing::{error, info, warn};
 
-use crate::chaos::{Chaos, ChaosConfig};
+use crate::chaos::{Chaos, ChaosConfig, ChaosSignal};
 use crate::env::{job_environment, resolve_queue_url};
+use crate::error::ConfigError;
 use crate::history::{History, Limit};
 use crate::jobs::{BACKOFF_BASE, BACKOFF_CAP, FinishedJob, JobSpec, Supervisor, Totals};
 use crate::manifest::ScaledJob;
 use crate::plan::{self, PlanInput, QueueMetric};
+use crate::process::Exited;
 use crate::queue::{QueueCounts, SqsQueue};
-use crate::status::StatusLine;
-use crate::{ConfigError, RunArgs};
+use crate::status::{StatusLine, print_line};
 
 /// How long one `GetQueueAttributes` may take before the poll counts as failed.
 const QUEUE_READ_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often the status line is refreshed between events.
 const STATUS_REFRESH: Duration = Duration::from_secs(1);
+
+/// What a run needs besides the manifest: the settings of `local-scaler run`'s command line.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The ScaledJob manifest (YAML; other documents in the file are skipped).
+    pub scaledjob: PathBuf,
+    /// The queue to watch, before the trigger's `queueURL` and `queueURLFromEnv`.
+    pub queue_url: Option<String>,
+    /// The encoder binary; `None`: `encoder` next to this executable.
+    pub encoder_bin: Option<PathBuf>,
+    /// End once the queue is empty and no Job is unfinished.
+    pub until_empty: bool,
+    /// How long a freshly started encoder still counts as a pending Job.
+    pub pending_for: Duration,
+    /// When set, each Job's output goes to `{dir}/{job}.log` instead of local-scaler's.
+    pub job_logs: Option<PathBuf>,
+    /// The share of Jobs (0 to 1) chaos kills; 0: no chaos.
+    pub chaos_kill_share: f64,
+    /// Chaos's seed; `None`: a random one, logged.
+    pub chaos_seed: Option<u64>,
+    /// The signal chaos sends.
+    pub chaos_signal: ChaosSignal,
+    /// Chaos hits fall within this many seconds of a Job's creation (kept as given, for the log).
+    pub chaos_window_seconds: f64,
+}
 
 /// Why the loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -93,8 +119,8 @@ fn check_executable(path: &Path) -> Result<(), ConfigError> {
 /// # Errors
 ///
 /// Configuration errors, and failing to set up the queue client or signal handlers.
-pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let scaled_job = ScaledJob::load(&args.scaledjob).context("cannot use the ScaledJob manifest")?;
+pub async fn run(config: RunConfig) -> anyhow::Result<ExitCode> {
+    let scaled_job = ScaledJob::load(&config.scaledjob).context("cannot use the ScaledJob manifest")?;
     for note in &scaled_job.ignored {
         warn!(ignored = %note, "not applied locally");
     }
@@ -102,20 +128,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         warn!(requested = %scaled_job.requested_strategy, used = %scaled_job.strategy.name(), "customScalingRunningJobPercentage is missing or not a number: KEDA uses the default strategy");
     }
 
-    let encoder = match &args.encoder_bin {
+    let encoder = match &config.encoder_bin {
         Some(path) => path.clone(),
         None => default_encoder()?,
     };
     check_executable(&encoder)?;
-    if let Some(dir) = &args.job_logs {
+    if let Some(dir) = &config.job_logs {
         std::fs::create_dir_all(dir)
             .map_err(|e| ConfigError(format!("cannot create --job-logs {}: {e}", dir.display())))?;
     }
 
     let process_env: BTreeMap<String, String> = std::env::vars().collect();
     let trigger = &scaled_job.trigger;
-    let (queue_ref, source) = resolve_queue_url(args.queue_url.as_deref(), trigger, &process_env, &scaled_job.job.env)
-        .map_err(ConfigError)?;
+    let (queue_ref, source) =
+        resolve_queue_url(config.queue_url.as_deref(), trigger, &process_env, &scaled_job.job.env)
+            .map_err(ConfigError)?;
     let queue = SqsQueue::connect(&queue_ref, trigger.aws_region.as_deref())
         .await
         .context("cannot reach the queue")?;
@@ -147,21 +174,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         grace: scaled_job.job.termination_grace_period,
         restart_policy: scaled_job.job.restart_policy,
         exit_code_rules: scaled_job.job.exit_code_rules.clone(),
-        pending_for: Duration::from_secs_f64(args.pending_seconds),
+        pending_for: config.pending_for,
         backoff_base: BACKOFF_BASE,
         backoff_cap: BACKOFF_CAP,
-        logs_dir: args.job_logs.clone(),
+        logs_dir: config.job_logs.clone(),
     };
-    let chaos = (args.chaos_kill_share > 0.0).then(|| {
-        let seed = args.chaos_seed.unwrap_or_else(rand::random);
-        let config = ChaosConfig {
-            share: args.chaos_kill_share,
+    let chaos = (config.chaos_kill_share > 0.0).then(|| {
+        let seed = config.chaos_seed.unwrap_or_else(rand::random);
+        let settings = ChaosConfig {
+            share: config.chaos_kill_share,
             seed,
-            window: Duration::from_secs_f64(args.chaos_window),
-            signal: args.chaos_signal,
+            window: Duration::from_secs_f64(config.chaos_window_seconds),
+            signal: config.chaos_signal,
         };
-        warn!(chaos_seed = seed, share = config.share, window_s = args.chaos_window, signal = ?config.signal, "chaos enabled: replay with --chaos-seed {seed}");
-        Chaos::new(config)
+        warn!(chaos_seed = seed, share = settings.share, window_s = config.chaos_window_seconds, signal = ?settings.signal, "chaos enabled: replay with --chaos-seed {seed}");
+        Chaos::new(settings)
     });
 
     info!(
@@ -190,7 +217,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         scaled_job,
         queue,
         supervisor,
-        until_empty: args.until_empty,
+        until_empty: config.until_empty,
         status: StatusLine::for_stderr(),
         polls: 0,
         last_counts: None,
@@ -210,10 +237,7 @@ struct Scaler {
 }
 
 impl Scaler {
-    async fn run_loop(
-        &mut self,
-        mut exits: tokio::sync::mpsc::UnboundedReceiver<crate::process::Exited>,
-    ) -> anyhow::Result<ExitCode> {
+    async fn run_loop(&mut self, mut exits: tokio::sync::mpsc::UnboundedReceiver<Exited>) -> anyhow::Result<ExitCode> {
         let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
         let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
         let interval = self.scaled_job.polling_interval;
@@ -417,7 +441,7 @@ impl Scaler {
         };
         let written = serde_json::to_string(&summary)
             .map_err(std::io::Error::other)
-            .and_then(|line| crate::print_line(&line));
+            .and_then(|line| print_line(&line));
         if let Err(error) = written {
             error!(%error, "cannot write the summary");
         }

@@ -1,6 +1,7 @@
-//! The live one-line status on a terminal.
+//! What local-scaler itself prints: whole lines on stdout ([`print_line`]), and the live one-line
+//! status on a terminal.
 //!
-//! Shown only when stderr is a terminal: the line is redrawn in place (`\r`, erase line) and
+//! The status line is shown only when stderr is a terminal: it is redrawn in place (`\r`, erase line) and
 //! erased before any log record is written (see [`crate::telemetry`]). Encoder processes that
 //! write to the same terminal (without `--job-logs`) may still interleave with it.
 
@@ -11,6 +12,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 static SHOWN: AtomicBool = AtomicBool::new(false);
 
 const ERASE_LINE: &[u8] = b"\r\x1b[2K";
+
+/// Writes one line to stdout. A reader that went away (`| head -0`) is not an error.
+///
+/// # Errors
+///
+/// Any other write error.
+pub fn print_line(line: &str) -> io::Result<()> {
+    let mut stdout = io::stdout().lock();
+    match writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
 
 /// Erases the status line if one is shown.
 pub fn erase(out: &mut impl Write) {
