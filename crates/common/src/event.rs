@@ -3,6 +3,9 @@
 //! Every encoder run has a `run_id`; it reports `started` when it has a message, then exactly one
 //! terminal event (`processed`, `killed`, `failed`, `rejected`, `duplicate`), or only `empty` when
 //! the queue had nothing for it. The analyzer pairs a run's events to draw one bar per run.
+//!
+//! [`Event::validate`] holds the rules an event must keep beyond its JSON shape; the analyzer
+//! refuses (422) an event that breaks one, and the encoder's own reports keep them.
 
 use std::fmt;
 use std::str::FromStr;
@@ -155,9 +158,129 @@ impl Event {
     }
 }
 
+/// Longest identifier (`run_id`, `request_id`, `message_id`, `host`) accepted: the encoder's are a
+/// UUID, a `request_id` of at most 128 characters, an SQS message id and a pod name.
+pub const MAX_ID_LEN: usize = 256;
+/// Longest output URI accepted: `s3://`, a bucket name (63) and a key (1024 bytes), with room.
+pub const MAX_URI_LEN: usize = 2048;
+
+/// An event that breaks one of [`Event::validate`]'s rules; the message names the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidEvent(pub String);
+
+impl Event {
+    /// Checks the rules an event must keep beyond its JSON shape, and writes its qualities by
+    /// their contract names (`4k` becomes `2160p`, so the two count together).
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidEvent`] naming the first rule broken: a `started` event without `run_id`, an empty
+    /// or over-long identifier, control characters, an invalid `video_id`, an unknown or repeated
+    /// quality, a negative or non-finite figure, a `receive_count` of 0.
+    pub fn validate(mut self) -> Result<Event, InvalidEvent> {
+        let bad = |m: String| InvalidEvent(m);
+        let text = |field: &str, value: &str, max: usize| -> Result<(), InvalidEvent> {
+            if value.chars().count() > max {
+                return Err(bad(format!("{field} must be at most {max} characters")));
+            }
+            if value.chars().any(char::is_control) {
+                return Err(bad(format!("{field} must not contain control characters")));
+            }
+            Ok(())
+        };
+        match &self.run_id {
+            Some(run) if run.is_empty() => return Err(bad("run_id must not be empty".into())),
+            Some(run) => text("run_id", run, MAX_ID_LEN)?,
+            None if self.kind == EventKind::Started => {
+                return Err(bad(
+                    "a started event needs a run_id, to be paired with its outcome".into()
+                ));
+            }
+            None => {}
+        }
+        if let Some(v) = &self.video_id {
+            crate::request::check_video_id(v).map_err(|err| bad(err.to_string()))?;
+        }
+        for (field, value) in [
+            ("request_id", &self.request_id),
+            ("message_id", &self.message_id),
+            ("host", &self.host),
+        ] {
+            if let Some(v) = value {
+                text(field, v, MAX_ID_LEN)?;
+            }
+        }
+        // `reason` is free text (multi-line error chains included), bounded by the body limit.
+        for o in &self.outputs {
+            text("outputs", o, MAX_URI_LEN)?;
+        }
+        let mut qualities = Vec::with_capacity(self.qualities.len());
+        for q in &self.qualities {
+            let q: crate::Quality = q.parse().map_err(|err: crate::RequestError| bad(err.to_string()))?;
+            let name = q.as_str().to_owned();
+            if qualities.contains(&name) {
+                return Err(bad(format!("quality {name} is listed twice")));
+            }
+            qualities.push(name);
+        }
+        self.qualities = qualities;
+        for (field, value) in [
+            ("elapsed_seconds", self.elapsed_seconds),
+            ("encode_seconds", self.encode_seconds),
+            ("fps", self.fps),
+            ("source_seconds", self.source_seconds),
+        ] {
+            if let Some(v) = value
+                && !(v.is_finite() && v >= 0.0)
+            {
+                return Err(bad(format!("{field} must be a number of zero or more, got {v}")));
+            }
+        }
+        if self.receive_count == Some(0) {
+            return Err(bad("receive_count counts deliveries: it starts at 1".into()));
+        }
+        Ok(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event(json: &str) -> Event {
+        serde_json::from_str(json).expect("an event")
+    }
+
+    #[test]
+    fn a_complete_encoder_report_is_valid_and_4k_is_written_2160p() {
+        let e = event(
+            r#"{"kind":"processed","run_id":"r1","video_id":"big-buck-bunny","qualities":["720p","4k"],
+                "request_id":"q1","message_id":"m1","receive_count":1,"host":"encoder-abc",
+                "elapsed_seconds":12.5,"encode_seconds":9.25,"frames":300,"fps":32.4,"source_seconds":10,
+                "outputs":["s3://out/big-buck-bunny/720p.mp4"]}"#,
+        )
+        .validate()
+        .expect("valid");
+        assert_eq!(e.qualities, ["720p", "2160p"]);
+    }
+
+    #[test]
+    fn events_that_break_a_rule_are_refused_with_the_rule() {
+        for (json, expected) in [
+            (r#"{"kind":"started"}"#, "needs a run_id"),
+            (r#"{"kind":"failed","run_id":""}"#, "run_id must not be empty"),
+            (r#"{"kind":"processed","video_id":"../etc"}"#, "video_id"),
+            (r#"{"kind":"processed","qualities":["721p"]}"#, "721p"),
+            (r#"{"kind":"processed","qualities":["720p","720p"]}"#, "listed twice"),
+            (r#"{"kind":"processed","encode_seconds":-1}"#, "encode_seconds"),
+            (r#"{"kind":"processed","receive_count":0}"#, "receive_count"),
+            (r#"{"kind":"processed","host":"a\u0000b"}"#, "control characters"),
+        ] {
+            let err = event(json).validate().expect_err(json);
+            assert!(err.0.contains(expected), "{json}: {err}");
+        }
+    }
 
     #[test]
     fn kinds_round_trip_through_their_names() {

@@ -2,15 +2,22 @@
 //!
 //! - [`request`]: the encode request, the SQS message body of `../shared/CONTRACT.md`, with the
 //!   validation that keeps a typo from silently becoming a default.
-//! - [`event`]: what the encoder reports to the result analyzer, and how the analyzer stores it.
+//! - [`identity`]: a request's identity and what each stored rendition's metadata says about who
+//!   made it, for the duplicate check.
+//! - [`event`]: what the encoder reports to the result analyzer, and the rules the analyzer checks.
 //! - [`aws`]: AWS clients built once from the standard SDK configuration (`AWS_REGION`, the default
 //!   credentials chain, `AWS_ENDPOINT_URL` for an emulator).
 //! - [`telemetry`]: `tracing` set-up (`LOG_FORMAT=json` for JSON lines, `RUST_LOG` filters).
-//! - [`upload`]: storing a local file in S3 (multipart above 16 MiB, aborted when stopped).
+//! - [`upload`]: storing a local file in S3 (multipart above 16 MiB, CRC32 checked by S3 and read
+//!   back, aborted when stopped).
+//! - [`shutdown`]: SIGTERM and SIGINT, handled the same way by every program (with the "defer until
+//!   ready" step the encoder needs).
 
 pub mod aws;
 pub mod event;
+pub mod identity;
 pub mod request;
+pub mod shutdown;
 pub mod telemetry;
 pub mod upload;
 

@@ -282,20 +282,15 @@ impl Application {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
+/// Resolves on SIGTERM or SIGINT ([`encoding_common::shutdown`]), logging which.
 ///
 /// # Panics
 ///
 /// When the signal handlers cannot be installed (outside a Tokio runtime).
 pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    tracing::info!(signal = name, "draining in-flight requests");
+    let mut signals = encoding_common::shutdown::Signals::install().expect("SIGTERM and SIGINT handlers");
+    let signal = signals.recv().await;
+    tracing::info!(%signal, "draining in-flight requests");
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use encoding_common::{Event, EventKind, Quality};
+use encoding_common::{Event, EventKind};
 use serde::Deserialize;
 use serde_json::json;
 use tower_http::trace::TraceLayer;
@@ -271,7 +271,7 @@ async fn post_event(State(s): State<AppState>, headers: HeaderMap, body: Result<
         }
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")),
     };
-    let event = match validate(event) {
+    let event = match event.validate() {
         Ok(e) => e,
         Err(msg) => return error(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid event: {msg}")),
     };
@@ -291,78 +291,6 @@ fn is_json(headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
-}
-
-/// Longest identifier (`run_id`, `request_id`, `message_id`, `host`) accepted: the encoder's are a
-/// UUID, a `request_id` of at most 128 characters, an SQS message id and a pod name.
-const MAX_ID_LEN: usize = 256;
-/// Longest output URI accepted: `s3://`, a bucket name (63) and a key (1024 bytes), with room.
-const MAX_URI_LEN: usize = 2048;
-
-/// The rules an event must keep beyond its JSON shape. Qualities are written by their contract
-/// names (`4k` becomes `2160p`), so they count together.
-fn validate(mut e: Event) -> Result<Event, String> {
-    let text = |field: &str, value: &str, max: usize| -> Result<(), String> {
-        if value.chars().count() > max {
-            return Err(format!("{field} must be at most {max} characters"));
-        }
-        if value.chars().any(char::is_control) {
-            return Err(format!("{field} must not contain control characters"));
-        }
-        Ok(())
-    };
-    match &e.run_id {
-        Some(run) if run.is_empty() => return Err("run_id must not be empty".into()),
-        Some(run) => text("run_id", run, MAX_ID_LEN)?,
-        None if e.kind == EventKind::Started => {
-            return Err("a started event needs a run_id, to be paired with its outcome".into());
-        }
-        None => {}
-    }
-    if let Some(v) = &e.video_id {
-        encoding_common::request::check_video_id(v).map_err(|err| err.to_string())?;
-    }
-    for (field, value) in [
-        ("request_id", &e.request_id),
-        ("message_id", &e.message_id),
-        ("host", &e.host),
-    ] {
-        if let Some(v) = value {
-            text(field, v, MAX_ID_LEN)?;
-        }
-    }
-    // `reason` is free text (multi-line error chains included), bounded by the body limit.
-    for o in &e.outputs {
-        text("outputs", o, MAX_URI_LEN)?;
-    }
-    let mut qualities = Vec::with_capacity(e.qualities.len());
-    for q in &e.qualities {
-        let q: Quality = q
-            .parse()
-            .map_err(|err: encoding_common::RequestError| err.to_string())?;
-        let name = q.as_str().to_owned();
-        if qualities.contains(&name) {
-            return Err(format!("quality {name} is listed twice"));
-        }
-        qualities.push(name);
-    }
-    e.qualities = qualities;
-    for (field, value) in [
-        ("elapsed_seconds", e.elapsed_seconds),
-        ("encode_seconds", e.encode_seconds),
-        ("fps", e.fps),
-        ("source_seconds", e.source_seconds),
-    ] {
-        if let Some(v) = value
-            && !(v.is_finite() && v >= 0.0)
-        {
-            return Err(format!("{field} must be a number of zero or more, got {v}"));
-        }
-    }
-    if e.receive_count == Some(0) {
-        return Err("receive_count counts deliveries: it starts at 1".into());
-    }
-    Ok(e)
 }
 
 /// Filters of `GET /events`.
@@ -551,10 +479,6 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    fn event(json: &str) -> Event {
-        serde_json::from_str(json).expect("a well-formed event")
-    }
-
     #[test]
     fn lists_are_written_like_python_json_dumps() {
         assert_eq!(python_json_list(&[]), "[]");
@@ -602,34 +526,5 @@ mod tests {
         assert!(!is_json(&with("application/jsonx")));
         assert!(!is_json(&with("text/plain")));
         assert!(!is_json(&HeaderMap::new()));
-    }
-
-    #[test]
-    fn a_complete_encoder_report_is_valid_and_4k_is_written_2160p() {
-        let e = validate(event(
-            r#"{"kind":"processed","run_id":"r1","video_id":"big-buck-bunny","qualities":["720p","4k"],
-                "request_id":"q1","message_id":"m1","receive_count":1,"host":"encoder-abc",
-                "elapsed_seconds":12.5,"encode_seconds":9.25,"frames":300,"fps":32.4,"source_seconds":10,
-                "outputs":["s3://out/big-buck-bunny/720p.mp4"]}"#,
-        ))
-        .expect("valid");
-        assert_eq!(e.qualities, ["720p", "2160p"]);
-    }
-
-    #[test]
-    fn events_that_break_a_rule_are_refused_with_the_rule() {
-        for (json, expected) in [
-            (r#"{"kind":"started"}"#, "needs a run_id"),
-            (r#"{"kind":"failed","run_id":""}"#, "run_id must not be empty"),
-            (r#"{"kind":"processed","video_id":"../etc"}"#, "video_id"),
-            (r#"{"kind":"processed","qualities":["721p"]}"#, "721p"),
-            (r#"{"kind":"processed","qualities":["720p","720p"]}"#, "listed twice"),
-            (r#"{"kind":"processed","encode_seconds":-1}"#, "encode_seconds"),
-            (r#"{"kind":"processed","receive_count":0}"#, "receive_count"),
-            (r#"{"kind":"processed","host":"a\u0000b"}"#, "control characters"),
-        ] {
-            let err = validate(event(json)).expect_err(json);
-            assert!(err.contains(expected), "{json}: {err}");
-        }
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{Process, TestDir, all_events, event_request_head, raw_read, raw_send};
+use crate::helpers::{DbPath, Program, TestDir, all_events, event_request_head, raw_read, raw_send};
 
 /// Concurrent clients posting while the analyzer is killed.
 const CLIENTS: usize = 8;
@@ -16,7 +16,7 @@ const ACKS_BEFORE_KILL: usize = 300;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_acknowledged_event_survives_a_kill_9_under_concurrent_load() {
     let dir = TestDir::new("kill9");
-    let mut analyzer = Process::start(&dir.db(), &dir.path().join("first.log")).await;
+    let mut analyzer = Program::start(&dir.db(), &dir.path().join("first.log")).await;
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let attempted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut clients = Vec::new();
@@ -65,7 +65,7 @@ async fn every_acknowledged_event_survives_a_kill_9_under_concurrent_load() {
     let acked: Vec<String> = acked.lock().unwrap().clone();
     let attempted = attempted.load(std::sync::atomic::Ordering::Relaxed);
 
-    let analyzer = Process::start(&dir.db(), &dir.path().join("second.log")).await;
+    let analyzer = Program::start(&dir.db(), &dir.path().join("second.log")).await;
     let stored = all_events(&reqwest::Client::new(), &analyzer.url).await;
     let stored_ids: HashSet<&str> = stored.iter().filter_map(|e| e["message_id"].as_str()).collect();
     let lost: Vec<&String> = acked.iter().filter(|id| !stored_ids.contains(id.as_str())).collect();
@@ -98,7 +98,7 @@ async fn every_acknowledged_event_survives_a_kill_9_under_concurrent_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_an_in_flight_request_finish_then_exits_0_with_the_wal_checkpointed() {
     let dir = TestDir::new("sigterm");
-    let mut analyzer = Process::start(&dir.db(), &dir.path().join("analyzer.log")).await;
+    let mut analyzer = Program::start(&dir.db(), &dir.path().join("analyzer.log")).await;
     // A keep-alive connection left idle in the pool must not hold the shutdown up.
     let pooled = reqwest::Client::new();
     let resp = pooled
@@ -120,7 +120,7 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_0_with_the_wal_chec
         tokio::net::TcpStream::connect(analyzer.addr).await.is_err(),
         "the listener closes on SIGTERM"
     );
-    assert!(analyzer.child.try_wait().unwrap().is_none(), "still draining");
+    assert!(analyzer.child().try_wait().unwrap().is_none(), "still draining");
 
     tokio::io::AsyncWriteExt::write_all(&mut slow, rest.as_bytes())
         .await
@@ -145,7 +145,7 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_0_with_the_wal_chec
     let wal = dir.path().join("analyzer.db-wal");
     let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
     assert_eq!(wal_len, 0, "{} is empty or gone", wal.display());
-    let analyzer = Process::start(&dir.db(), &dir.path().join("again.log")).await;
+    let analyzer = Program::start(&dir.db(), &dir.path().join("again.log")).await;
     let ids: Vec<String> = all_events(&reqwest::Client::new(), &analyzer.url)
         .await
         .iter()

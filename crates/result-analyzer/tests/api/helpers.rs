@@ -1,10 +1,10 @@
-//! Shared by every test: a scratch directory, the app in-process on a free port with its own
-//! database, the real binary as a child process, raw HTTP for slow clients, and Chromium.
+//! Shared by every test: the app in-process on a free port with its own database (in a
+//! `test_support::TempDir`), the real binary as a child process, raw HTTP for slow clients, and
+//! Chromium.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use result_analyzer::{Application, Config, Store};
@@ -14,35 +14,17 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// A directory under Cargo's per-target scratch space, emptied first and removed when dropped.
-#[derive(Debug)]
-pub struct TestDir(PathBuf);
+pub use test_support::TempDir as TestDir;
 
-impl TestDir {
-    /// A fresh directory named after the test.
-    pub fn new(name: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("analyzer-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create the test directory");
-        Self(path)
-    }
-
-    /// Its path.
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-
-    /// The test database in it.
-    pub fn db(&self) -> PathBuf {
-        self.0.join("analyzer.db")
-    }
+/// The test database in a test's directory.
+pub trait DbPath {
+    /// `analyzer.db` in it.
+    fn db(&self) -> PathBuf;
 }
 
-impl Drop for TestDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+impl DbPath for TestDir {
+    fn db(&self) -> PathBuf {
+        self.join("analyzer.db")
     }
 }
 
@@ -247,20 +229,11 @@ pub fn event_request_head(body: &str) -> String {
     )
 }
 
-/// A free TCP port on 127.0.0.1 (free when asked; the caller binds it right away).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("address")
-        .port()
-}
-
 /// The real `result-analyzer` program, killed when dropped.
 #[derive(Debug)]
-pub struct Process {
-    /// The child.
-    pub child: Child,
+pub struct Program {
+    /// The child, killed when dropped.
+    process: test_support::Process,
     /// Its base URL.
     pub url: String,
     /// Its address.
@@ -269,10 +242,10 @@ pub struct Process {
     pub log: PathBuf,
 }
 
-impl Process {
+impl Program {
     /// Starts the program on `db`, logging to `log`, and waits until `/healthz` answers.
     pub async fn start(db: &Path, log: &Path) -> Self {
-        let port = free_port();
+        let port = test_support::free_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let child = Command::new(env!("CARGO_BIN_EXE_result-analyzer"))
             .env_clear()
@@ -285,7 +258,7 @@ impl Process {
             .spawn()
             .expect("start result-analyzer");
         let mut p = Self {
-            child,
+            process: test_support::Process(child),
             url: format!("http://{addr}"),
             addr,
             log: log.to_owned(),
@@ -297,7 +270,7 @@ impl Process {
             {
                 return p;
             }
-            if let Ok(Some(status)) = p.child.try_wait() {
+            if let Ok(Some(status)) = p.child().try_wait() {
                 panic!("result-analyzer exited with {status} before answering:\n{}", p.logs());
             }
             assert!(
@@ -309,18 +282,21 @@ impl Process {
         }
     }
 
+    /// The child process.
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.process.0
+    }
+
     /// Sends `sig` (`libc::SIGTERM`, `libc::SIGKILL`, ...).
     pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid; the child has not been reaped yet.
-        let r = unsafe { libc::kill(self.child.id() as i32, sig) };
-        assert_eq!(r, 0, "kill({}, {sig})", self.child.id());
+        test_support::signal(&self.process.0, sig);
     }
 
     /// Waits up to `timeout` for the program to exit.
     pub async fn wait(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
+            if let Some(status) = self.child().try_wait().expect("wait") {
                 return status;
             }
             assert!(
@@ -335,15 +311,6 @@ impl Process {
     /// What it has logged.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 

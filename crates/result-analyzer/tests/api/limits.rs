@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{TestDir, assert_error, event_request_head, raw_read, raw_send, spawn_app, spawn_with};
+use crate::helpers::{DbPath, TestDir, assert_error, event_request_head, raw_read, raw_send, spawn_app, spawn_with};
 
 const TOKEN: &str = "s3cret-token";
 
