@@ -4,6 +4,14 @@ The scripts run for real, with the `aws` CLI, against a `moto_server` started on
 free port; what they made is read back with boto3. Test modules import the fixtures they use:
 
     from aws_helpers import moto  # noqa: F401  (a pytest fixture)
+
+The queue and bucket scripts also run against LocalStack (the `emulator` fixture runs a test once
+on each), because two independent emulators disagreeing is how an emulator's quirk gets told from
+a script's bug. Our LocalStack runs SQS and S3 only (scripts/localstack.sh: SERVICES=sqs,s3; its
+IAM and STS are not enabled), so the IAM scripts stay on moto, whose IAM enforcement the
+permission tests rely on, and the scripts' STS and IAM calls (the caller-identity check,
+teardown's IAM part) go to moto through AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL_IAM even when
+SQS and S3 are LocalStack's.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.config import Config
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts" / "aws"
@@ -156,6 +165,162 @@ def fresh_moto(moto):
     moto.reset()
     yield moto
     moto.check_alive()
+
+
+# -------------------------------------------------------------------------------------------------
+# LocalStack (SQS and S3 only)
+# -------------------------------------------------------------------------------------------------
+
+# LocalStack's default account, for any access key that is not 12 digits.
+LOCALSTACK_ACCOUNT = "000000000000"
+LOCALSTACK_INSTALL_HINT = "scripts/install-localstack.sh installs it"
+LOCALSTACK_START_TIMEOUT_SECONDS = 120
+
+
+@dataclass
+class LocalStackServer:
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def check_alive(self) -> None:
+        code = self.process.poll()
+        if code is not None:
+            pytest.fail(f"LocalStack on {self.url} is no longer running (exit code {code}): see "
+                        f"{self.log_path}", pytrace=False)
+
+
+def _localstack_ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_localstack/health", timeout=2) as response:
+            services = json.load(response).get("services", {})
+    except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
+        return False
+    return all(services.get(name) in ("running", "available") for name in ("sqs", "s3"))
+
+
+def start_localstack(log_dir: Path) -> LocalStackServer:
+    """Starts scripts/localstack.sh on a free port and waits until SQS and S3 are up; fails (never
+    skips) when it cannot."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = log_dir / f"localstack-{port}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            ["bash", str(REPO / "scripts" / "localstack.sh"), str(port), str(log_dir / "state")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    server = LocalStackServer(url=url, process=process, log_path=log_path)
+    deadline = time.monotonic() + LOCALSTACK_START_TIMEOUT_SECONDS
+    while not _localstack_ready(url):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_localstack(server)
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
+            pytest.fail(f"LocalStack did not start on {url} within {LOCALSTACK_START_TIMEOUT_SECONDS} s "
+                        f"({LOCALSTACK_INSTALL_HINT}); the end of {log_path}:\n{tail}", pytrace=False)
+        time.sleep(0.3)
+    return server
+
+
+def stop_localstack(server: LocalStackServer) -> None:
+    if server.process.poll() is not None:
+        return
+    # scripts/localstack.sh execs Python, so the group is LocalStack itself; it exits in ~3 s.
+    os.killpg(server.process.pid, signal.SIGTERM)
+    try:
+        server.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def localstack(tmp_path_factory):
+    """One LocalStack for the session; tests share it, each with names of its own."""
+    require_aws_cli()
+    server = start_localstack(tmp_path_factory.mktemp("localstack"))
+    yield server
+    stop_localstack(server)
+
+
+# -------------------------------------------------------------------------------------------------
+# Either emulator, for the queue and bucket scripts
+# -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Emulator:
+    """SQS and S3 of one emulator, as a test of create-queue.sh, create-buckets.sh or teardown.sh
+    sees them. STS and IAM are always moto's (see the module's docstring)."""
+
+    name: str
+    url: str
+    account: str
+    moto: MotoServer
+    # Prepended to every queue and bucket name: "" on moto (emptied before each test, so the
+    # scripts' defaults are used as they are), unique per test on the shared LocalStack.
+    prefix: str = ""
+
+    def named(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def queue_url(self, name: str, region: str = REGION) -> str:
+        if self.name == "localstack":  # SQS_ENDPOINT_STRATEGY=path (scripts/localstack.sh)
+            return f"{self.url}/queue/{region}/{self.account}/{name}"
+        return f"{self.url}/{self.account}/{name}"
+
+    def client(self, service: str, region: str = REGION, key_id: str = DUMMY_KEY_ID):
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name=region,
+            aws_access_key_id=key_id,
+            aws_secret_access_key=DUMMY_SECRET,
+            config=Config(s3={"addressing_style": "path"}),
+        )
+
+    def env(self, **overrides: str | None) -> dict[str, str]:
+        names = {}
+        if self.prefix:
+            names = {"QUEUE_NAME": self.named("video-encode-requests"),
+                     "INPUT_BUCKET": self.named("media-in"), "OUTPUT_BUCKET": self.named("media-out")}
+        return script_env(AWS_ENDPOINT_URL=self.url, AWS_ENDPOINT_URL_STS=self.moto.url,
+                          AWS_ENDPOINT_URL_IAM=self.moto.url, **{**names, **overrides})
+
+    def queue_attributes(self, name: str, region: str = REGION) -> dict[str, str]:
+        sqs = self.client("sqs", region=region)
+        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+
+    def our_queue_urls(self) -> list[str]:
+        sqs = self.client("sqs")
+        found = sqs.list_queues(QueueNamePrefix=self.prefix) if self.prefix else sqs.list_queues()
+        return sorted(found.get("QueueUrls", []))
+
+    def our_buckets(self) -> list[str]:
+        buckets = self.client("s3").list_buckets().get("Buckets", [])
+        return sorted(b["Name"] for b in buckets if b["Name"].startswith(self.prefix))
+
+
+_test_numbers = iter(range(1, 1_000_000))
+
+
+@pytest.fixture(params=["moto", "localstack"])
+def emulator(request, fresh_moto):
+    """Runs the test once against moto and once against LocalStack (test ids [moto] and
+    [localstack]), each time with nothing of ours in it yet."""
+    if request.param == "moto":
+        yield Emulator(name="moto", url=fresh_moto.url, account=MOTO_ACCOUNT, moto=fresh_moto)
+        return
+    server = request.getfixturevalue("localstack")
+    server.check_alive()
+    # Bucket names are global in LocalStack as in S3, and it cannot be emptied between tests.
+    yield Emulator(name="localstack", url=server.url, account=LOCALSTACK_ACCOUNT, moto=fresh_moto,
+                   prefix=f"t{next(_test_numbers)}-{os.getpid()}-")
+    server.check_alive()
 
 
 # -------------------------------------------------------------------------------------------------

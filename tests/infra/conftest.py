@@ -9,7 +9,8 @@ because a skipped check proves nothing.
 Environment:
     SHARED_DIR    directory holding keda-crds/ (default: <repo>/../shared)
     ENCODER_BIN   encoder binary for the shared-library check (default: <repo>/target/debug/encoder)
-    K8S_VERSIONS  comma-separated Kubernetes versions to validate against (default: 1.31.0,1.35.0)
+    K8S_VERSIONS  comma-separated Kubernetes versions to validate against (default: 1.33.0,1.35.0,
+                  the oldest and newest KEDA 2.20 supports)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ INSTALL_HINT = "scripts/install-infra-deps.sh installs it"
 OVERLAYS = {
     "base": K8S / "base",
     "eks": K8S / "overlays" / "eks",
+    "eks-pod-identity": K8S / "overlays" / "eks-pod-identity",
     "local": K8S / "overlays" / "local",
 }
 PRODUCER_JOB = K8S / "jobs" / "producer.yaml"

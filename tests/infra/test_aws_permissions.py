@@ -85,16 +85,26 @@ def multipart_upload(s3, bucket: str, key: str) -> None:
     s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=aborted)
 
 
-def test_producer_may_upload_sources_and_send_requests_only(probes):
+def test_producer_may_upload_and_check_sources_and_send_requests_only(probes):
     producer = probes["video-encoding-producer"]
     producer.sqs.send_message(QueueUrl=producer.queue_url, MessageBody='{"video_id": "clip"}')
+    # The producer sends with SendMessageBatch, which SQS authorizes as sqs:SendMessage (IAM has
+    # no sqs:SendMessageBatch action); moto 5.2 asks for "sqs:SendMessageBatch" instead, so the
+    # batch call itself cannot be checked here.
     producer.s3.put_object(Bucket=IN, Key="uploads/new.mov", Body=b"new source")
     multipart_upload(producer.s3, IN, "uploads/big.mov")
+    # The upload reads back what it stored (size and full-object CRC32): HeadObject with checksum
+    # mode, which S3 authorizes as s3:GetObject.
+    stored = producer.s3.head_object(Bucket=IN, Key="uploads/new.mov", ChecksumMode="ENABLED")
+    assert stored["ContentLength"] == len(b"new source")
 
+    assert denied(producer.sqs.get_queue_url, QueueName=QUEUE)  # it is given the URL, never a name
     assert denied(producer.sqs.receive_message, QueueUrl=producer.queue_url)
     assert denied(producer.sqs.purge_queue, QueueUrl=producer.queue_url)
     assert denied(producer.sqs.send_message, QueueUrl=producer.dlq_url, MessageBody="x")
-    assert denied(producer.s3.get_object, Bucket=IN, Key="uploads/clip.mov")
+    assert denied(producer.s3.head_object, Bucket=IN, Key="private/secret.mov", ChecksumMode="ENABLED")
+    assert denied(producer.s3.get_object, Bucket=IN, Key="private/secret.mov")
+    assert denied(producer.s3.head_object, Bucket=OUT, Key="elsewhere/report.txt")
     assert denied(producer.s3.put_object, Bucket=IN, Key="private/x.mov", Body=b"x")
     assert denied(producer.s3.put_object, Bucket=OUT, Key="renditions/x/720p.mp4", Body=b"x")
     assert denied(producer.s3.delete_object, Bucket=IN, Key="uploads/clip.mov")
@@ -113,6 +123,7 @@ def test_encoder_may_consume_read_sources_and_write_renditions_only(probes):
     encoder.sqs.send_message(QueueUrl=encoder.dlq_url, MessageBody=message["Body"])
     encoder.sqs.delete_message(QueueUrl=encoder.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
+    assert encoder.s3.head_object(Bucket=IN, Key="uploads/clip.mov")["ContentLength"] == len(b"source")
     assert encoder.s3.get_object(Bucket=IN, Key="uploads/clip.mov")["Body"].read() == b"source"
     encoder.s3.put_object(Bucket=OUT, Key="renditions/clip/720p.mp4", Body=b"rendition")
     encoder.s3.head_object(Bucket=OUT, Key="renditions/clip/720p.mp4")  # the duplicate check
@@ -132,7 +143,24 @@ def test_encoder_may_consume_read_sources_and_write_renditions_only(probes):
     assert denied(encoder.s3.get_object, Bucket=OUT, Key="elsewhere/report.txt")
     assert denied(encoder.s3.put_object, Bucket=OUT, Key="elsewhere/x", Body=b"x")
     assert denied(encoder.s3.delete_object, Bucket=OUT, Key="renditions/clip/720p.mp4")
-    assert denied(encoder.s3.list_objects_v2, Bucket=IN)
+    assert denied(encoder.s3.head_object, Bucket=IN, Key="private/secret.mov")
+
+
+def test_encoder_may_list_the_input_bucket_within_its_prefix(probes):
+    """s3:ListBucket on the input bucket is what makes S3 answer HeadObject on a missing source
+    with 404 (the encoder rejects the request at once) rather than 403 (retried until the DLQ).
+
+    moto checks the action and the bucket ARN but ignores the StringLike condition that limits
+    the grant to the input prefix (moto 5.2 evaluates StringEquals only), and answers a missing
+    key with 404 whatever the caller may list; test_aws_policies.py checks the condition itself.
+    What moto can show: the grant names the input bucket, and no other."""
+    encoder = probes["video-encoding-encoder"]
+    encoder.s3.list_objects_v2(Bucket=IN, MaxKeys=1)
+    with pytest.raises(botocore.exceptions.ClientError) as missing:
+        encoder.s3.head_object(Bucket=IN, Key="uploads/never-uploaded.mov")
+    assert missing.value.response["Error"]["Code"] in {"404", "NoSuchKey", "NotFound"}
+    assert denied(probes["video-encoding-producer"].s3.list_objects_v2, Bucket=IN)
+    assert denied(probes["video-encoding-keda-reader"].s3.list_objects_v2, Bucket=IN)
 
 
 def test_keda_reader_may_only_read_the_queue_length(probes):

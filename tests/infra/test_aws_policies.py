@@ -33,28 +33,57 @@ EXPECTED_PERMISSIONS = {
         ("sqs:GetQueueUrl", DLQ_ARN),
         ("sqs:SendMessage", DLQ_ARN),
         ("s3:GetObject", "arn:aws:s3:::media-in/uploads/*"),
+        ("s3:ListBucket", "arn:aws:s3:::media-in"),  # within uploads/ only: EXPECTED_CONDITIONS
         ("s3:PutObject", "arn:aws:s3:::media-out/renditions/*"),
         ("s3:GetObject", "arn:aws:s3:::media-out/renditions/*"),
         ("s3:AbortMultipartUpload", "arn:aws:s3:::media-out/renditions/*"),
         ("s3:ListBucket", "arn:aws:s3:::media-out"),
     },
     "video-encoding-producer.policy.json": {
-        ("sqs:GetQueueUrl", QUEUE_ARN),
         ("sqs:SendMessage", QUEUE_ARN),
         ("s3:PutObject", "arn:aws:s3:::media-in/uploads/*"),
+        # The upload reads back what it stored: HeadObject (checksum mode) needs s3:GetObject.
+        ("s3:GetObject", "arn:aws:s3:::media-in/uploads/*"),
         ("s3:AbortMultipartUpload", "arn:aws:s3:::media-in/uploads/*"),
     },
 }
-IRSA_SUBJECTS = {
-    "keda-operator.trust.json": "system:serviceaccount:keda:keda-operator",
-    "video-encoding-encoder.trust.json": "system:serviceaccount:video-encoding:encoder",
-    "video-encoding-producer.trust.json": "system:serviceaccount:video-encoding:producer",
+# (document, Sid) -> its Condition; every other permission statement has none.
+EXPECTED_CONDITIONS = {
+    # S3 answers HeadObject on a missing key with 404 only to a caller that may list the bucket;
+    # the grant is limited to listing the input prefix.
+    ("video-encoding-encoder.policy.json", "SeeMissingSourcesAsNotFound"):
+        {"StringLike": {"s3:prefix": "uploads/*"}},
 }
+# Trust document -> (namespace, service account) it admits.
+SERVICE_ACCOUNTS = {
+    "keda-operator.trust.json": ("keda", "keda-operator"),
+    "video-encoding-encoder.trust.json": ("video-encoding", "encoder"),
+    "video-encoding-producer.trust.json": ("video-encoding", "producer"),
+}
+IDENTITIES = ["irsa", "pod-identity"]
+
+
+def render(tmp_path_factory, identity: str, **overrides) -> dict[str, dict]:
+    settings = {"IDENTITY": identity, **overrides}
+    if identity == "pod-identity":
+        settings["OIDC_PROVIDER"] = None  # not needed, and not asked for
+    return render_policies(tmp_path_factory.mktemp(f"rendered-{identity}"), **settings)
+
+
+@pytest.fixture(scope="module", params=IDENTITIES)
+def documents(request, tmp_path_factory):
+    """Every document, rendered for each way pods get their roles (IRSA, EKS Pod Identity)."""
+    return render(tmp_path_factory, request.param)
 
 
 @pytest.fixture(scope="module")
-def documents(tmp_path_factory):
-    return render_policies(tmp_path_factory.mktemp("rendered"))
+def irsa(tmp_path_factory):
+    return render(tmp_path_factory, "irsa")
+
+
+@pytest.fixture(scope="module")
+def pod_identity(tmp_path_factory):
+    return render(tmp_path_factory, "pod-identity")
 
 
 def as_list(value) -> list:
@@ -68,12 +97,19 @@ def statements(documents):
 
 
 def test_every_document_is_rendered(documents):
-    assert set(documents) == set(EXPECTED_PERMISSIONS) | set(IRSA_SUBJECTS) | {
+    assert set(documents) == set(EXPECTED_PERMISSIONS) | set(SERVICE_ACCOUNTS) | {
         "video-encoding-keda-reader.trust.json"}
     # Every template is used by at least one document (none is left behind, unreviewed).
-    used = {"irsa-trust.json", "keda-reader-trust.json", "keda-reader-policy.json",
+    used = {"irsa-trust.json", "pod-identity-trust.json", "keda-reader-trust.json",
+            "keda-reader-trust-pod-identity.json", "keda-reader-policy.json",
             "keda-operator-policy.json", "encoder-policy.json", "producer-policy.json"}
     assert {p.name for p in POLICY_TEMPLATES.glob("*.json")} == used
+
+
+def test_permissions_do_not_depend_on_the_identity(irsa, pod_identity):
+    """IRSA or Pod Identity changes who may assume a role, never what the role may do."""
+    for name in EXPECTED_PERMISSIONS:
+        assert irsa[name] == pod_identity[name], name
 
 
 def test_templates_are_valid_json_with_only_placeholders_to_fill():
@@ -127,25 +163,57 @@ def test_permissions_are_exactly_the_expected_ones(documents):
                    for action in as_list(statement["Action"])
                    for resource in as_list(statement["Resource"])}
         assert granted == expected, name
-        # No conditions loosen (or silently tighten) what the table says.
-        assert all("Condition" not in s for s in documents[name]["Statement"]), name
+        # No conditions loosen (or silently tighten) what the tables say.
+        conditions = {(name, s["Sid"]): s["Condition"]
+                      for s in documents[name]["Statement"] if "Condition" in s}
+        assert conditions == {key: value for key, value in EXPECTED_CONDITIONS.items()
+                              if key[0] == name}, name
 
 
-def test_irsa_trust_names_one_service_account_of_one_cluster(documents):
-    for name, subject in IRSA_SUBJECTS.items():
-        (statement,) = documents[name]["Statement"]
+def test_the_input_bucket_may_be_listed_within_the_input_prefix_only(documents):
+    (statement,) = [s for s in documents["video-encoding-encoder.policy.json"]["Statement"]
+                    if "s3:ListBucket" in as_list(s["Action"]) and s["Resource"] == "arn:aws:s3:::media-in"]
+    # StringLike on the prefix of the listing: a ListObjects without Prefix, or with another one,
+    # is refused; "uploads/*" cannot match "uploads-private/" (prefixes end in "/").
+    assert statement["Condition"] == {"StringLike": {"s3:prefix": "uploads/*"}}
+    assert as_list(statement["Action"]) == ["s3:ListBucket"]
+
+
+def test_irsa_trust_names_one_service_account_of_one_cluster(irsa):
+    for name, (namespace, account) in SERVICE_ACCOUNTS.items():
+        (statement,) = irsa[name]["Statement"]
         assert statement["Principal"] == {
             "Federated": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{OIDC}"}, name
         assert statement["Action"] == "sts:AssumeRoleWithWebIdentity", name
         # StringEquals (not StringLike): exactly this service account, for the STS audience.
         assert statement["Condition"] == {"StringEquals": {
-            f"{OIDC}:sub": subject, f"{OIDC}:aud": "sts.amazonaws.com"}}, name
+            f"{OIDC}:sub": f"system:serviceaccount:{namespace}:{account}",
+            f"{OIDC}:aud": "sts.amazonaws.com"}}, name
 
 
-def test_keda_reader_is_assumable_by_the_keda_operator_role_only(documents):
-    (statement,) = documents["video-encoding-keda-reader.trust.json"]["Statement"]
-    assert statement["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:role/keda-operator"}
-    assert statement["Action"] == "sts:AssumeRole"
+def test_pod_identity_trust_names_one_service_account(pod_identity):
+    for name, (namespace, account) in SERVICE_ACCOUNTS.items():
+        (statement,) = pod_identity[name]["Statement"]
+        # EKS's Pod Identity service assumes the role for the pod, tagging the session with the
+        # pod's cluster, namespace and service account (hence sts:TagSession)...
+        assert statement["Principal"] == {"Service": "pods.eks.amazonaws.com"}, name
+        assert sorted(as_list(statement["Action"])) == ["sts:AssumeRole", "sts:TagSession"], name
+        # ...and those tags say which association asks: only this service account's.
+        assert statement["Condition"] == {"StringEquals": {
+            "aws:RequestTag/kubernetes-namespace": namespace,
+            "aws:RequestTag/kubernetes-service-account": account}}, name
+
+
+def test_keda_reader_is_assumable_by_the_keda_operator_role_only(irsa, pod_identity):
+    for documents in (irsa, pod_identity):
+        (statement,) = documents["video-encoding-keda-reader.trust.json"]["Statement"]
+        assert statement["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:role/keda-operator"}
+        assert "Condition" not in statement
+    assert irsa["video-encoding-keda-reader.trust.json"]["Statement"][0]["Action"] == "sts:AssumeRole"
+    # A Pod Identity session's tags are transitive: the operator's AssumeRole into the reader role
+    # carries them, which needs sts:TagSession on the reader role's trust.
+    (statement,) = pod_identity["video-encoding-keda-reader.trust.json"]["Statement"]
+    assert sorted(as_list(statement["Action"])) == ["sts:AssumeRole", "sts:TagSession"]
 
 
 def test_settings_flow_into_the_documents(tmp_path):
@@ -159,11 +227,34 @@ def test_settings_flow_into_the_documents(tmp_path):
             == f"arn:aws-cn:sqs:cn-north-1:{ACCOUNT}:jobs-dlq.fifo")
     # A prefix always ends with "/": "incoming" must not also match "incoming-private/...".
     assert encoder["ReadSourceVideos"]["Resource"] == "arn:aws-cn:s3:::in-b/incoming/*"
+    assert encoder["SeeMissingSourcesAsNotFound"]["Resource"] == "arn:aws-cn:s3:::in-b"
+    assert encoder["SeeMissingSourcesAsNotFound"]["Condition"] == {
+        "StringLike": {"s3:prefix": "incoming/*"}}
     assert encoder["WriteAndCheckRenditions"]["Resource"] == "arn:aws-cn:s3:::out-b/a/b/*"
     trust = documents["staging-encoder.trust.json"]["Statement"][0]
     assert trust["Condition"]["StringEquals"][f"{OIDC}:sub"] == "system:serviceaccount:media:encoder"
     reader_trust = documents["staging-keda-reader.trust.json"]["Statement"][0]
     assert reader_trust["Principal"] == {"AWS": f"arn:aws-cn:iam::{ACCOUNT}:role/keda"}
+
+
+def test_settings_flow_into_the_pod_identity_trust(tmp_path):
+    documents = render_policies(tmp_path, IDENTITY="pod-identity", OIDC_PROVIDER=None,
+                                K8S_NAMESPACE="media", ENCODER_SERVICE_ACCOUNT="transcoder",
+                                KEDA_NAMESPACE="autoscaling", KEDA_SERVICE_ACCOUNT="keda")
+    encoder = documents["video-encoding-encoder.trust.json"]["Statement"][0]["Condition"]["StringEquals"]
+    assert encoder == {"aws:RequestTag/kubernetes-namespace": "media",
+                       "aws:RequestTag/kubernetes-service-account": "transcoder"}
+    operator = documents["keda-operator.trust.json"]["Statement"][0]["Condition"]["StringEquals"]
+    assert operator == {"aws:RequestTag/kubernetes-namespace": "autoscaling",
+                        "aws:RequestTag/kubernetes-service-account": "keda"}
+
+
+def test_unknown_identity_is_refused(tmp_path):
+    env = script_env(ACCOUNT_ID=ACCOUNT, OIDC_PROVIDER=OIDC, IDENTITY="kiam")
+    result = run_script("create-iam.sh", env, "--render", str(tmp_path), check=False)
+    assert result.returncode != 0
+    assert "IDENTITY must be irsa or pod-identity" in result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("setting", [

@@ -1,5 +1,9 @@
-"""scripts/aws/*.sh against moto_server: each script runs twice (it must converge, not fail), and
-what it made is read back with boto3."""
+"""scripts/aws/*.sh against an emulator: each script runs twice (it must converge, not fail), and
+what it made is read back with boto3.
+
+create-queue.sh, create-buckets.sh and the SQS/S3 part of teardown.sh run on both moto and
+LocalStack (the `emulator` fixture: test ids [moto] and [localstack]); create-iam.sh and
+teardown's IAM part on moto only, as LocalStack's IAM is not enabled here (aws_helpers.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +13,13 @@ import warnings
 import botocore.exceptions
 import pytest
 
-from aws_helpers import (  # noqa: F401  (moto and fresh_moto are pytest fixtures)
+from aws_helpers import (  # noqa: F401  (moto, fresh_moto, localstack, emulator are pytest fixtures)
     MOTO_ACCOUNT,
     REGION,
+    emulator,
     fresh_moto,
     key_values,
+    localstack,
     moto,
     policy_document,
     queue_attributes,
@@ -35,6 +41,15 @@ ROLE_POLICIES = {
     "video-encoding-encoder": "video-encoding-encoder",
     "video-encoding-producer": "video-encoding-producer",
 }
+# What create-iam.sh puts on everything it creates; the first tag makes it "ours" on a re-run.
+OUR_TAGS = [{"Key": "managed-by", "Value": "video-encoding-create-iam"},
+            {"Key": "name-prefix", "Value": "video-encoding"}]
+
+
+# Every aws CLI call costs about half a second, so LocalStack runs the tests where a second
+# emulator adds most (queue attributes it keeps and moto drops, S3 answers as S3 gives them,
+# teardown of versioned buckets); these run on moto only.
+MOTO_ONLY = pytest.mark.parametrize("emulator", ["moto"], indirect=True)
 
 
 def arn(kind: str, name: str) -> str:
@@ -46,22 +61,22 @@ def arn(kind: str, name: str) -> str:
 # -------------------------------------------------------------------------------------------------
 
 
-def test_create_queue_twice_prints_only_the_url_and_configures_both_queues(fresh_moto):
-    env = fresh_moto.env()
+def test_create_queue_twice_prints_only_the_url_and_configures_both_queues(emulator):
+    env = emulator.env()
     first = run_script("create-queue.sh", env)
     second = run_script("create-queue.sh", env)
 
-    url = f"{fresh_moto.url}/{MOTO_ACCOUNT}/video-encode-requests"
+    name = emulator.named("video-encode-requests")
+    url = emulator.queue_url(name)
     # stdout is exactly the URL, so that QUEUE_URL=$(scripts/aws/create-queue.sh) works.
     assert first.stdout == f"{url}\n"
     assert second.stdout == f"{url}\n"
     assert "[create-queue]" in first.stderr
 
-    sqs = fresh_moto.client("sqs")
-    assert sorted(sqs.list_queues()["QueueUrls"]) == [url, f"{url}-dlq"]
+    assert emulator.our_queue_urls() == [url, emulator.queue_url(f"{name}-dlq")]
 
-    queue = queue_attributes(fresh_moto, "video-encode-requests")
-    dlq = queue_attributes(fresh_moto, "video-encode-requests-dlq")
+    queue = emulator.queue_attributes(name)
+    dlq = emulator.queue_attributes(f"{name}-dlq")
     assert queue["VisibilityTimeout"] == "120"
     assert queue["ReceiveMessageWaitTimeSeconds"] == "20"
     assert queue["MessageRetentionPeriod"] == "345600"
@@ -73,42 +88,45 @@ def test_create_queue_twice_prints_only_the_url_and_configures_both_queues(fresh
     assert dlq["MessageRetentionPeriod"] == "1209600"  # 14 days
     assert dlq["SqsManagedSseEnabled"] == "true"
     assert "RedrivePolicy" not in dlq
-    check_redrive_allow_policy(fresh_moto, url + "-dlq", queue["QueueArn"])
+    check_redrive_allow_policy(emulator, emulator.queue_url(f"{name}-dlq"), queue["QueueArn"])
 
 
-def check_redrive_allow_policy(server, dlq_url: str, source_arn: str) -> None:
-    """The DLQ accepts dead letters from our queue only; moto 5.x does not keep this attribute."""
-    sqs = server.client("sqs")
+def check_redrive_allow_policy(emulator, dlq_url: str, source_arn: str) -> None:
+    """The DLQ accepts dead letters from our queue only. moto 5.x does not keep this attribute
+    (LocalStack does, so the [localstack] run checks it)."""
+    sqs = emulator.client("sqs")
     try:
         attributes = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["RedriveAllowPolicy"])
     except botocore.exceptions.ClientError as error:
-        assert "RedriveAllowPolicy" in str(error), error
+        assert emulator.name == "moto" and "RedriveAllowPolicy" in str(error), error
         warnings.warn("moto does not support the SQS attribute RedriveAllowPolicy: "
-                      "the DLQ's allow-list is not verified here", stacklevel=2)
+                      "the DLQ's allow-list is verified by the [localstack] run only", stacklevel=2)
         return
     allow = json.loads(attributes["Attributes"]["RedriveAllowPolicy"])
     assert allow == {"redrivePermission": "byQueue", "sourceQueueArns": [source_arn]}
 
 
-def test_create_queue_converges_changed_settings(fresh_moto):
-    run_script("create-queue.sh", fresh_moto.env())
-    run_script("create-queue.sh", fresh_moto.env(
+@MOTO_ONLY
+def test_create_queue_converges_changed_settings(emulator):
+    run_script("create-queue.sh", emulator.env())
+    run_script("create-queue.sh", emulator.env(
         VISIBILITY_TIMEOUT_SECONDS="600", MAX_RECEIVE_COUNT="3", RECEIVE_WAIT_SECONDS="10"))
 
-    queue = queue_attributes(fresh_moto, "video-encode-requests")
+    queue = emulator.queue_attributes(emulator.named("video-encode-requests"))
     assert queue["VisibilityTimeout"] == "600"
     assert queue["ReceiveMessageWaitTimeSeconds"] == "10"
     assert int(json.loads(queue["RedrivePolicy"])["maxReceiveCount"]) == 3
 
 
-def test_create_queue_fifo_makes_a_fifo_dead_letter_queue(fresh_moto):
-    env = fresh_moto.env(QUEUE_NAME="encode-jobs.fifo")
+@MOTO_ONLY
+def test_create_queue_fifo_makes_a_fifo_dead_letter_queue(emulator):
+    env = emulator.env(QUEUE_NAME=emulator.named("encode-jobs.fifo"))
     for _ in range(2):
         result = run_script("create-queue.sh", env)
-        assert result.stdout == f"{fresh_moto.url}/{MOTO_ACCOUNT}/encode-jobs.fifo\n"
+        assert result.stdout == f"{emulator.queue_url(emulator.named('encode-jobs.fifo'))}\n"
 
-    queue = queue_attributes(fresh_moto, "encode-jobs.fifo")
-    dlq = queue_attributes(fresh_moto, "encode-jobs-dlq.fifo")
+    queue = emulator.queue_attributes(emulator.named("encode-jobs.fifo"))
+    dlq = emulator.queue_attributes(emulator.named("encode-jobs-dlq.fifo"))
     for attributes in (queue, dlq):
         assert attributes["FifoQueue"] == "true"
         assert attributes["ContentBasedDeduplication"] == "false"
@@ -119,6 +137,7 @@ def test_create_queue_fifo_makes_a_fifo_dead_letter_queue(fresh_moto):
     assert dlq["MessageRetentionPeriod"] == "1209600"
 
 
+# The settings are refused before any AWS call, so one emulator is enough.
 @pytest.mark.parametrize("setting, message", [
     ({"QUEUE_NAME": "no spaces"}, "invalid QUEUE_NAME"),
     ({"QUEUE_NAME": "x" * 81}, "invalid QUEUE_NAME"),
@@ -158,33 +177,39 @@ def check_bucket(s3, bucket: str) -> None:
     assert rule.get("Filter", {}).get("Prefix", "") == ""  # the whole bucket
 
 
-def test_create_buckets_twice_secures_both_buckets(fresh_moto):
-    env = fresh_moto.env()
+def test_create_buckets_twice_secures_both_buckets(emulator):
+    env = emulator.env()
+    media_in, media_out = emulator.named("media-in"), emulator.named("media-out")
     for _ in range(2):
         result = run_script("create-buckets.sh", env)
         assert key_values(result.stdout) == {
-            "INPUT_URI": "s3://media-in/uploads",
-            "OUTPUT_URI": "s3://media-out/renditions",
+            "INPUT_URI": f"s3://{media_in}/uploads",
+            "OUTPUT_URI": f"s3://{media_out}/renditions",
         }
 
-    s3 = fresh_moto.client("s3")
-    assert sorted(b["Name"] for b in s3.list_buckets()["Buckets"]) == ["media-in", "media-out"]
-    for bucket in ("media-in", "media-out"):
+    assert emulator.our_buckets() == [media_in, media_out]
+    s3 = emulator.client("s3")
+    for bucket in (media_in, media_out):
         check_bucket(s3, bucket)
 
 
-def test_create_buckets_outside_us_east_1_sets_the_location(fresh_moto):
+@MOTO_ONLY
+def test_create_buckets_outside_us_east_1_sets_the_location(emulator):
     region = "eu-west-1"
-    env = fresh_moto.env(AWS_REGION=region, INPUT_BUCKET="eu-media-in", OUTPUT_BUCKET="eu-media-out")
+    buckets = (emulator.named("eu-media-in"), emulator.named("eu-media-out"))
+    env = emulator.env(AWS_REGION=region, INPUT_BUCKET=buckets[0], OUTPUT_BUCKET=buckets[1])
     run_script("create-buckets.sh", env)
     run_script("create-buckets.sh", env)  # BucketAlreadyOwnedByYou outside us-east-1: fine
 
-    s3 = fresh_moto.client("s3", region=region)
-    for bucket in ("eu-media-in", "eu-media-out"):
+    s3 = emulator.client("s3", region=region)
+    for bucket in buckets:
         assert s3.get_bucket_location(Bucket=bucket)["LocationConstraint"] == region
         check_bucket(s3, bucket)
 
 
+# moto only: LocalStack answers with a BucketAlreadyExists that has no Message, on which aws-cli 1.x
+# crashes ("argument of type 'NoneType' is not iterable") before it prints the error code. S3
+# itself always sends a message.
 def test_create_buckets_fails_clearly_when_the_name_belongs_to_another_account(fresh_moto):
     # moto keeps buckets per account: one made under another account's id is "someone else's".
     other = fresh_moto.client("s3", key_id="test", secret="test")
@@ -260,12 +285,23 @@ def test_create_iam_twice_makes_least_privilege_roles(fresh_moto, tmp_path):
     assert encoder["ConsumeEncodeRequests"]["Resource"] == queue_arn
     assert encoder["MoveInvalidRequestsToDeadLetterQueue"]["Resource"] == dlq_arn
     assert encoder["ReadSourceVideos"]["Resource"] == "arn:aws:s3:::media-in/uploads/*"
+    assert encoder["SeeMissingSourcesAsNotFound"]["Resource"] == "arn:aws:s3:::media-in"
+    assert encoder["SeeMissingSourcesAsNotFound"]["Condition"] == {
+        "StringLike": {"s3:prefix": "uploads/*"}}
     assert encoder["WriteAndCheckRenditions"]["Resource"] == "arn:aws:s3:::media-out/renditions/*"
     assert encoder["SeeMissingRenditionsAsNotFound"]["Resource"] == "arn:aws:s3:::media-out"
 
     producer = permissions["video-encoding-producer"]
-    assert producer["SendEncodeRequests"]["Resource"] == queue_arn
-    assert producer["UploadSourceVideos"]["Resource"] == "arn:aws:s3:::media-in/uploads/*"
+    assert producer["SendEncodeRequests"] == {
+        "Sid": "SendEncodeRequests", "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": queue_arn}
+    assert producer["UploadAndCheckSourceVideos"]["Resource"] == "arn:aws:s3:::media-in/uploads/*"
+    assert sorted(producer["UploadAndCheckSourceVideos"]["Action"]) == [
+        "s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"]
+
+    # Everything it made carries our tags, which is what lets the next run change it.
+    for role, policy in ROLE_POLICIES.items():
+        assert iam.list_role_tags(RoleName=role)["Tags"] == OUR_TAGS, role
+        assert iam.list_policy_tags(PolicyArn=arn("policy", policy))["Tags"] == OUR_TAGS, policy
 
     # What is in IAM is exactly what --render shows a reviewer.
     rendered = tmp_path / "rendered"
@@ -336,6 +372,69 @@ def test_create_iam_leaves_a_foreign_keda_operator_role_alone(fresh_moto):
     assert iam.list_role_policies(RoleName="shared-keda")["PolicyNames"] == ["theirs"]
 
 
+def test_create_iam_with_pod_identity_trusts_eks_and_says_how_to_associate(fresh_moto):
+    iam = fresh_moto.client("iam")
+    result = run_script("create-iam.sh", fresh_moto.env(IDENTITY="pod-identity", CLUSTER_NAME="media-cluster"))
+    assert key_values(result.stdout) == {key: arn("role", name) for key, name in ROLES.items()}
+
+    for role, (namespace, account) in [
+        ("keda-operator", ("keda", "keda-operator")),
+        ("video-encoding-encoder", ("video-encoding", "encoder")),
+        ("video-encoding-producer", ("video-encoding", "producer")),
+    ]:
+        (statement,) = iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]["Statement"]
+        assert statement["Principal"] == {"Service": "pods.eks.amazonaws.com"}, role
+        assert sorted(statement["Action"]) == ["sts:AssumeRole", "sts:TagSession"], role
+        assert statement["Condition"] == {"StringEquals": {
+            "aws:RequestTag/kubernetes-namespace": namespace,
+            "aws:RequestTag/kubernetes-service-account": account}}, role
+        assert f"--namespace {namespace} --service-account {account} --role-arn {arn('role', role)}" \
+            in result.stderr
+    (statement,) = iam.get_role(RoleName="video-encoding-keda-reader")["Role"]["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"AWS": arn("role", "keda-operator")}
+    assert sorted(statement["Action"]) == ["sts:AssumeRole", "sts:TagSession"]
+    assert "aws eks create-pod-identity-association --cluster-name media-cluster" in result.stderr
+    assert "OIDC provider" not in result.stderr  # no OIDC provider is involved
+    # The reader role is assumed by the operator's role, never associated with a service account.
+    assert "--role-arn " + arn("role", "video-encoding-keda-reader") not in result.stderr
+
+
+def test_create_iam_refuses_to_touch_roles_and_policies_it_did_not_create(fresh_moto):
+    iam = fresh_moto.client("iam")
+    theirs = {"Version": "2012-10-17", "Statement": [{
+        "Sid": "Theirs", "Effect": "Allow", "Action": "sts:AssumeRole",
+        "Principal": {"AWS": f"arn:aws:iam::{MOTO_ACCOUNT}:root"}}]}
+    their_policy = {"Version": "2012-10-17", "Statement": [{
+        "Sid": "Theirs", "Effect": "Allow", "Action": "sqs:ListQueues", "Resource": "*"}]}
+    for role in ("video-encoding-encoder", "keda-operator"):
+        iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(theirs))
+    iam.create_policy(PolicyName="video-encoding-producer", PolicyDocument=json.dumps(their_policy))
+
+    refused = run_script("create-iam.sh", fresh_moto.env(), check=False)
+    assert refused.returncode != 0
+    assert refused.stdout == ""
+    # Every one of them, each with which, why, and what to do.
+    assert "role video-encoding-encoder exists but was not created by this script" in refused.stderr
+    assert "managed-by=video-encoding-create-iam" in refused.stderr
+    assert "pick another NAME_PREFIX" in refused.stderr
+    assert "aws iam tag-role --role-name video-encoding-encoder" in refused.stderr
+    assert "role keda-operator exists but was not created by this script" in refused.stderr
+    assert "set MANAGE_KEDA_OPERATOR_ROLE=false" in refused.stderr
+    assert "policy video-encoding-producer exists but was not created by this script" in refused.stderr
+    assert "aws iam tag-policy --policy-arn " + arn("policy", "video-encoding-producer") in refused.stderr
+    assert "nothing was changed" in refused.stderr
+    # And nothing was: their roles and policy as they were, nothing of ours created.
+    for role in ("video-encoding-encoder", "keda-operator"):
+        assert iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"] == theirs, role
+        assert iam.list_role_tags(RoleName=role)["Tags"] == [], role
+        assert iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"] == [], role
+    assert sorted(r["RoleName"] for r in iam.list_roles()["Roles"]) == ["keda-operator", "video-encoding-encoder"]
+    assert [p["PolicyName"] for p in iam.list_policies(Scope="Local")["Policies"]] == ["video-encoding-producer"]
+    assert policy_document(iam, arn("policy", "video-encoding-producer")) == their_policy
+    # (Tagged as ours, a role is taken over; MANAGE_KEDA_OPERATOR_ROLE=false without a tag is
+    # test_create_iam_leaves_a_foreign_keda_operator_role_alone.)
+
+
 def test_create_iam_without_an_emulator_needs_the_oidc_provider():
     # No endpoint: this would be real AWS, so there is no placeholder; it fails before any call.
     result = run_script("create-iam.sh", script_env(), check=False)
@@ -357,41 +456,44 @@ def test_create_iam_refuses_an_account_id_other_than_the_credentials_one(fresh_m
 # -------------------------------------------------------------------------------------------------
 
 
-def provision_everything(server) -> None:
-    env = server.env()
+def test_teardown_needs_confirmation_then_twice_leaves_nothing_behind(emulator):
+    """On LocalStack without the IAM part: its IAM is not enabled (teardown's IAM calls go to an
+    empty moto and find everything already gone)."""
+    env = emulator.env()
+    with_iam = emulator.name == "moto"
     run_script("create-queue.sh", env)
     run_script("create-buckets.sh", env)
-    run_script("create-iam.sh", env)
+    if with_iam:
+        run_script("create-iam.sh", env)
+    media_in, media_out = emulator.named("media-in"), emulator.named("media-out")
+    iam = emulator.moto.client("iam")
 
-
-def test_teardown_needs_confirmation_then_twice_leaves_nothing_behind(fresh_moto):
-    provision_everything(fresh_moto)
-
-    refused = run_script("teardown.sh", fresh_moto.env(), check=False)
+    refused = run_script("teardown.sh", env, check=False)
     assert refused.returncode != 0
     assert "refusing to delete anything without --yes" in refused.stderr
-    assert len(fresh_moto.client("sqs").list_queues()["QueueUrls"]) == 2
-    assert len(fresh_moto.client("s3").list_buckets()["Buckets"]) == 2
-    assert len(fresh_moto.client("iam").list_roles()["Roles"]) == 4
+    assert len(emulator.our_queue_urls()) == 2
+    assert emulator.our_buckets() == [media_in, media_out]
+    assert len(iam.list_roles()["Roles"]) == (4 if with_iam else 0)
 
-    s3 = fresh_moto.client("s3")
+    s3 = emulator.client("s3")
     # Objects, old versions, a delete marker and an unfinished multipart upload.
-    s3.put_object(Bucket="media-in", Key="uploads/clip.mov", Body=b"source")
-    s3.put_bucket_versioning(Bucket="media-out", VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket=media_in, Key="uploads/clip.mov", Body=b"source")
+    s3.put_bucket_versioning(Bucket=media_out, VersioningConfiguration={"Status": "Enabled"})
     for body in (b"first", b"second"):
-        s3.put_object(Bucket="media-out", Key="renditions/clip/720p.mp4", Body=body)
-    s3.put_object(Bucket="media-out", Key='renditions/odd "name" with spaces.mp4', Body=b"x")
-    s3.delete_object(Bucket="media-out", Key='renditions/odd "name" with spaces.mp4')
-    s3.create_multipart_upload(Bucket="media-in", Key="uploads/big.mov")
-    # A policy version besides the default one.
-    run_script("create-iam.sh", fresh_moto.env(INPUT_PREFIX="other/"))
+        s3.put_object(Bucket=media_out, Key="renditions/clip/720p.mp4", Body=body)
+    s3.put_object(Bucket=media_out, Key='renditions/odd "name" with spaces.mp4', Body=b"x")
+    s3.delete_object(Bucket=media_out, Key='renditions/odd "name" with spaces.mp4')
+    s3.create_multipart_upload(Bucket=media_in, Key="uploads/big.mov")
+    if with_iam:
+        # A policy version besides the default one.
+        run_script("create-iam.sh", emulator.env(INPUT_PREFIX="other/"))
 
-    run_script("teardown.sh", fresh_moto.env(), "--yes")
-    again = run_script("teardown.sh", fresh_moto.env(CONFIRM="yes"))
-    assert "already gone" in again.stderr
+    run_script("teardown.sh", env, "--yes")
+    again = run_script("teardown.sh", emulator.env(CONFIRM="yes"))
+    assert f"queue {emulator.named('video-encode-requests')}: already gone" in again.stderr
+    assert f"bucket {media_in}: already gone" in again.stderr
 
-    assert fresh_moto.client("sqs").list_queues().get("QueueUrls", []) == []
-    assert s3.list_buckets()["Buckets"] == []
-    iam = fresh_moto.client("iam")
+    assert emulator.our_queue_urls() == []
+    assert emulator.our_buckets() == []
     assert iam.list_roles()["Roles"] == []
     assert iam.list_policies(Scope="Local")["Policies"] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from urllib.parse import urlparse
 
 import pytest
@@ -11,6 +12,7 @@ from conftest import (
     IMAGE_TAG,
     OVERLAYS,
     containers,
+    describe,
     env_value_source,
     find,
     find_all,
@@ -262,6 +264,37 @@ def test_queue_timing_settings(rendered, overlay):
     visibility = int(config["VISIBILITY_TIMEOUT_SECONDS"])
     assert 0 <= wait <= 20, "SQS long polls last at most 20 s"
     assert visibility > wait
+
+
+# --- KEDA authentication --------------------------------------------------------------------
+
+TRIGGER_AUTHENTICATION_KINDS = {"TriggerAuthentication", "ClusterTriggerAuthentication"}
+
+
+def aws_pod_identity_problems(doc: dict) -> list[str]:
+    """KEDA 2.20's docs: podIdentity.roleArn and podIdentity.identityOwner are mutually exclusive
+    ("setting both is not supported"); its webhook rejects roleArn with identityOwner: workload."""
+    pod_identity = doc.get("spec", {}).get("podIdentity") or {}
+    if pod_identity.get("provider") != "aws":
+        return []
+    if "roleArn" in pod_identity and "identityOwner" in pod_identity:
+        return [f"{describe(doc)}: podIdentity sets both roleArn and identityOwner"]
+    return []
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_aws_pod_identity_sets_role_arn_or_identity_owner_never_both(rendered, overlay):
+    problems = [problem for doc in rendered[overlay] if doc["kind"] in TRIGGER_AUTHENTICATION_KINDS
+                for problem in aws_pod_identity_problems(doc)]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_role_arn_or_identity_owner_check_catches_both(rendered):
+    """The check above is only worth something if it rejects the pair."""
+    auth = copy.deepcopy(find(rendered["eks"], "TriggerAuthentication", "keda-aws"))
+    assert aws_pod_identity_problems(auth) == []
+    auth["spec"]["podIdentity"]["identityOwner"] = "keda"
+    assert aws_pod_identity_problems(auth)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

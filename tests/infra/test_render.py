@@ -137,7 +137,9 @@ def test_eks_binds_each_service_account_to_its_own_role(rendered):
         assert match, f"{who}: not an IAM role ARN: {roles[who]}"
         assert match["name"] == role_name, f"{who} should use role {role_name}, not {roles[who]}"
     assert pod_identity["provider"] == "aws"
-    assert pod_identity["identityOwner"] == "keda"
+    # roleArn alone: the KEDA operator's own identity assumes the reader role (identityOwner would
+    # be keda, its default; KEDA's docs call the two mutually exclusive).
+    assert "identityOwner" not in pod_identity
     analyzer_sa = find(docs, "ServiceAccount", "result-analyzer")
     assert "eks.amazonaws.com/role-arn" not in analyzer_sa["metadata"].get("annotations", {}), (
         "the analyzer needs no AWS access"
@@ -171,8 +173,47 @@ def test_eks_pulls_the_image_from_a_registry(rendered):
 
 
 def test_eks_values_carrier_is_not_applied(rendered):
-    names = {describe(doc) for doc in rendered["eks"]}
-    assert "ConfigMap/eks-values" not in names
+    for overlay in ("eks", "eks-pod-identity"):
+        names = {describe(doc) for doc in rendered[overlay]}
+        assert "ConfigMap/eks-values" not in names, overlay
+
+
+# --- EKS Pod Identity ------------------------------------------------------------------------
+
+IRSA_ANNOTATIONS = {"eks.amazonaws.com/role-arn", "eks.amazonaws.com/sts-regional-endpoints"}
+
+
+def without_irsa_annotations(doc: dict) -> dict:
+    if doc["kind"] != "ServiceAccount":
+        return doc
+    doc = {**doc, "metadata": dict(doc["metadata"])}
+    annotations = {k: v for k, v in doc["metadata"].pop("annotations", {}).items()
+                   if k not in IRSA_ANNOTATIONS}
+    if annotations:
+        doc["metadata"]["annotations"] = annotations
+    return doc
+
+
+def test_eks_pod_identity_is_the_eks_overlay_without_irsa(rendered):
+    """Same objects, values and KEDA authentication as the IRSA overlay; only the service-account
+    annotations IRSA needs are gone (Pod Identity binds roles through EKS associations)."""
+    irsa = [without_irsa_annotations(doc) for doc in rendered["eks"]]
+    pod_identity = rendered["eks-pod-identity"]
+    assert sorted(map(describe, pod_identity)) == sorted(map(describe, irsa))
+    for doc in pod_identity:
+        assert doc == find(irsa, doc["kind"], doc["metadata"]["name"]), describe(doc)
+
+    for account in find_all(pod_identity, "ServiceAccount"):
+        annotations = account["metadata"].get("annotations", {})
+        assert not IRSA_ANNOTATIONS & set(annotations), account["metadata"]["name"]
+    # The IRSA overlay really had them, so the comparison above did remove something.
+    for name in ("encoder", "producer"):
+        annotations = find(rendered["eks"], "ServiceAccount", name)["metadata"]["annotations"]
+        assert IRSA_ANNOTATIONS <= set(annotations), name
+
+    pod_identity_auth = find(pod_identity, "TriggerAuthentication", "keda-aws")["spec"]["podIdentity"]
+    assert pod_identity_auth["provider"] == "aws"
+    assert ROLE_ARN.match(pod_identity_auth["roleArn"])["name"] == "video-encoding-keda-reader"
 
 
 @pytest.fixture()
@@ -315,3 +356,24 @@ def test_docs_name_only_files_that_exist():
             if not (REPO / path).exists():
                 missing.append(f"{doc.relative_to(REPO)}: {path}")
     assert not missing, "docs reference missing files:\n" + "\n".join(sorted(missing))
+
+
+# What `eval "$(scripts/aws/create-iam.sh)"` defines (its stdout, checked in test_aws_provisioning.py).
+CREATE_IAM_OUTPUTS = {"KEDA_OPERATOR_ROLE_ARN", "KEDA_READER_ROLE_ARN", "ENCODER_ROLE_ARN", "PRODUCER_ROLE_ARN"}
+
+
+def test_deploy_walkthrough_sets_every_variable_before_using_it():
+    """Copying docs/deploy-eks.md's commands top to bottom never expands an unset variable."""
+    text = (REPO / "docs" / "deploy-eks.md").read_text()
+    defined: set[str] = set()
+    problems = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.splitlines():
+            code = line.split("#", 1)[0] if not line.lstrip().startswith("#") else ""
+            for name in re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", code):
+                if name not in defined:
+                    problems.append(f"${name} used before it is set: {line.strip()}")
+            defined.update(re.findall(r"(?:^|export\s+|\s)([A-Z_][A-Z0-9_]*)=", code))
+            if "scripts/aws/create-iam.sh" in code and code.lstrip().startswith("eval"):
+                defined |= CREATE_IAM_OUTPUTS
+    assert not problems, "\n".join(problems)
