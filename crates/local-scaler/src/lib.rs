@@ -13,12 +13,12 @@
 //!
 //! From the ground up, each module importing only modules named before it: [`plan`] is the pure
 //! arithmetic; [`status`] and [`telemetry`] what is printed; [`process`] one encoder process
-//! (start, signals, exit); [`manifest`] the ScaledJob YAML; [`error`] configuration errors and
-//! exit statuses; [`chaos`] the seeded kills; [`env`] the encoder's environment; [`queue`] the
-//! SQS counts; [`jobs`] the Jobs (retries, deadlines, failure policy); [`history`] the finished
-//! Jobs kept; [`runner`] the polling loop, which takes a plain [`runner::RunConfig`]; [`cli`] the
-//! command line. This file only dispatches a subcommand. See the crate's README for how this
-//! maps to KEDA.
+//! (start, signals, exit); [`manifest`] the ScaledJob, read from YAML into a raw serde mirror, then
+//! checked and typed; [`error`] configuration errors and exit statuses; [`chaos`] the seeded kills;
+//! [`env`](mod@env) the encoder's environment; [`queue`] the SQS counts; [`jobs`] the Jobs (retries,
+//! deadlines, failure policy); [`history`] the finished Jobs kept; [`runner`] the polling loop,
+//! which takes a plain [`runner::RunConfig`]; [`cli`] the command line. This file only dispatches a
+//! subcommand. See the crate's README for how this maps to KEDA.
 
 use std::process::ExitCode;
 

@@ -1,7 +1,7 @@
 //! One encoder process: starting it in its own process group, signalling it, waiting for it, and
 //! how it ended.
 //!
-//! A Job ([`crate::jobs`]) runs one [`Attempt`] at a time. Each attempt's process is waited for
+//! A Job ([`crate::jobs`]) runs one `Attempt` at a time. Each attempt's process is waited for
 //! by a task of its own, which also delivers the signals the Job asks for ([`KillSignal`]) and
 //! reports the end ([`Exited`], with an [`ExitInfo`]) on the channel the Job's owner reads.
 //! Signalling from that task, before `wait` has reaped the process, means its pid cannot have

@@ -12,6 +12,10 @@
 //! A file may hold several YAML documents (a kustomize build, say): the one with
 //! `kind: ScaledJob` is used. Everything local-scaler cannot apply on one machine is listed in
 //! [`ScaledJob::ignored`] so the runner can say so at start-up.
+//!
+//! Two layers: `raw` mirrors the YAML as serde reads it (every field optional as in the CRD,
+//! nothing checked, no defaults); this module holds the typed manifest and turns the raw one into
+//! it, applying the defaults and checking each value with the error messages a user sees.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +25,10 @@ use serde::Deserialize;
 use serde_yaml_ng::Value;
 
 use crate::plan::{ReplicaBounds, Strategy, StrategyName, parse_running_percentage};
+
+mod raw;
+
+use raw::{RawJobSpec, RawPodFailureRule, RawScaledJob, RawTrigger};
 
 /// KEDA's polling interval when the ScaledJob sets none.
 pub const DEFAULT_POLLING_INTERVAL: Duration = Duration::from_secs(30);
@@ -211,134 +219,6 @@ impl ScaledJob {
         let raw: RawScaledJob = serde_yaml_ng::from_value(value).map_err(ManifestError::Yaml)?;
         raw.into_scaled_job()
     }
-}
-
-#[derive(Debug, Deserialize)]
-struct RawScaledJob {
-    metadata: RawMetadata,
-    spec: RawSpec,
-}
-
-#[derive(Debug, Deserialize)]
-struct RawMetadata {
-    name: String,
-    #[serde(default)]
-    annotations: BTreeMap<String, Value>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawSpec {
-    job_target_ref: RawJobSpec,
-    polling_interval: Option<i64>,
-    successful_jobs_history_limit: Option<i64>,
-    failed_jobs_history_limit: Option<i64>,
-    env_source_container_name: Option<String>,
-    min_replica_count: Option<i64>,
-    max_replica_count: Option<i64>,
-    #[serde(default)]
-    scaling_strategy: RawScalingStrategy,
-    triggers: Vec<RawTrigger>,
-    rollout: Option<Value>,
-    rollout_strategy: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawScalingStrategy {
-    strategy: Option<String>,
-    custom_scaling_queue_length_deduction: Option<i64>,
-    custom_scaling_running_job_percentage: Option<String>,
-    #[serde(default)]
-    pending_pod_conditions: Vec<String>,
-    multiple_scalers_calculation: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawTrigger {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    metadata: BTreeMap<String, Value>,
-    authentication_ref: Option<Value>,
-    metric_type: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawJobSpec {
-    active_deadline_seconds: Option<i64>,
-    backoff_limit: Option<i64>,
-    parallelism: Option<i64>,
-    completions: Option<i64>,
-    pod_failure_policy: Option<RawPodFailurePolicy>,
-    template: RawPodTemplate,
-}
-
-#[derive(Debug, Deserialize)]
-struct RawPodFailurePolicy {
-    #[serde(default)]
-    rules: Vec<RawPodFailureRule>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawPodFailureRule {
-    action: String,
-    on_exit_codes: Option<RawOnExitCodes>,
-    on_pod_conditions: Option<Value>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawOnExitCodes {
-    container_name: Option<String>,
-    operator: String,
-    #[serde(default)]
-    values: Vec<i32>,
-}
-
-#[derive(Debug, Deserialize)]
-struct RawPodTemplate {
-    spec: RawPodSpec,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawPodSpec {
-    termination_grace_period_seconds: Option<i64>,
-    restart_policy: Option<String>,
-    #[serde(default)]
-    containers: Vec<RawContainer>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawContainer {
-    name: String,
-    #[serde(default)]
-    args: Vec<String>,
-    #[serde(default)]
-    env: Vec<RawEnvVar>,
-    #[serde(default)]
-    env_from: Vec<Value>,
-    #[serde(default)]
-    volume_mounts: Vec<RawVolumeMount>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawVolumeMount {
-    mount_path: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawEnvVar {
-    name: String,
-    value: Option<Value>,
-    value_from: Option<Value>,
 }
 
 fn invalid(message: impl Into<String>) -> ManifestError {
@@ -685,7 +565,7 @@ fn exit_code_rules(
 mod tests {
     use super::*;
 
-    const FIXTURE: &str = include_str!("../tests/fixtures/encoder-scaledjob.yaml");
+    const FIXTURE: &str = include_str!("../../tests/fixtures/encoder-scaledjob.yaml");
 
     fn with_spec(spec: &str) -> String {
         format!("apiVersion: keda.sh/v1alpha1\nkind: ScaledJob\nmetadata:\n  name: t\nspec:\n{spec}")
