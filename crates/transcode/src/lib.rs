@@ -10,6 +10,17 @@
 //!   callback and a [`CancelHandle`]. It blocks: run it on a blocking thread.
 //! - [`TranscodeError::is_rejection`] tells a bad input (never worth a retry) from a failure.
 //!
+//! # Layout
+//!
+//! - [`probe`](mod@probe): what a file holds, read from its container.
+//! - [`pipeline`]: the transcode, one module per stage (its own docs draw them): `run` (the
+//!   demuxing loop and one thread per rendition), `video` and `audio` (decode once), `mux` (one
+//!   rendition: scale, x264, MP4), `graph` (the filter graphs), `report` (progress, the report and
+//!   the damage policy), `time` (timestamps).
+//! - [`geometry`] (which way up, displayed and rendition sizes) and [`ladder`] (x264 and AAC
+//!   settings per size): pure arithmetic the pipeline applies.
+//! - [`error`]: why a transcode failed, rejections apart.
+//!
 //! ```no_run
 //! use std::path::Path;
 //! use transcode::{CancelHandle, RenditionSpec, TranscodeOptions};

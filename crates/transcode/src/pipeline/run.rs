@@ -1,0 +1,562 @@
+//! The transcode itself: [`transcode()`] opens the input and the stages, reads the packets, hands
+//! each to the video or the audio stage, and fans the results out to one worker thread per
+//! rendition; it reports progress, honours its [`CancelHandle`], and removes its partial outputs
+//! whenever it does not finish.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use ffmpeg::{Packet, Rational, frame};
+use ffmpeg_next as ffmpeg;
+use ffmpeg_next::ffi;
+
+use super::audio::AudioPipe;
+use super::mux::{RenditionMux, VideoInput};
+use super::report::{Progress, RenditionOutput, TranscodeReport};
+use super::video::{VideoPipe, nominal_fps};
+use crate::error::{FfmpegContext, Result, TranscodeError};
+use crate::geometry::rendition_size;
+use crate::ladder::{self, VideoSettings};
+use crate::probe;
+
+/// One rendition to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenditionSpec {
+    /// The file stem: the rendition is written to `{output_dir}/{name}.mp4`.
+    pub name: String,
+    /// The short side of the displayed picture, in pixels (never upscaled).
+    pub short_side: u32,
+}
+
+/// Encoder settings shared by every rendition of a transcode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranscodeOptions {
+    /// The x264 preset.
+    pub preset: String,
+    /// The x264 constant-quality target.
+    pub crf: u8,
+}
+
+impl Default for TranscodeOptions {
+    fn default() -> Self {
+        Self {
+            preset: ladder::DEFAULT_PRESET.to_owned(),
+            crf: ladder::DEFAULT_CRF,
+        }
+    }
+}
+
+/// Stops a running transcode from another thread. Clones share the same flag.
+#[derive(Debug, Clone, Default)]
+pub struct CancelHandle(Arc<AtomicBool>);
+
+impl CancelHandle {
+    /// A handle that has not been cancelled.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the transcode to stop; it returns [`TranscodeError::Cancelled`] soon after.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Transcodes `input` into one MP4 per rendition in `output_dir`, decoding the source once.
+///
+/// # Errors
+///
+/// A rejection ([`TranscodeError::is_rejection`]) when the input is not a usable video, with the
+/// reason; [`TranscodeError::Cancelled`] when `cancel` was used; other variants for failures that
+/// may be transient. On any error no output file is left behind.
+pub fn transcode(
+    input: &Path,
+    renditions: &[RenditionSpec],
+    output_dir: &Path,
+    options: &TranscodeOptions,
+    progress: &mut dyn FnMut(&Progress),
+    cancel: &CancelHandle,
+) -> Result<TranscodeReport> {
+    if renditions.is_empty() {
+        return Err(TranscodeError::Options("no rendition asked for".into()));
+    }
+    let started = Instant::now();
+    let mut guard = OutputGuard::default();
+    let report = run(
+        input, renditions, output_dir, options, progress, cancel, &mut guard, started,
+    )?;
+    guard.keep();
+    Ok(report)
+}
+
+/// Deletes the files it holds unless told to keep them.
+#[derive(Default)]
+struct OutputGuard {
+    paths: Vec<PathBuf>,
+    keep: bool,
+}
+
+impl OutputGuard {
+    fn keep(&mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for OutputGuard {
+    fn drop(&mut self) {
+        if !self.keep {
+            for p in &self.paths {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    input_path: &Path,
+    renditions: &[RenditionSpec],
+    output_dir: &Path,
+    options: &TranscodeOptions,
+    progress: &mut dyn FnMut(&Progress),
+    cancel: &CancelHandle,
+    guard: &mut OutputGuard,
+    started: Instant,
+) -> Result<TranscodeReport> {
+    let mut ictx = probe::open_input(input_path)?;
+    let info = probe::describe(&ictx);
+    let Some(vinfo) = info.video.clone() else {
+        return Err(no_video_reason(&ictx));
+    };
+    if vinfo.width == 0 || vinfo.height == 0 {
+        return Err(TranscodeError::Undecodable(
+            "the video stream declares no picture size".into(),
+        ));
+    }
+    // SAFETY: reading a plain field of the open input.
+    let start_us = match unsafe { (*ictx.as_ptr()).start_time } {
+        t if t == ffi::AV_NOPTS_VALUE => 0,
+        t => t,
+    };
+
+    let mut video = VideoPipe::open(&ictx, &vinfo, start_us, renditions.len())?;
+    let mut audio = match &info.audio {
+        Some(a) => Some(AudioPipe::open(&ictx, a.index, start_us)?),
+        None => None,
+    };
+
+    let fps = nominal_fps(&vinfo);
+    std::fs::create_dir_all(output_dir).map_err(|source| TranscodeError::Io {
+        path: output_dir.display().to_string(),
+        source,
+    })?;
+    let display = (vinfo.display_width, vinfo.display_height);
+    let pictures = VideoInput {
+        time_base: video.stats.time_base,
+        frame_step: video.stats.frame_step,
+        colours: video.colours(),
+    };
+    let mut muxes = Vec::with_capacity(renditions.len());
+    for spec in renditions {
+        let (width, height) = rendition_size(display, spec.short_side);
+        let settings = VideoSettings::new(width.min(height), fps, &options.preset, options.crf);
+        let path = output_dir.join(format!("{}.mp4", spec.name));
+        guard.paths.push(path.clone());
+        muxes.push(RenditionMux::create(
+            &spec.name,
+            path,
+            (width, height),
+            &settings,
+            &pictures,
+            audio.as_ref().map(AudioPipe::encoder),
+            renditions.len(),
+        )?);
+    }
+
+    let mut outputs = Renditions::spawn(muxes)?;
+
+    let duration = vinfo.duration_seconds.or(info.duration_seconds);
+    let mut last_report = Instant::now();
+    let mut read_errors = 0u32;
+    loop {
+        if cancel.is_cancelled() {
+            return Err(TranscodeError::Cancelled);
+        }
+        // A fresh packet each time: reading into a used one would leak its data.
+        let mut packet = Packet::empty();
+        match packet.read(&mut ictx) {
+            Ok(()) => read_errors = 0,
+            Err(ffmpeg::Error::Eof) => break,
+            Err(_) => {
+                // A damaged or cut-off file: skip what cannot be read, stop if nothing more can be.
+                read_errors += 1;
+                if read_errors > 32 {
+                    break;
+                }
+                continue;
+            }
+        }
+        let index = packet.stream();
+        if index == video.index {
+            video.decode(Some(&packet), &mut |f, tb| outputs.send_video(f, tb))?;
+        } else if let Some(a) = audio.as_mut().filter(|a| a.index == index) {
+            a.decode(Some(&packet), &mut |p, tb| outputs.send_audio(p, tb))?;
+        }
+        if last_report.elapsed() >= Duration::from_millis(500) {
+            last_report = Instant::now();
+            progress(&video.stats.progress(duration, started.elapsed()));
+        }
+    }
+    if cancel.is_cancelled() {
+        return Err(TranscodeError::Cancelled);
+    }
+    video.decode(None, &mut |f, tb| outputs.send_video(f, tb))?;
+    if let Some(a) = audio.as_mut() {
+        a.decode(None, &mut |p, tb| outputs.send_audio(p, tb))?;
+    }
+    video.stats.check_complete(&vinfo, info.duration_seconds)?;
+    progress(&video.stats.progress(duration, started.elapsed()));
+
+    let results = outputs.finish()?;
+    Ok(TranscodeReport {
+        source: info,
+        frames_decoded: video.stats.frames,
+        decode_errors: video.stats.errors,
+        decoded_seconds: video.stats.span_seconds(),
+        has_audio: audio.is_some(),
+        tone_mapped: video.tone_mapped(),
+        deinterlaced: video.deinterlaced(),
+        outputs: results,
+        elapsed_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The rejection for a file with no usable video stream, saying what it holds instead.
+fn no_video_reason(ictx: &ffmpeg::format::context::Input) -> TranscodeError {
+    let has = |t| ictx.streams().any(|s| s.parameters().medium() == t);
+    let cover_art = ictx.streams().any(|s| {
+        s.disposition()
+            .contains(ffmpeg::format::stream::Disposition::ATTACHED_PIC)
+    });
+    TranscodeError::NoVideo(if cover_art {
+        "no video stream: the only picture is cover art (an attached picture), so this is an audio file"
+    } else if has(ffmpeg::media::Type::Audio) {
+        "no video stream: this is an audio-only file"
+    } else {
+        "no video stream in the file"
+    })
+}
+
+/// What the decoding thread sends each rendition's worker.
+enum Msg {
+    /// A picture (a new reference to the shared frame) and its time base.
+    Video(frame::Video, Rational),
+    /// An AAC packet (shared by every rendition) and its time base.
+    Audio(Packet, Rational),
+    /// Everything was sent: finish the file.
+    End,
+}
+
+/// Frames in flight to each worker: enough to keep it busy, few enough to bound memory.
+const WORKER_QUEUE: usize = 16;
+
+/// The worker's loop, on its own thread: scale and encode every frame, write every audio packet,
+/// until the end (then finish the file) or until the sender goes away (then stop).
+fn work(mut mux: RenditionMux, rx: mpsc::Receiver<Msg>) -> Result<RenditionOutput> {
+    for msg in rx {
+        match msg {
+            Msg::Video(mut frame, tb) => mux.push_video(&mut frame, tb)?,
+            Msg::Audio(packet, tb) => mux.push_audio(&packet, tb)?,
+            Msg::End => return mux.finish(),
+        }
+    }
+    Err(TranscodeError::Cancelled)
+}
+
+/// The renditions, each scaled, encoded and muxed on a thread of its own, so that the scalers
+/// and the encoders of a ladder run in parallel while the source is decoded once.
+struct Renditions {
+    workers: Vec<(mpsc::SyncSender<Msg>, std::thread::JoinHandle<Result<RenditionOutput>>)>,
+}
+
+impl Renditions {
+    fn spawn(muxes: Vec<RenditionMux>) -> Result<Self> {
+        let mut workers = Vec::with_capacity(muxes.len());
+        for mux in muxes {
+            let (tx, rx) = mpsc::sync_channel(WORKER_QUEUE);
+            let handle = std::thread::Builder::new()
+                .name(format!("rendition-{}", mux.name()))
+                .spawn(move || work(mux, rx))
+                .map_err(|source| TranscodeError::Io {
+                    path: "a rendition thread".into(),
+                    source,
+                })?;
+            workers.push((tx, handle));
+        }
+        Ok(Self { workers })
+    }
+
+    fn send_video(&mut self, frame: &frame::Video, tb: Rational) -> Result<()> {
+        for i in 0..self.workers.len() {
+            let mut shared = frame::Video::empty();
+            // SAFETY: a new reference to the same buffers; both frames are valid.
+            let r = unsafe { ffi::av_frame_ref(shared.as_mut_ptr(), frame.as_ptr()) };
+            if r < 0 {
+                return Err(ffmpeg::Error::from(r)).ctx("sharing a frame with a rendition");
+            }
+            self.send(i, Msg::Video(shared, tb))?;
+        }
+        Ok(())
+    }
+
+    fn send_audio(&mut self, packet: &Packet, tb: Rational) -> Result<()> {
+        for i in 0..self.workers.len() {
+            self.send(i, Msg::Audio(packet.clone(), tb))?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, i: usize, msg: Msg) -> Result<()> {
+        if self.workers[i].0.send(msg).is_ok() {
+            return Ok(());
+        }
+        // The worker stopped on an error of its own: that error is the one to report.
+        let (_, handle) = self.workers.remove(i);
+        Err(match handle.join() {
+            Ok(Err(e)) => e,
+            _ => TranscodeError::Options("a rendition worker stopped unexpectedly".into()),
+        })
+    }
+
+    /// Tells every worker that all was sent and collects the finished renditions, in order.
+    fn finish(mut self) -> Result<Vec<RenditionOutput>> {
+        let workers = std::mem::take(&mut self.workers);
+        let mut results = Vec::with_capacity(workers.len());
+        let mut first_error = None;
+        for (tx, handle) in workers {
+            let _ = tx.send(Msg::End);
+            drop(tx);
+            match handle.join() {
+                Ok(Ok(out)) => results.push(out),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_error.get_or_insert(TranscodeError::Options("a rendition worker panicked".into()));
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(results),
+        }
+    }
+}
+
+impl Drop for Renditions {
+    /// Stops the workers that are still running (their channel closes) and waits for them, so no
+    /// thread outlives the transcode and every file is closed before the partial ones are removed.
+    fn drop(&mut self) {
+        for (tx, handle) in self.workers.drain(..) {
+            drop(tx);
+            let _ = handle.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ffmpeg::color;
+    use test_support::TempDir;
+
+    use super::*;
+    use crate::pipeline::audio::AacEncoder;
+    use crate::pipeline::fixtures::{tone, write_wav};
+    use crate::pipeline::graph::Colours;
+    use crate::pipeline::mux::sample::write_mp4;
+
+    const SD: Colours = Colours {
+        primaries: color::Primaries::SMPTE170M,
+        transfer: color::TransferCharacteristic::SMPTE170M,
+        space: color::Space::SMPTE170M,
+    };
+
+    fn spec(name: &str, short_side: u32) -> RenditionSpec {
+        RenditionSpec {
+            name: name.into(),
+            short_side,
+        }
+    }
+
+    /// A source of `frames` pictures of `size` at 25 fps with as much AAC audio, in `dir`.
+    fn source(dir: &TempDir, size: (u32, u32), frames: i64) -> PathBuf {
+        let mut aac = AacEncoder::new(48_000).unwrap();
+        let mut packets = Vec::new();
+        let mut sink = |p: &Packet, tb| {
+            packets.push((p.clone(), tb));
+            Ok(())
+        };
+        for n in 0..frames * 48_000 / 25 / 960 {
+            aac.push(&mut tone(48_000, 1, 960, n * 960), &mut sink).unwrap();
+        }
+        aac.finish(&mut sink).unwrap();
+        let path = dir.join("source.mp4");
+        write_mp4(&path, size, frames, SD, Some((aac.encoder(), &packets)));
+        path
+    }
+
+    fn transcode_to(
+        input: &Path,
+        specs: &[RenditionSpec],
+        out: &Path,
+        progress: &mut dyn FnMut(&Progress),
+        cancel: &CancelHandle,
+    ) -> Result<TranscodeReport> {
+        transcode(input, specs, out, &TranscodeOptions::default(), progress, cancel)
+    }
+
+    /// The MP4 files in `dir`.
+    fn mp4s(dir: &Path) -> Vec<PathBuf> {
+        std::fs::read_dir(dir).map_or(Vec::new(), |d| {
+            d.map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "mp4"))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn a_ladder_is_made_from_one_decode_each_rendition_at_its_size_in_the_order_asked() {
+        let dir = TempDir::new("transcode-run");
+        let input = source(&dir, (128, 96), 25);
+        let out = dir.join("out");
+        let specs = [spec("small", 48), spec("full", 96), spec("big", 480)];
+        let mut calls = Vec::new();
+        let report = transcode_to(&input, &specs, &out, &mut |p| calls.push(*p), &CancelHandle::new()).unwrap();
+        assert_eq!((report.frames_decoded, report.decode_errors), (25, 0));
+        assert_eq!(report.decoded_seconds, 1.0);
+        assert!(report.has_audio && !report.tone_mapped && !report.deinterlaced);
+        let got: Vec<_> = report
+            .outputs
+            .iter()
+            .map(|o| (o.name.as_str(), o.width, o.height, o.frames))
+            .collect();
+        // Never upscaled: the 480 asked for is the source's 96.
+        assert_eq!(
+            got,
+            [("small", 64, 48, 25), ("full", 128, 96, 25), ("big", 128, 96, 25)]
+        );
+        for o in &report.outputs {
+            assert_eq!(o.path, out.join(format!("{}.mp4", o.name)));
+            let info = crate::probe::probe(&o.path).unwrap();
+            assert_eq!(info.video.unwrap().frames, Some(25));
+            assert_eq!(info.audio.unwrap().channels, 2);
+        }
+        // The last call comes when all is decoded.
+        let last = calls.last().expect("progress is reported at least at the end");
+        assert_eq!(last.frames, 25);
+        assert_eq!(last.position_seconds, 0.96);
+    }
+
+    #[test]
+    fn a_transcode_cancelled_before_it_starts_stops_and_leaves_no_file() {
+        let dir = TempDir::new("transcode-run");
+        let input = source(&dir, (64, 48), 5);
+        let out = dir.join("out");
+        let cancel = CancelHandle::new();
+        cancel.cancel();
+        let err = transcode_to(&input, &[spec("a", 48), spec("b", 24)], &out, &mut |_| {}, &cancel).unwrap_err();
+        assert!(matches!(err, TranscodeError::Cancelled), "{err:?}");
+        assert!(!err.is_rejection());
+        assert_eq!(mp4s(&out), Vec::<PathBuf>::new());
+    }
+
+    #[test]
+    fn a_cancel_from_another_thread_stops_a_running_transcode_within_a_packet_or_so() {
+        let dir = TempDir::new("transcode-run");
+        let input = source(&dir, (320, 240), 300);
+        let out = dir.join("out");
+        let started = Instant::now();
+        transcode_to(&input, &[spec("a", 240)], &out, &mut |_| {}, &CancelHandle::new()).unwrap();
+        let whole = started.elapsed();
+        std::fs::remove_file(out.join("a.mp4")).unwrap();
+
+        let cancel = CancelHandle::new();
+        let canceller = {
+            let cancel = cancel.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(whole / 10);
+                cancel.cancel();
+            })
+        };
+        let started = Instant::now();
+        let err = transcode_to(&input, &[spec("a", 240)], &out, &mut |_| {}, &cancel).unwrap_err();
+        let stopped = started.elapsed();
+        canceller.join().unwrap();
+        assert!(matches!(err, TranscodeError::Cancelled), "{err:?}");
+        assert!(
+            stopped < whole / 2,
+            "stopped after {stopped:?}; the whole transcode takes {whole:?}"
+        );
+        assert_eq!(mp4s(&out), Vec::<PathBuf>::new());
+    }
+
+    #[test]
+    fn a_file_cut_short_is_rejected_as_truncated_and_leaves_no_file() {
+        let dir = TempDir::new("transcode-run");
+        let input = source(&dir, (64, 48), 50);
+        // The index comes first: cutting the end off keeps a readable file that announces more.
+        let bytes = std::fs::read(&input).unwrap();
+        std::fs::write(&input, &bytes[..bytes.len() * 2 / 3]).unwrap();
+        let out = dir.join("out");
+        let err = transcode_to(&input, &[spec("a", 48)], &out, &mut |_| {}, &CancelHandle::new()).unwrap_err();
+        assert!(matches!(err, TranscodeError::Truncated(_)), "{err:?}");
+        assert!(err.to_string().contains("of 50 announced frames decoded"), "{err}");
+        assert_eq!(mp4s(&out), Vec::<PathBuf>::new());
+    }
+
+    #[test]
+    fn an_audio_only_file_is_rejected_for_having_no_video() {
+        let dir = TempDir::new("transcode-run");
+        let input = dir.join("tone.wav");
+        write_wav(&input, 44_100, 2, 4_410);
+        let err = transcode_to(
+            &input,
+            &[spec("a", 360)],
+            &dir.join("out"),
+            &mut |_| {},
+            &CancelHandle::new(),
+        )
+        .unwrap_err();
+        assert!(err.is_rejection());
+        assert_eq!(err.to_string(), "no video stream: this is an audio-only file");
+    }
+
+    #[test]
+    fn a_transcode_with_no_rendition_is_refused_before_it_reads_the_input() {
+        let err = transcode_to(
+            Path::new("/nonexistent"),
+            &[],
+            Path::new("/nonexistent"),
+            &mut |_| {},
+            &CancelHandle::new(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, TranscodeError::Options(_)), "{err:?}");
+    }
+
+    #[test]
+    fn clones_of_a_cancel_handle_share_one_flag() {
+        let a = CancelHandle::new();
+        let b = a.clone();
+        assert!(!b.is_cancelled());
+        a.cancel();
+        assert!(b.is_cancelled());
+    }
+}
