@@ -14,22 +14,47 @@
 //!
 //! `encoder transcode --input FILE --quality Q --output-dir DIR` runs the same probe-and-transcode
 //! path on a local file, without AWS.
+//!
+//! # Layout
+//!
+//! - [`lifecycle`]: the message's lifecycle (receive, lease, report, and delete, release or
+//!   dead-letter it) and the outcome, over three seams: the queue ([`queue::Queue`]), the work
+//!   ([`work::Work`]) and the reports ([`report::Reports`]).
+//! - `lease`: renewing the message's visibility while the work goes on.
+//! - [`work`]: the work on one request (source lookup, duplicate check, download, transcode and
+//!   verify, upload), over two seams: S3 ([`storage::Store`]) and the transcode
+//!   ([`media::Media`]).
+//! - `queue`, `storage`, `media`, `report`: the seams and their real implementations (SQS, S3,
+//!   FFmpeg through the `transcode` crate, the analyzer over HTTP); `verify`: the checks every
+//!   rendition passes before it is stored.
+//! - `config`: the settings; `local`: `encoder transcode` and `encoder probe`.
+//!
+//! The lifecycle and the work are unit-tested with in-memory stand-ins for the seams (every stop
+//! reason, the message's fate, the exit code and the reports); the real implementations are tested
+//! end to end against moto and LocalStack with real media (`tests/pipeline`).
 
 mod config;
+#[cfg(test)]
+mod fakes;
+mod lease;
+pub mod lifecycle;
 mod local;
-mod queue;
-mod report;
-pub mod signals;
-mod storage;
+pub mod media;
+pub mod queue;
+pub mod report;
+pub mod storage;
 mod verify;
-mod worker;
+pub mod work;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use encoding_common::shutdown::Signals;
+use tokio_util::sync::CancellationToken;
+
 pub use config::{WorkerArgs, WorkerConfig};
-pub use worker::Outcome;
+pub use lifecycle::Outcome;
 
 /// Command line of `encoder`.
 #[derive(Debug, Parser)]
@@ -65,7 +90,7 @@ pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Some(Command::Transcode(args)) => local::transcode(&args),
         Some(Command::Probe(args)) => {
-            signals::resume();
+            encoding_common::shutdown::resume();
             local::probe(&args)
         }
         None => run_worker(cli.worker),
@@ -87,8 +112,46 @@ fn run_worker(args: WorkerArgs) -> ExitCode {
             return ExitCode::from(Outcome::Failed.exit_code());
         }
     };
-    let outcome = runtime.block_on(worker::run(config));
+    let outcome = runtime.block_on(serve_one(config));
     // A blocking transcode thread that is still winding down must not hold the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     ExitCode::from(outcome.exit_code())
+}
+
+/// One worker run on the real parts: SQS, S3, FFmpeg, the analyzer.
+async fn serve_one(config: WorkerConfig) -> Outcome {
+    // Signals first: from here on a SIGTERM is handled, never the default action.
+    let shutdown = CancellationToken::new();
+    match Signals::install() {
+        Ok(mut signals) => {
+            let token = shutdown.clone();
+            tokio::spawn(async move {
+                let signal = signals.recv().await;
+                tracing::warn!(%signal, "stopping");
+                token.cancel();
+            });
+        }
+        Err(e) => tracing::error!(error = %e, "cannot listen for SIGTERM/SIGINT"),
+    }
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let span = tracing::info_span!("run", run_id = %run_id, message_id = tracing::field::Empty, video_id = tracing::field::Empty);
+    let sdk = encoding_common::aws::load_config().await;
+    let queue = queue::SqsQueue::new(encoding_common::aws::sqs_client(&sdk), config.queue_url.clone());
+    let job = work::Job {
+        store: storage::S3Store::new(encoding_common::aws::s3_client(&sdk)),
+        media: media::FfmpegMedia,
+        default_output: config.default_output.clone(),
+        work_dir: config.work_dir.clone(),
+    };
+    let reporter = report::Reporter::new(config.analyzer_url.as_deref(), config.analyzer_token.as_deref());
+    let settings = lifecycle::Settings {
+        receive_wait_seconds: config.receive_wait_seconds,
+        visibility_timeout: config.visibility_timeout,
+        host: config.host.clone(),
+    };
+    tracing::Instrument::instrument(
+        lifecycle::Run::new(queue, job, reporter, settings, shutdown, run_id).go(),
+        span,
+    )
+    .await
 }

@@ -115,14 +115,8 @@ fn ctrlc_on_thread(f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     std::thread::spawn(move || {
         rt.block_on(async {
-            use tokio::signal::unix::{SignalKind, signal};
-            let handlers = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
-            crate::signals::resume();
-            if let (Ok(mut term), Ok(mut int)) = handlers {
-                tokio::select! {
-                    _ = term.recv() => {},
-                    _ = int.recv() => {},
-                }
+            if let Ok(mut signals) = encoding_common::shutdown::Signals::install() {
+                signals.recv().await;
                 f();
             }
         });

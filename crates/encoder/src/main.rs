@@ -7,7 +7,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     // Until the handlers are ready, a SIGTERM waits instead of ending the run unreleased.
-    encoder::signals::defer();
+    encoding_common::shutdown::defer();
     let cli = encoder::Cli::parse();
     encoding_common::telemetry::init();
     encoder::main(cli)

@@ -3,10 +3,19 @@
 //! Reporting never decides a run's outcome: the analyzer being down or slow must not fail a job or
 //! hold a message. A report is tried a few times within a couple of seconds, then logged and
 //! dropped.
+//!
+//! [`Reports`] is the seam the lifecycle reports through; [`Reporter`] posts to the analyzer.
 
+use std::future::Future;
 use std::time::Duration;
 
 use encoding_common::Event;
+
+/// Where a run's events go.
+pub trait Reports: Send + Sync {
+    /// Reports one event; never fails the run.
+    fn send(&self, event: &Event) -> impl Future<Output = ()> + Send;
+}
 
 /// Attempts per report.
 const ATTEMPTS: u32 = 3;
@@ -36,7 +45,7 @@ impl Reporter {
     }
 
     /// Reports one event; failures are logged, never returned.
-    pub async fn send(&self, event: &Event) {
+    pub async fn post(&self, event: &Event) {
         let Some((client, url, token)) = &self.target else {
             return;
         };
@@ -66,5 +75,11 @@ impl Reporter {
             }
         }
         tracing::warn!(kind = %event.kind, url, "the analyzer could not be reached; report dropped");
+    }
+}
+
+impl Reports for Reporter {
+    async fn send(&self, event: &Event) {
+        self.post(event).await;
     }
 }

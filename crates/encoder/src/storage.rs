@@ -1,7 +1,12 @@
-//! The S3 side of a run: look at the source, download it, find existing renditions, upload new
-//! ones (multipart for large files, aborted when the run is stopped) and check what was stored.
+//! The S3 side of a run, behind a narrow seam: look at the source, download it, find existing
+//! renditions, upload new ones (multipart for large files, aborted when the run is stopped; the
+//! stored size and CRC32 read back).
+//!
+//! [`Store`] is what the work needs; [`S3Store`] is the real one over the AWS SDK (tested against
+//! both emulators below). The work's unit tests stand in for it with an in-memory store.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::Path;
 
 use anyhow::Context;
@@ -43,20 +48,50 @@ pub enum TransferError {
     Failed(#[from] anyhow::Error),
 }
 
+/// What a run does with S3.
+pub trait Store: Send + Sync {
+    /// Looks up the source object without downloading it.
+    fn head_source(&self, uri: &S3Uri) -> impl Future<Output = Result<SourceObject, SourceError>> + Send;
+
+    /// Downloads `uri` to `path`, stopping early when `cancel` fires; returns the bytes written.
+    fn download(
+        &self,
+        uri: &S3Uri,
+        path: &Path,
+        cancel: &CancellationToken,
+    ) -> impl Future<Output = Result<u64, TransferError>> + Send;
+
+    /// The user metadata of an existing object, or `None` when there is none.
+    fn existing_metadata(
+        &self,
+        uri: &S3Uri,
+    ) -> impl Future<Output = anyhow::Result<Option<HashMap<String, String>>>> + Send;
+
+    /// Uploads `path` to `uri` with `metadata`; returns what is stored, read back.
+    fn upload(
+        &self,
+        path: &Path,
+        uri: &S3Uri,
+        metadata: &HashMap<String, String>,
+        cancel: &CancellationToken,
+    ) -> impl Future<Output = Result<Stored, TransferError>> + Send;
+}
+
 /// S3 access for a run.
 #[derive(Debug, Clone)]
-pub struct Storage {
+pub struct S3Store {
     s3: aws_sdk_s3::Client,
 }
 
-impl Storage {
+impl S3Store {
     /// Storage through `s3`.
     pub fn new(s3: aws_sdk_s3::Client) -> Self {
         Self { s3 }
     }
+}
 
-    /// Looks up the source object without downloading it.
-    pub async fn head_source(&self, uri: &S3Uri) -> Result<SourceObject, SourceError> {
+impl Store for S3Store {
+    async fn head_source(&self, uri: &S3Uri) -> Result<SourceObject, SourceError> {
         match self.s3.head_object().bucket(&uri.bucket).key(&uri.key).send().await {
             Ok(out) => Ok(SourceObject {
                 etag: out.e_tag.unwrap_or_default(),
@@ -69,8 +104,7 @@ impl Storage {
         }
     }
 
-    /// Downloads `uri` to `path`, stopping early when `cancel` fires.
-    pub async fn download(&self, uri: &S3Uri, path: &Path, cancel: &CancellationToken) -> Result<u64, TransferError> {
+    async fn download(&self, uri: &S3Uri, path: &Path, cancel: &CancellationToken) -> Result<u64, TransferError> {
         let out = tokio::select! {
             r = self.s3.get_object().bucket(&uri.bucket).key(&uri.key).send() => r,
             _ = cancel.cancelled() => return Err(TransferError::Cancelled),
@@ -98,8 +132,7 @@ impl Storage {
         Ok(bytes)
     }
 
-    /// The user metadata of an existing object, or `None` when there is none.
-    pub async fn existing_metadata(&self, uri: &S3Uri) -> anyhow::Result<Option<HashMap<String, String>>> {
+    async fn existing_metadata(&self, uri: &S3Uri) -> anyhow::Result<Option<HashMap<String, String>>> {
         match self.s3.head_object().bucket(&uri.bucket).key(&uri.key).send().await {
             Ok(out) => Ok(Some(out.metadata.unwrap_or_default())),
             Err(e) if is_not_found(&e) => Ok(None),
@@ -107,11 +140,10 @@ impl Storage {
         }
     }
 
-    /// Uploads `path` to `uri` with `metadata` ([`encoding_common::upload`]: in parts when it is
-    /// large, the file's CRC32 checked by S3 and read back with its size afterwards). A stop or
-    /// failure in the middle of a multipart upload aborts it, so no part is left behind. Returns
-    /// what is stored.
-    pub async fn upload(
+    /// [`encoding_common::upload`]: in parts when it is large, the file's CRC32 checked by S3 and
+    /// read back with its size afterwards. A stop or failure in the middle of a multipart upload
+    /// aborts it, so no part is left behind.
+    async fn upload(
         &self,
         path: &Path,
         uri: &S3Uri,
@@ -155,11 +187,11 @@ mod tests {
     use test_support::{Emulator, Kind, TempDir};
 
     /// The shared emulator, a bucket of the test's own, storage on it, and scratch space.
-    async fn setup(kind: Kind) -> (&'static Emulator, String, Storage, TempDir) {
+    async fn setup(kind: Kind) -> (&'static Emulator, String, S3Store, TempDir) {
         let aws = Emulator::shared(kind);
         let bucket = aws.unique("parts");
         aws.bucket(&bucket).await;
-        let storage = Storage::new(aws.s3().await);
+        let storage = S3Store::new(aws.s3().await);
         (aws, bucket, storage, TempDir::new("storage"))
     }
 

@@ -1,0 +1,423 @@
+//! In-memory stand-ins for the seams, for the unit tests of the lifecycle, the lease and the work:
+//! a queue that records what happened to each message, a store of objects in memory, a media that
+//! writes small files, a report sink that keeps the events, and a work whose result is chosen.
+//! (The real SQS, S3 and FFmpeg are tested end to end, against both emulators.)
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::anyhow;
+use encoding_common::upload::Stored;
+use encoding_common::{EncodeRequest, Event, S3Uri};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use transcode::RenditionSpec;
+
+use crate::media::{Encoded, EncodedFile, Media, MediaError};
+use crate::queue::{Queue, Received};
+use crate::report::Reports;
+use crate::storage::{SourceError, SourceObject, Store, TransferError};
+use crate::work::{Done, Stop, Work};
+
+/// Something done to the received message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    /// Its visibility set (a renewal, or zero: a release).
+    Visibility(Duration),
+    /// Deleted.
+    Deleted,
+    /// Sent to the dead-letter queue with this reason (and deleted).
+    DeadLettered(String),
+    /// Deleted because there is no dead-letter queue (after a rejection).
+    DeletedWithoutDeadLetterQueue(String),
+}
+
+/// What the in-memory queue does when asked.
+#[derive(Debug, Default)]
+struct QueueState {
+    messages: Vec<String>,
+    fates: Vec<Fate>,
+    visibility_attempts: usize,
+    fail_receive: bool,
+    hang_receive: bool,
+    fail_visibility: bool,
+    fail_delete: bool,
+    fail_dead_letter: bool,
+    no_dead_letter_queue: bool,
+}
+
+/// An in-memory queue: hands out its messages once each and records every fate.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryQueue(Arc<Mutex<QueueState>>);
+
+impl MemoryQueue {
+    /// A queue holding these bodies.
+    pub fn with_messages(bodies: &[&str]) -> Self {
+        let q = Self::default();
+        q.0.lock().unwrap().messages = bodies.iter().map(|b| (*b).to_owned()).collect();
+        q
+    }
+
+    /// Receives one message at once (for the lease's tests).
+    pub async fn receive_now(&self) -> Received {
+        self.receive(0, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .expect("a message")
+    }
+
+    /// What happened to the messages, in order.
+    pub fn fates(&self) -> Vec<Fate> {
+        self.0.lock().unwrap().fates.clone()
+    }
+
+    /// The fates other than lease renewals (a visibility above zero).
+    pub fn endings(&self) -> Vec<Fate> {
+        self.fates()
+            .into_iter()
+            .filter(|f| !matches!(f, Fate::Visibility(d) if !d.is_zero()))
+            .collect()
+    }
+
+    /// How many visibility changes were tried, failed ones included.
+    pub fn visibility_attempts(&self) -> usize {
+        self.0.lock().unwrap().visibility_attempts
+    }
+
+    /// Makes receives wait for ever (a long poll that nothing ends).
+    pub fn hang_receive(&self) {
+        self.0.lock().unwrap().hang_receive = true;
+    }
+
+    /// Makes receives fail.
+    pub fn fail_receive(&self) {
+        self.0.lock().unwrap().fail_receive = true;
+    }
+
+    /// Makes visibility changes (renewals, releases) fail, or work again.
+    pub fn fail_visibility(&self, fail: bool) {
+        self.0.lock().unwrap().fail_visibility = fail;
+    }
+
+    /// Makes deletes fail.
+    pub fn fail_delete(&self) {
+        self.0.lock().unwrap().fail_delete = true;
+    }
+
+    /// Makes dead-lettering fail.
+    pub fn fail_dead_letter(&self) {
+        self.0.lock().unwrap().fail_dead_letter = true;
+    }
+
+    /// As a queue without a RedrivePolicy.
+    pub fn without_dead_letter_queue(&self) {
+        self.0.lock().unwrap().no_dead_letter_queue = true;
+    }
+}
+
+impl Queue for MemoryQueue {
+    async fn receive(&self, _wait_seconds: i32, _lease: Duration) -> anyhow::Result<Option<Received>> {
+        let hang = self.0.lock().unwrap().hang_receive;
+        if hang {
+            std::future::pending::<()>().await;
+        }
+        let mut s = self.0.lock().unwrap();
+        if s.fail_receive {
+            return Err(anyhow!("receiving from the queue: connection refused"));
+        }
+        if s.messages.is_empty() {
+            return Ok(None);
+        }
+        let body = s.messages.remove(0);
+        Ok(Some(Received {
+            message_id: "m-1".into(),
+            receipt_handle: "h-1".into(),
+            body,
+            receive_count: 1,
+            received_at: Instant::now(),
+        }))
+    }
+
+    async fn set_visibility(&self, _msg: &Received, timeout: Duration) -> anyhow::Result<()> {
+        let mut s = self.0.lock().unwrap();
+        s.visibility_attempts += 1;
+        if s.fail_visibility {
+            return Err(anyhow!("changing the message's visibility: connection refused"));
+        }
+        s.fates.push(Fate::Visibility(timeout));
+        Ok(())
+    }
+
+    async fn delete(&self, _msg: &Received) -> anyhow::Result<()> {
+        let mut s = self.0.lock().unwrap();
+        if s.fail_delete {
+            return Err(anyhow!("deleting the message: connection refused"));
+        }
+        s.fates.push(Fate::Deleted);
+        Ok(())
+    }
+
+    async fn dead_letter(&self, _msg: &Received, reason: &str) -> anyhow::Result<Option<String>> {
+        let mut s = self.0.lock().unwrap();
+        if s.fail_dead_letter {
+            return Err(anyhow!(
+                "sending the message to the dead-letter queue: connection refused"
+            ));
+        }
+        if s.no_dead_letter_queue {
+            s.fates.push(Fate::DeletedWithoutDeadLetterQueue(reason.to_owned()));
+            return Ok(None);
+        }
+        s.fates.push(Fate::DeadLettered(reason.to_owned()));
+        Ok(Some("memory://dlq".into()))
+    }
+}
+
+/// Keeps every event sent.
+#[derive(Debug, Clone, Default)]
+pub struct Recorder(Arc<Mutex<Vec<Event>>>);
+
+impl Recorder {
+    /// The events, in order.
+    pub fn events(&self) -> Vec<Event> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl Reports for Recorder {
+    async fn send(&self, event: &Event) {
+        self.0.lock().unwrap().push(event.clone());
+    }
+}
+
+/// A work whose result is chosen by the test (made when asked, as errors do not clone).
+pub struct StubWork {
+    result: Box<dyn Fn() -> Result<Done, Stop> + Send + Sync>,
+    /// Before answering: wait until this fires (a signal or a lost lease), then answer.
+    pub wait_for_cancel: bool,
+    /// Cancelled while the work runs (as a signal arriving mid-work would).
+    pub shutdown_during: Option<CancellationToken>,
+}
+
+impl std::fmt::Debug for StubWork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StubWork").finish_non_exhaustive()
+    }
+}
+
+impl StubWork {
+    /// A work that answers `result()`.
+    pub fn answering(result: impl Fn() -> Result<Done, Stop> + Send + Sync + 'static) -> Self {
+        Self {
+            result: Box::new(result),
+            wait_for_cancel: false,
+            shutdown_during: None,
+        }
+    }
+}
+
+impl Work for StubWork {
+    async fn work_on(&self, _request: &EncodeRequest, _run_id: &str, cancel: &CancellationToken) -> Result<Done, Stop> {
+        if let Some(token) = &self.shutdown_during {
+            token.cancel();
+        }
+        if self.wait_for_cancel {
+            cancel.cancelled().await;
+        }
+        (self.result)()
+    }
+}
+
+/// One object in the in-memory store.
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// Its user metadata.
+    pub metadata: HashMap<String, String>,
+    /// Its ETag.
+    pub etag: String,
+}
+
+/// How the in-memory store misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StoreFault {
+    /// It works.
+    #[default]
+    None,
+    /// Every look-up fails (S3 unreachable).
+    Unreachable,
+    /// Downloads stop short of the announced size.
+    ShortDownload,
+    /// Uploads fail.
+    UploadFails,
+    /// Uploads are stopped (the run's token fired).
+    UploadStopped,
+}
+
+/// S3 in memory.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    objects: Arc<Mutex<HashMap<String, Object>>>,
+    /// The fault to play.
+    pub fault: StoreFault,
+}
+
+impl MemoryStore {
+    /// Puts an object.
+    pub fn put(&self, uri: &str, bytes: &[u8], etag: &str, metadata: HashMap<String, String>) {
+        self.objects.lock().unwrap().insert(
+            uri.to_owned(),
+            Object {
+                bytes: bytes.to_vec(),
+                metadata,
+                etag: etag.to_owned(),
+            },
+        );
+    }
+
+    /// An object, if stored.
+    pub fn get(&self, uri: &str) -> Option<Object> {
+        self.objects.lock().unwrap().get(uri).cloned()
+    }
+
+    /// Every stored URI, sorted.
+    pub fn uris(&self) -> Vec<String> {
+        let mut uris: Vec<String> = self.objects.lock().unwrap().keys().cloned().collect();
+        uris.sort();
+        uris
+    }
+}
+
+impl Store for MemoryStore {
+    async fn head_source(&self, uri: &S3Uri) -> Result<SourceObject, SourceError> {
+        if self.fault == StoreFault::Unreachable {
+            return Err(SourceError::Other(anyhow!(
+                "looking up the source {uri}: dispatch failure"
+            )));
+        }
+        match self.get(&uri.to_string()) {
+            Some(o) => Ok(SourceObject {
+                etag: o.etag,
+                size: o.bytes.len() as u64,
+            }),
+            None => Err(SourceError::Missing(uri.to_string())),
+        }
+    }
+
+    async fn download(&self, uri: &S3Uri, path: &Path, cancel: &CancellationToken) -> Result<u64, TransferError> {
+        if cancel.is_cancelled() {
+            return Err(TransferError::Cancelled);
+        }
+        let o = self
+            .get(&uri.to_string())
+            .ok_or_else(|| TransferError::Failed(anyhow!("downloading {uri}: NoSuchKey")))?;
+        let bytes = if self.fault == StoreFault::ShortDownload {
+            &o.bytes[..o.bytes.len() / 2]
+        } else {
+            &o.bytes[..]
+        };
+        std::fs::write(path, bytes).map_err(|e| TransferError::Failed(e.into()))?;
+        Ok(bytes.len() as u64)
+    }
+
+    async fn existing_metadata(&self, uri: &S3Uri) -> anyhow::Result<Option<HashMap<String, String>>> {
+        if self.fault == StoreFault::Unreachable {
+            return Err(anyhow!("looking up {uri}: dispatch failure"));
+        }
+        Ok(self.get(&uri.to_string()).map(|o| o.metadata))
+    }
+
+    async fn upload(
+        &self,
+        path: &Path,
+        uri: &S3Uri,
+        metadata: &HashMap<String, String>,
+        cancel: &CancellationToken,
+    ) -> Result<Stored, TransferError> {
+        match self.fault {
+            StoreFault::UploadFails => return Err(TransferError::Failed(anyhow!("uploading {uri}: InternalError"))),
+            StoreFault::UploadStopped => return Err(TransferError::Cancelled),
+            _ if cancel.is_cancelled() => return Err(TransferError::Cancelled),
+            _ => {}
+        }
+        let bytes = std::fs::read(path).map_err(|e| TransferError::Failed(e.into()))?;
+        let size = bytes.len() as u64;
+        self.put(&uri.to_string(), &bytes, "\"new\"", metadata.clone());
+        Ok(Stored {
+            size,
+            crc32: "AAAAAA==".into(),
+        })
+    }
+}
+
+/// How the stand-in media answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MediaAnswer {
+    /// Writes one small file per spec.
+    #[default]
+    Renditions,
+    /// Not a usable video.
+    Rejected,
+    /// A failure that may pass.
+    Failed,
+    /// Stopped.
+    Cancelled,
+}
+
+/// The calls a [`FakeMedia`] received: each input and its renditions' names.
+pub type Calls = Arc<Mutex<Vec<(PathBuf, Vec<String>)>>>;
+
+/// A media that writes `{name}.mp4` files of a few bytes, or answers as told; it records the
+/// specs and the input it was given.
+#[derive(Debug, Clone, Default)]
+pub struct FakeMedia {
+    /// The answer.
+    pub answer: MediaAnswer,
+    /// The inputs and spec names it was called with.
+    pub calls: Calls,
+}
+
+impl Media for FakeMedia {
+    async fn encode(
+        &self,
+        input: PathBuf,
+        renditions: Vec<RenditionSpec>,
+        out_dir: PathBuf,
+        _cancel: CancellationToken,
+    ) -> Result<Encoded, MediaError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push((input.clone(), renditions.iter().map(|r| r.name.clone()).collect()));
+        match self.answer {
+            MediaAnswer::Rejected => {
+                return Err(MediaError::Rejected(
+                    "no video stream: this is an audio-only file".into(),
+                ));
+            }
+            MediaAnswer::Failed => return Err(MediaError::Failed(anyhow!("the rendition 480p.mp4 lasts 1.000 s"))),
+            MediaAnswer::Cancelled => return Err(MediaError::Cancelled),
+            MediaAnswer::Renditions => {}
+        }
+        std::fs::create_dir_all(&out_dir).map_err(|e| MediaError::Failed(e.into()))?;
+        let mut files = Vec::new();
+        for r in &renditions {
+            let path = out_dir.join(format!("{}.mp4", r.name));
+            std::fs::write(&path, format!("rendition {}", r.name)).map_err(|e| MediaError::Failed(e.into()))?;
+            files.push(EncodedFile {
+                path,
+                width: r.short_side * 16 / 9,
+                height: r.short_side,
+            });
+        }
+        Ok(Encoded {
+            files,
+            frames: 150,
+            source_seconds: Some(5.0),
+            encode_seconds: 2.5,
+        })
+    }
+}

@@ -1,0 +1,290 @@
+//! One run's message lifecycle: receive, lease, report, and end the message one way.
+//!
+//! The message is the unit of safety. While this run holds it, its lease is renewed; whatever
+//! stops the run, the message ends in exactly one of these states:
+//!
+//! | how the work ended | the message | reported | exit |
+//! |---|---|---|---|
+//! | renditions stored ([`Done::Encoded`]) | **deleted** | `processed` | 0 |
+//! | already stored by this request / by another ([`Done::AlreadyStored`]) | **deleted** | `processed` / `duplicate` | 0 |
+//! | the request can never succeed ([`Stop::Reject`], a body that is not a request) | **dead-lettered** (deleted when the queue has none) | `rejected` | 0 |
+//! | dead-lettering failed | **released** | `failed` | 1 |
+//! | a failure that may pass ([`Stop::Fail`]) | **released** (visible again at once) | `failed` | 1 |
+//! | the lease was lost ([`Stop::Cancelled`] without a signal) | **released** | `failed` | 1 |
+//! | SIGTERM/SIGINT, during the work or after it | **released** | `killed` | 143 |
+//! | no message | — | `empty` | 0 |
+//! | SIGTERM/SIGINT during the long poll | — (one SQS handed over stays leased) | `killed` | 143 |
+//! | receiving failed | — | `failed` | 1 |
+//! | SIGKILL | **left leased**: it returns when the lease ends | nothing | 137 |
+//!
+//! `processed` is reported *before* the delete: a run killed between the two leaves the message
+//! to be delivered again, and the next run, finding the renditions stored by the same request,
+//! reports `processed` again, which the analyzer counts once per request. Reporting after the
+//! delete would instead lose the report for good. A failed delete, release or report is logged
+//! and changes nothing else: the lease brings the message back, a redelivery finds the work done.
+
+use std::time::{Duration, Instant};
+
+use encoding_common::identity::request_identity;
+use encoding_common::{EncodeRequest, Event, EventKind};
+use tokio_util::sync::CancellationToken;
+
+use crate::lease::Lease;
+use crate::queue::{Queue, Received};
+use crate::report::Reports;
+use crate::work::{Done, Stop, Work};
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Renditions stored, message deleted.
+    Processed,
+    /// Renditions already existed; message deleted.
+    Duplicate,
+    /// No message.
+    Empty,
+    /// Invalid request; message dead-lettered.
+    Rejected,
+    /// Failure; message released.
+    Failed,
+    /// Stopped by a signal; message released.
+    Killed,
+    /// Bad settings; nothing received.
+    ConfigError,
+}
+
+impl Outcome {
+    /// The process exit code of the contract.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Self::Processed | Self::Duplicate | Self::Empty | Self::Rejected => 0,
+            Self::Failed => 1,
+            Self::ConfigError => 2,
+            Self::Killed => 143,
+        }
+    }
+}
+
+/// The settings the lifecycle needs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Long-poll wait, seconds.
+    pub receive_wait_seconds: i32,
+    /// The lease taken at receive and renewed.
+    pub visibility_timeout: Duration,
+    /// This run's host (pod) name, for reports.
+    pub host: String,
+}
+
+/// One run over a queue, a work and a report sink.
+#[derive(Debug)]
+pub struct Run<Q, W, R> {
+    queue: Q,
+    work: W,
+    reports: R,
+    settings: Settings,
+    run_id: String,
+    started: Instant,
+    /// Cancelled by SIGTERM/SIGINT.
+    shutdown: CancellationToken,
+}
+
+impl<Q: Queue, W: Work, R: Reports> Run<Q, W, R> {
+    /// A run; `shutdown` is cancelled by SIGTERM/SIGINT (the caller installs the handlers).
+    pub fn new(queue: Q, work: W, reports: R, settings: Settings, shutdown: CancellationToken, run_id: String) -> Self {
+        Self {
+            queue,
+            work,
+            reports,
+            settings,
+            run_id,
+            started: Instant::now(),
+            shutdown,
+        }
+    }
+
+    /// Takes at most one message and ends it; returns how the run ended.
+    pub async fn go(self) -> Outcome {
+        // Stopping during the long poll drops the request: a message SQS may have handed to it
+        // stays leased and returns when the lease ends; nothing is lost.
+        let received = tokio::select! {
+            r = self.queue.receive(self.settings.receive_wait_seconds, self.settings.visibility_timeout) => r,
+            _ = self.shutdown.cancelled() => {
+                tracing::info!("stopped by a signal while waiting for a message");
+                self.report(self.event(EventKind::Killed, None, None)).await;
+                return Outcome::Killed;
+            }
+        };
+        let msg = match received {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                tracing::info!(wait_seconds = self.settings.receive_wait_seconds, "the queue is empty");
+                self.report(self.event(EventKind::Empty, None, None)).await;
+                return Outcome::Empty;
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot receive from the queue");
+                let mut event = self.event(EventKind::Failed, None, None);
+                event.reason = Some(format!("{e:#}"));
+                self.report(event).await;
+                return Outcome::Failed;
+            }
+        };
+        tracing::Span::current().record("message_id", msg.message_id.as_str());
+        tracing::info!(receive_count = msg.receive_count, "received a message");
+
+        // Cancelled by a signal or a lost lease: stops the work.
+        let work = self.shutdown.child_token();
+        let lease = Lease::hold(
+            self.queue.clone(),
+            msg.clone(),
+            self.settings.visibility_timeout,
+            work.clone(),
+        );
+        let request = EncodeRequest::from_json(&msg.body);
+        if let Ok(r) = &request {
+            tracing::Span::current().record("video_id", r.video_id.as_str());
+        }
+        self.report(self.event(EventKind::Started, Some(&msg), request.as_ref().ok()))
+            .await;
+        let result = match &request {
+            Ok(r) => self.work.work_on(r, &self.run_id, &work).await,
+            Err(e) => Err(Stop::Reject(e.to_string())),
+        };
+        // A signal that arrived while the renditions were being stored still counts as a kill:
+        // the message is released and the next run finds them stored.
+        let result = match result {
+            Ok(_) if self.shutdown.is_cancelled() => Err(Stop::Cancelled),
+            r => r,
+        };
+        let lost = lease.lost_reason();
+        lease.end().await;
+        self.end(&msg, request.ok().as_ref(), result, lost).await
+    }
+
+    /// Ends the message as the work's result says.
+    async fn end(
+        &self,
+        msg: &Received,
+        request: Option<&EncodeRequest>,
+        result: Result<Done, Stop>,
+        lost: Option<String>,
+    ) -> Outcome {
+        match result {
+            Ok(Done::Encoded { encoded, outputs }) => {
+                let mut event = self.event(EventKind::Processed, Some(msg), request);
+                event.encode_seconds = Some(encoded.encode_seconds);
+                event.frames = Some(encoded.frames);
+                event.fps = Some(encoded.frames as f64 / encoded.encode_seconds.max(1e-6));
+                event.source_seconds = encoded.source_seconds;
+                event.outputs = outputs;
+                self.finish(msg, event, Outcome::Processed).await
+            }
+            Ok(Done::AlreadyStored { same_request, outputs }) => {
+                let (kind, outcome, reason) = if same_request {
+                    (
+                        EventKind::Processed,
+                        Outcome::Processed,
+                        "stored by an earlier delivery of this request",
+                    )
+                } else {
+                    (
+                        EventKind::Duplicate,
+                        Outcome::Duplicate,
+                        "already stored for the same source and settings",
+                    )
+                };
+                tracing::info!(%kind, "the renditions are already stored for this source and settings; skipping the work");
+                let mut event = self.event(kind, Some(msg), request);
+                event.outputs = outputs;
+                event.reason = Some(reason.into());
+                self.finish(msg, event, outcome).await
+            }
+            Err(Stop::Reject(reason)) => self.reject(msg, request, reason).await,
+            Err(Stop::Cancelled) if !self.shutdown.is_cancelled() => {
+                // Only a lost lease cancels work without a signal.
+                let reason = lost.unwrap_or_else(|| "the work was cancelled".into());
+                self.fail(msg, request, anyhow::anyhow!(reason)).await
+            }
+            Err(Stop::Cancelled) => self.killed(msg, request).await,
+            Err(Stop::Fail(e)) => self.fail(msg, request, e).await,
+        }
+    }
+
+    /// Reports the outcome, then deletes the message.
+    async fn finish(&self, msg: &Received, event: Event, outcome: Outcome) -> Outcome {
+        self.report(event).await;
+        if let Err(e) = self.queue.delete(msg).await {
+            // The renditions are stored and reported; a redelivery will find them and skip.
+            tracing::warn!(error = %format!("{e:#}"), "deleting the message failed; a redelivery will be skipped as already stored");
+        }
+        tracing::info!(outcome = ?outcome, seconds = self.started.elapsed().as_secs_f64(), "done");
+        outcome
+    }
+
+    async fn reject(&self, msg: &Received, request: Option<&EncodeRequest>, reason: String) -> Outcome {
+        match self.queue.dead_letter(msg, &reason).await {
+            Ok(Some(dlq)) => {
+                tracing::warn!(%reason, dead_letter_queue = %dlq, "rejected the request; moved it to the dead-letter queue")
+            }
+            Ok(None) => tracing::error!(
+                %reason,
+                body = %msg.body,
+                "rejected the request; the queue has no dead-letter queue, so the message was deleted after this record"
+            ),
+            Err(e) => {
+                tracing::error!(%reason, error = %format!("{e:#}"), "the request is invalid but could not be dead-lettered; releasing it");
+                let e = e.context(format!("dead-lettering a rejected request ({reason})"));
+                return self.fail(msg, request, e).await;
+            }
+        }
+        let mut event = self.event(EventKind::Rejected, Some(msg), request);
+        event.reason = Some(reason);
+        self.report(event).await;
+        Outcome::Rejected
+    }
+
+    async fn fail(&self, msg: &Received, request: Option<&EncodeRequest>, error: anyhow::Error) -> Outcome {
+        tracing::error!(error = %format!("{error:#}"), "the work failed; releasing the message for a retry");
+        if let Err(e) = self.queue.release(msg).await {
+            tracing::warn!(error = %format!("{e:#}"), "releasing the message failed; it returns when its lease ends");
+        }
+        let mut event = self.event(EventKind::Failed, Some(msg), request);
+        event.reason = Some(format!("{error:#}"));
+        self.report(event).await;
+        Outcome::Failed
+    }
+
+    async fn killed(&self, msg: &Received, request: Option<&EncodeRequest>) -> Outcome {
+        tracing::warn!("stopped by a signal; releasing the message");
+        if let Err(e) = self.queue.release(msg).await {
+            tracing::warn!(error = %format!("{e:#}"), "releasing the message failed; it returns when its lease ends");
+        }
+        self.report(self.event(EventKind::Killed, Some(msg), request)).await;
+        Outcome::Killed
+    }
+
+    fn event(&self, kind: EventKind, msg: Option<&Received>, request: Option<&EncodeRequest>) -> Event {
+        let mut e = Event::new(kind);
+        e.run_id = Some(self.run_id.clone());
+        e.host = Some(self.settings.host.clone());
+        e.elapsed_seconds = Some(self.started.elapsed().as_secs_f64());
+        if let Some(m) = msg {
+            e.message_id = Some(m.message_id.clone());
+            e.receive_count = Some(m.receive_count);
+        }
+        if let Some(r) = request {
+            e.video_id = Some(r.video_id.clone());
+            e.qualities = r.qualities.iter().map(|q| q.as_str().to_owned()).collect();
+            e.request_id = Some(request_identity(r));
+        }
+        e
+    }
+
+    async fn report(&self, event: Event) {
+        self.reports.send(&event).await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

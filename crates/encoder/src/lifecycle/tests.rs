@@ -1,0 +1,321 @@
+//! Every way a run can end: the stop reason, the message's fate, the exit code and the reports,
+//! with in-memory stand-ins for the queue, the work and the analyzer (no AWS, no FFmpeg).
+
+use std::time::Duration;
+
+use encoding_common::EventKind;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::fakes::{Fate, MemoryQueue, Recorder, StubWork};
+use crate::media::Encoded;
+
+const REQUEST: &str = r#"{"video_id":"clip","source":"s3://in-b/clip.mp4","quality":"480p","request_id":"req-1"}"#;
+
+fn settings() -> Settings {
+    Settings {
+        receive_wait_seconds: 0,
+        visibility_timeout: Duration::from_secs(30),
+        host: "encoder-test".into(),
+    }
+}
+
+fn encoded() -> Result<Done, Stop> {
+    Ok(Done::Encoded {
+        encoded: Encoded {
+            files: Vec::new(),
+            frames: 150,
+            source_seconds: Some(5.0),
+            encode_seconds: 2.5,
+        },
+        outputs: vec!["s3://out-b/r/clip/480p.mp4".into()],
+    })
+}
+
+/// What a run did: its outcome, the message's endings (renewals left out), the reports' kinds.
+struct Ran {
+    outcome: Outcome,
+    endings: Vec<Fate>,
+    kinds: Vec<EventKind>,
+    events: Vec<encoding_common::Event>,
+}
+
+async fn run_with(queue: MemoryQueue, work: StubWork, shutdown: CancellationToken) -> Ran {
+    let reports = Recorder::default();
+    let outcome = Run::new(
+        queue.clone(),
+        work,
+        reports.clone(),
+        settings(),
+        shutdown,
+        "run-1".into(),
+    )
+    .go()
+    .await;
+    let events = reports.events();
+    Ran {
+        outcome,
+        endings: queue.endings(),
+        kinds: events.iter().map(|e| e.kind).collect(),
+        events,
+    }
+}
+
+async fn run(queue: MemoryQueue, work: StubWork) -> Ran {
+    run_with(queue, work, CancellationToken::new()).await
+}
+
+fn released() -> Fate {
+    Fate::Visibility(Duration::ZERO)
+}
+
+#[test]
+fn exit_codes_follow_the_contract() {
+    assert_eq!(Outcome::Processed.exit_code(), 0);
+    assert_eq!(Outcome::Duplicate.exit_code(), 0);
+    assert_eq!(Outcome::Empty.exit_code(), 0);
+    assert_eq!(Outcome::Rejected.exit_code(), 0);
+    assert_eq!(Outcome::Failed.exit_code(), 1);
+    assert_eq!(Outcome::ConfigError.exit_code(), 2);
+    assert_eq!(Outcome::Killed.exit_code(), 143);
+}
+
+#[tokio::test]
+async fn stored_renditions_are_reported_processed_before_the_message_is_deleted() {
+    let r = run(MemoryQueue::with_messages(&[REQUEST]), StubWork::answering(encoded)).await;
+    assert_eq!(r.outcome, Outcome::Processed);
+    assert_eq!(r.outcome.exit_code(), 0);
+    assert_eq!(r.endings, [Fate::Deleted]);
+    assert_eq!(r.kinds, [EventKind::Started, EventKind::Processed]);
+    let p = &r.events[1];
+    assert_eq!(p.request_id.as_deref(), Some("req-1"));
+    assert_eq!(p.video_id.as_deref(), Some("clip"));
+    assert_eq!(p.qualities, ["480p"]);
+    assert_eq!(p.frames, Some(150));
+    assert_eq!(p.fps, Some(60.0));
+    assert_eq!(p.outputs, ["s3://out-b/r/clip/480p.mp4"]);
+    assert_eq!(p.run_id.as_deref(), Some("run-1"));
+    assert_eq!(p.host.as_deref(), Some("encoder-test"));
+    assert_eq!(p.message_id.as_deref(), Some("m-1"));
+    assert_eq!(p.receive_count, Some(1));
+}
+
+#[tokio::test]
+async fn renditions_stored_by_an_earlier_delivery_of_the_request_count_as_processed() {
+    let work = StubWork::answering(|| {
+        Ok(Done::AlreadyStored {
+            same_request: true,
+            outputs: vec!["s3://o/v/480p.mp4".into()],
+        })
+    });
+    let r = run(MemoryQueue::with_messages(&[REQUEST]), work).await;
+    assert_eq!((r.outcome, r.outcome.exit_code()), (Outcome::Processed, 0));
+    assert_eq!(r.endings, [Fate::Deleted]);
+    assert_eq!(r.kinds, [EventKind::Started, EventKind::Processed]);
+    assert!(r.events[1].reason.as_deref().unwrap().contains("earlier delivery"));
+}
+
+#[tokio::test]
+async fn renditions_stored_by_another_request_are_a_duplicate_and_the_message_is_deleted() {
+    let work = StubWork::answering(|| {
+        Ok(Done::AlreadyStored {
+            same_request: false,
+            outputs: vec![],
+        })
+    });
+    let r = run(MemoryQueue::with_messages(&[REQUEST]), work).await;
+    assert_eq!((r.outcome, r.outcome.exit_code()), (Outcome::Duplicate, 0));
+    assert_eq!(r.endings, [Fate::Deleted]);
+    assert_eq!(r.kinds, [EventKind::Started, EventKind::Duplicate]);
+}
+
+#[tokio::test]
+async fn a_delete_that_fails_after_the_report_still_ends_processed() {
+    let queue = MemoryQueue::with_messages(&[REQUEST]);
+    queue.fail_delete();
+    let r = run(queue, StubWork::answering(encoded)).await;
+    assert_eq!((r.outcome, r.outcome.exit_code()), (Outcome::Processed, 0));
+    assert_eq!(r.endings, []);
+    assert_eq!(r.kinds, [EventKind::Started, EventKind::Processed]);
+}
+
+#[tokio::test]
+async fn a_rejected_request_is_dead_lettered_with_its_reason_and_reported() {
+    let work = StubWork::answering(|| {
+        Err(Stop::Reject(
+            "the source object s3://in-b/clip.mp4 does not exist".into(),
+        ))
+    });
+    let r = run(MemoryQueue::with_messages(&[REQUEST]), work).await;
+    assert_eq!((r.outcome, r.outcome.exit_code()), (Outcome::Rejected, 0));
+    assert_eq!(
+        r.endings,
+        [Fate::DeadLettered(
+            "the source object s3://in-b/clip.mp4 does not exist".into()
+        )]
+    );
+    assert_eq!(r.kinds, [EventKind::Started, EventKind::Rejected]);
+    assert!(r.events[1].reason.as_deref().unwrap().contains("does not exist"));
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_a_request_is_dead_lettered_without_any_work() {
+    let work = StubWork::answering(|| panic!("no work for an invalid request"));
+    let r = run(
+        MemoryQueue::with_messages(&[r#"{"video_id":"v","qualty":"720p"}"#]),
+        work,
+    )
+    .await;
+    assert_eq!((r.outcome, r.outcome.exit_code()), (Outcome::Rejected, 0));
+    assert!(
+        matches!(&r.endings[..], [Fate::DeadLettered(why)] if why.contains("unknown field `qualty`")),
+        "{:?}",
+        r.endings
+    );
+    assert_eq!(r.kinds, [EventKind::Started, EventKind::Rejected]);
+    assert_eq!(r.events[1].video_id, None, "an invalid body names no video");
+}
+
+#[tokio::test]
+async fn without_a_dead_letter_queue_a_rejected_message_is_deleted_and_reported() {
+    let queue = MemoryQueue::with_messages(&["{not json"]);
+    queue.without_dead_letter_queue();
+    let r = run(queue, StubWork::answering(encoded)).await;
+    assert_eq!((r.outcome, r.outcome.exit_code()), (Outcome::Rejected, 0));
+    assert!(
+        matches!(&r.endings[..], [Fate::DeletedWithoutDeadLetterQueue(_)]),
+        "{:?}",
+        r.endings
+    );
+    assert_eq!(r.kinds, [EventKind::Started, EventKind::Rejected]);
+}
+
+#[tokio::test]
+async fn a_rejection_that_cannot_be_dead_lettered_releases_the_message_and_fails() {
+    let queue = MemoryQueue::with_messages(&["{not json"]);
+    queue.fail_dead_letter();
+    let r = run(queue, StubWork::answering(encoded)).await;
+    assert_eq!((r.outcome, r.outcome.exit_code()), (Outcome::Failed, 1));
+    assert_eq!(r.endings, [released()]);
+    assert_eq!(r.kinds, [EventKind::Started, EventKind::Failed]);
+    assert!(
+        r.events[1]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("dead-lettering a rejected request")
+    );
+}
+
+#[tokio::test]
+async fn a_failure_releases_the_message_at_once_and_reports_the_error() {
+    let work = StubWork::answering(|| {
+        Err(Stop::Fail(anyhow::anyhow!(
+            "uploading s3://o/v/480p.mp4: InternalError"
+        )))
+    });
+    let r = run(MemoryQueue::with_messages(&[REQUEST]), work).await;
+    assert_eq!((r.outcome, r.outcome.exit_code()), (Outcome::Failed, 1));
+    assert_eq!(r.endings, [released()]);
+    assert_eq!(r.kinds, [EventKind::Started, EventKind::Failed]);
+    assert!(r.events[1].reason.as_deref().unwrap().contains("InternalError"));
+}
+
+#[tokio::test]
+async fn a_failure_whose_release_fails_still_exits_1_and_the_lease_brings_the_message_back() {
+    let queue = MemoryQueue::with_messages(&[REQUEST]);
+    queue.fail_visibility(true);
+    let work = StubWork::answering(|| Err(Stop::Fail(anyhow::anyhow!("boom"))));
+    let r = run(queue, work).await;
+    assert_eq!((r.outcome, r.outcome.exit_code()), (Outcome::Failed, 1));
+    assert_eq!(r.endings, [], "left leased");
+    assert_eq!(r.kinds, [EventKind::Started, EventKind::Failed]);
+}
+
+#[tokio::test]
+async fn a_signal_during_the_work_releases_the_message_reports_the_kill_and_exits_143() {
+    let shutdown = CancellationToken::new();
+    let mut work = StubWork::answering(|| Err(Stop::Cancelled));
+    work.shutdown_during = Some(shutdown.clone());
+    work.wait_for_cancel = true;
+    let r = run_with(MemoryQueue::with_messages(&[REQUEST]), work, shutdown).await;
+    assert_eq!((r.outcome, r.outcome.exit_code()), (Outcome::Killed, 143));
+    assert_eq!(r.endings, [released()]);
+    assert_eq!(r.kinds, [EventKind::Started, EventKind::Killed]);
+    assert_eq!(r.events[1].request_id.as_deref(), Some("req-1"));
+}
+
+#[tokio::test]
+async fn a_signal_after_the_renditions_are_stored_still_releases_the_message_as_a_kill() {
+    let shutdown = CancellationToken::new();
+    let mut work = StubWork::answering(encoded);
+    work.shutdown_during = Some(shutdown.clone());
+    let r = run_with(MemoryQueue::with_messages(&[REQUEST]), work, shutdown).await;
+    assert_eq!((r.outcome, r.outcome.exit_code()), (Outcome::Killed, 143));
+    assert_eq!(
+        r.endings,
+        [released()],
+        "not deleted: the next run finds the renditions"
+    );
+    assert_eq!(r.kinds, [EventKind::Started, EventKind::Killed]);
+}
+
+#[tokio::test]
+async fn a_signal_during_the_long_poll_reports_the_kill_and_touches_no_message() {
+    let shutdown = CancellationToken::new();
+    shutdown.cancel();
+    let queue = MemoryQueue::with_messages(&[REQUEST]);
+    queue.hang_receive();
+    let r = run_with(queue, StubWork::answering(encoded), shutdown).await;
+    assert_eq!((r.outcome, r.outcome.exit_code()), (Outcome::Killed, 143));
+    assert_eq!(r.endings, []);
+    assert_eq!(r.kinds, [EventKind::Killed]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_lease_stops_the_work_releases_the_message_and_fails_with_the_reason() {
+    let queue = MemoryQueue::with_messages(&[REQUEST]);
+    queue.fail_visibility(true);
+    let mut work = StubWork::answering(|| Err(Stop::Cancelled));
+    work.wait_for_cancel = true;
+    let r = run(queue, work).await;
+    assert_eq!((r.outcome, r.outcome.exit_code()), (Outcome::Failed, 1));
+    // The release is tried (and fails like the renewals): the message returns with its lease.
+    assert_eq!(r.endings, []);
+    assert_eq!(r.kinds, [EventKind::Started, EventKind::Failed]);
+    let reason = r.events[1].reason.as_deref().unwrap();
+    assert!(reason.contains("the lease on the message was lost"), "{reason}");
+}
+
+#[tokio::test]
+async fn an_empty_queue_is_reported_empty_and_exits_0() {
+    let r = run(MemoryQueue::default(), StubWork::answering(encoded)).await;
+    assert_eq!((r.outcome, r.outcome.exit_code()), (Outcome::Empty, 0));
+    assert_eq!(r.endings, []);
+    assert_eq!(r.kinds, [EventKind::Empty]);
+}
+
+#[tokio::test]
+async fn a_receive_that_fails_is_reported_failed_and_exits_1() {
+    let queue = MemoryQueue::default();
+    queue.fail_receive();
+    let r = run(queue, StubWork::answering(encoded)).await;
+    assert_eq!((r.outcome, r.outcome.exit_code()), (Outcome::Failed, 1));
+    assert_eq!(r.endings, []);
+    assert_eq!(r.kinds, [EventKind::Failed]);
+    assert!(r.events[0].reason.as_deref().unwrap().contains("connection refused"));
+}
+
+#[tokio::test]
+async fn every_report_of_a_run_keeps_the_analyzers_rules() {
+    for work in [
+        StubWork::answering(encoded),
+        StubWork::answering(|| Err(Stop::Reject("no".into()))),
+        StubWork::answering(|| Err(Stop::Fail(anyhow::anyhow!("no")))),
+    ] {
+        let r = run(MemoryQueue::with_messages(&[REQUEST]), work).await;
+        for e in r.events {
+            e.clone().validate().unwrap_or_else(|err| panic!("{e:?}: {err}"));
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The media side of a run, behind a narrow seam: transcode the downloaded source into the asked
+//! renditions and verify each before anything is published.
+//!
+//! [`Media`] is what the work needs; [`FfmpegMedia`] is the real one: the `transcode` crate on a
+//! blocking thread (the async runtime keeps renewing the lease meanwhile), progress logged every
+//! few seconds, cancelled with the run, then [`crate::verify`] on every output. The work's unit
+//! tests stand in for it with a media that writes small files.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use transcode::{CancelHandle, RenditionSpec, TranscodeError, TranscodeOptions};
+
+/// One rendition written and verified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedFile {
+    /// The MP4 file.
+    pub path: PathBuf,
+    /// Picture width.
+    pub width: u32,
+    /// Picture height.
+    pub height: u32,
+}
+
+/// What a transcode made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    /// The renditions, in the order asked.
+    pub files: Vec<EncodedFile>,
+    /// Video frames decoded from the source.
+    pub frames: u64,
+    /// The source's duration, when known.
+    pub source_seconds: Option<f64>,
+    /// Wall-clock seconds of the transcode.
+    pub encode_seconds: f64,
+}
+
+/// Why a transcode made nothing to publish.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// The source is not a usable video: a retry cannot help.
+    #[error("the source is not a usable video: {0}")]
+    Rejected(String),
+    /// The run was told to stop.
+    #[error("cancelled")]
+    Cancelled,
+    /// Anything else (a rendition that fails verification included): a retry may help.
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+/// Turns a source file into verified renditions.
+pub trait Media: Send + Sync {
+    /// Transcodes `input` into one file per spec under `out_dir`, stopping when `cancel` fires.
+    fn encode(
+        &self,
+        input: PathBuf,
+        renditions: Vec<RenditionSpec>,
+        out_dir: PathBuf,
+        cancel: CancellationToken,
+    ) -> impl Future<Output = Result<Encoded, MediaError>> + Send;
+}
+
+/// How often progress is logged while encoding.
+const PROGRESS_EVERY: Duration = Duration::from_secs(3);
+
+/// The real media path: FFmpeg's libraries through the `transcode` crate.
+#[derive(Debug, Clone, Default)]
+pub struct FfmpegMedia;
+
+impl Media for FfmpegMedia {
+    async fn encode(
+        &self,
+        input: PathBuf,
+        renditions: Vec<RenditionSpec>,
+        out_dir: PathBuf,
+        cancel: CancellationToken,
+    ) -> Result<Encoded, MediaError> {
+        let handle = CancelHandle::new();
+        let bridge = {
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                cancel.cancelled().await;
+                handle.cancel();
+            })
+        };
+        let span = tracing::Span::current();
+        let started = Instant::now();
+        let job = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let mut last_log = Instant::now();
+            let mut progress = |p: &transcode::Progress| {
+                if last_log.elapsed() >= PROGRESS_EVERY {
+                    last_log = Instant::now();
+                    tracing::info!(
+                        percent = p.percent().map(|x| (x * 10.0).round() / 10.0),
+                        frames = p.frames,
+                        fps = (p.fps * 10.0).round() / 10.0,
+                        position_seconds = (p.position_seconds * 100.0).round() / 100.0,
+                        "encoding"
+                    );
+                }
+            };
+            let report = transcode::transcode(
+                &input,
+                &renditions,
+                &out_dir,
+                &TranscodeOptions::default(),
+                &mut progress,
+                &handle,
+            )?;
+            for out in &report.outputs {
+                crate::verify::check_rendition(out, &report).map_err(Verify)?;
+            }
+            Ok::<_, Failure>(report)
+        });
+        let result = job.await;
+        bridge.abort();
+        let report = match result {
+            Ok(Ok(report)) => report,
+            Ok(Err(Failure::Transcode(TranscodeError::Cancelled))) => return Err(MediaError::Cancelled),
+            Ok(Err(Failure::Transcode(e))) if e.is_rejection() => return Err(MediaError::Rejected(e.to_string())),
+            Ok(Err(Failure::Transcode(e))) => {
+                return Err(MediaError::Failed(anyhow::Error::new(e).context("transcoding")));
+            }
+            Ok(Err(Failure::Verify(Verify(e)))) => return Err(MediaError::Failed(e)),
+            Err(e) => return Err(MediaError::Failed(anyhow::anyhow!("the transcode thread failed: {e}"))),
+        };
+        let encode_seconds = started.elapsed().as_secs_f64();
+        tracing::info!(
+            frames = report.frames_decoded,
+            encode_seconds,
+            fps = report.frames_decoded as f64 / encode_seconds.max(1e-6),
+            "transcoded"
+        );
+        Ok(Encoded {
+            files: report
+                .outputs
+                .iter()
+                .map(|o| EncodedFile {
+                    path: o.path.clone(),
+                    width: o.width,
+                    height: o.height,
+                })
+                .collect(),
+            frames: report.frames_decoded,
+            source_seconds: report.source.duration_seconds,
+            encode_seconds,
+        })
+    }
+}
+
+/// A rendition that failed verification.
+#[derive(Debug)]
+struct Verify(anyhow::Error);
+
+/// What can go wrong on the blocking thread.
+#[derive(Debug)]
+enum Failure {
+    Transcode(TranscodeError),
+    Verify(Verify),
+}
+
+impl From<TranscodeError> for Failure {
+    fn from(e: TranscodeError) -> Self {
+        Self::Transcode(e)
+    }
+}
+
+impl From<Verify> for Failure {
+    fn from(e: Verify) -> Self {
+        Self::Verify(e)
+    }
+}
