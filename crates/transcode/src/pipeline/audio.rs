@@ -250,35 +250,42 @@ mod tests {
 
     #[test]
     fn aac_keeps_the_source_rate_where_it_can_and_48_khz_elsewhere() {
-        assert_eq!(aac_rate(44_100), 44_100);
-        assert_eq!(aac_rate(8_000), 8_000);
-        assert_eq!(aac_rate(48_000), 48_000);
-        assert_eq!(aac_rate(96_000), 48_000);
-        assert_eq!(aac_rate(7_350), 48_000);
-        assert_eq!(aac_rate(37_800), 48_000);
-        assert_eq!(aac_rate(0), 48_000);
+        let kept = [8_000, 44_100, 48_000].map(|r| (r, r));
+        let changed = [96_000, 7_350, 37_800, 0].map(|r| (r, 48_000));
+        for (source, aac) in kept.into_iter().chain(changed) {
+            assert_eq!(aac_rate(source), aac, "for {source} Hz");
+        }
+    }
+
+    /// `samples` of a WAV file at `rate` Hz on `channels` channels through the pipe come out as
+    /// stereo AAC at `aac_rate` Hz, every packet after the one before, covering every sample.
+    fn assert_through_the_pipe(rate: u32, channels: u16, samples: usize, aac_rate: u32) {
+        let (packets, got_rate, got_channels) = through_the_pipe(rate, channels, samples);
+        assert_eq!((got_rate, got_channels), (aac_rate, 2));
+        assert!(
+            packets.iter().all(|p| p.2 == Rational::new(1, aac_rate as i32)),
+            "{packets:?}"
+        );
+        assert_contiguous(&packets);
+        // The encoder's priming (1 024 samples before zero), then enough frames for every sample
+        // (and the resampler's few samples of delay).
+        assert_eq!(packets[0].0, -1_024);
+        let end = packets.last().map(|p| p.0 + p.1).unwrap();
+        let resampled = (samples as u64 * u64::from(aac_rate) / u64::from(rate)) as i64;
+        assert!(
+            (resampled..resampled + 1_024 + 64).contains(&end),
+            "the audio ends at {end}"
+        );
     }
 
     #[test]
     fn a_mono_44_1_khz_file_becomes_stereo_aac_at_44_1_khz_covering_every_sample() {
-        let (packets, rate, channels) = through_the_pipe(44_100, 1, 10_000);
-        assert_eq!((rate, channels), (44_100, 2));
-        assert!(packets.iter().all(|p| p.2 == Rational::new(1, 44_100)), "{packets:?}");
-        assert_contiguous(&packets);
-        // The encoder's priming (1 024 samples before zero), then enough frames for every sample.
-        assert_eq!(packets[0].0, -1_024);
-        let end = packets.last().map(|p| p.0 + p.1).unwrap();
-        assert!((10_000..10_000 + 1_024).contains(&end), "the audio ends at {end}");
+        assert_through_the_pipe(44_100, 1, 10_000, 44_100);
     }
 
     #[test]
     fn a_96_khz_stereo_file_is_resampled_to_48_khz() {
-        let (packets, rate, channels) = through_the_pipe(96_000, 2, 19_200);
-        assert_eq!((rate, channels), (48_000, 2));
-        assert!(packets.iter().all(|p| p.2 == Rational::new(1, 48_000)), "{packets:?}");
-        assert_contiguous(&packets);
-        let end = packets.last().map(|p| p.0 + p.1).unwrap();
-        assert!((9_600..9_600 + 1_024 + 64).contains(&end), "the audio ends at {end}");
+        assert_through_the_pipe(96_000, 2, 19_200, 48_000);
     }
 
     #[test]

@@ -262,6 +262,13 @@ pub(super) mod sample {
     use crate::ladder;
     use crate::pipeline::fixtures::picture;
 
+    /// The colour tags of an SD (BT.601) stream.
+    pub(in crate::pipeline) const SD: Colours = Colours {
+        primaries: ffmpeg::color::Primaries::SMPTE170M,
+        transfer: ffmpeg::color::TransferCharacteristic::SMPTE170M,
+        space: ffmpeg::color::Space::SMPTE170M,
+    };
+
     /// The time base of the samples: 25 frames per second, 512 units each.
     pub(in crate::pipeline) const TIME_BASE: Rational = Rational(1, 12_800);
 
@@ -309,17 +316,11 @@ mod tests {
     use ffmpeg::format::Pixel;
     use test_support::TempDir;
 
-    use super::sample::{TIME_BASE, write_mp4};
+    use super::sample::{SD, TIME_BASE, write_mp4};
     use super::*;
     use crate::ladder;
     use crate::pipeline::audio::AacEncoder;
     use crate::pipeline::fixtures::{picture, tone};
-
-    const SD: Colours = Colours {
-        primaries: ffmpeg::color::Primaries::SMPTE170M,
-        transfer: ffmpeg::color::TransferCharacteristic::SMPTE170M,
-        space: ffmpeg::color::Space::SMPTE170M,
-    };
 
     /// The kinds of an MP4's top-level boxes, in file order.
     fn top_level_boxes(path: &Path) -> Vec<String> {

@@ -250,10 +250,9 @@ mod tests {
 
     #[test]
     fn five_errors_are_tolerated_then_five_percent() {
-        assert_eq!(tolerated_errors(0), 5);
-        assert_eq!(tolerated_errors(119), 5);
-        assert_eq!(tolerated_errors(120), 6);
-        assert_eq!(tolerated_errors(1_000), 50);
+        for (frames, tolerated) in [(0, 5), (119, 5), (120, 6), (1_000, 50)] {
+            assert_eq!(tolerated_errors(frames), tolerated, "for {frames} frames");
+        }
     }
 
     #[test]

@@ -373,26 +373,27 @@ impl Drop for Renditions {
 
 #[cfg(test)]
 mod tests {
-    use ffmpeg::color;
     use test_support::TempDir;
 
     use super::*;
     use crate::pipeline::audio::AacEncoder;
     use crate::pipeline::fixtures::{tone, write_wav};
-    use crate::pipeline::graph::Colours;
-    use crate::pipeline::mux::sample::write_mp4;
-
-    const SD: Colours = Colours {
-        primaries: color::Primaries::SMPTE170M,
-        transfer: color::TransferCharacteristic::SMPTE170M,
-        space: color::Space::SMPTE170M,
-    };
+    use crate::pipeline::mux::sample::{SD, write_mp4};
 
     fn spec(name: &str, short_side: u32) -> RenditionSpec {
         RenditionSpec {
             name: name.into(),
             short_side,
         }
+    }
+
+    /// A temporary directory with a source of `frames` pictures of `size` at 25 fps and as much
+    /// AAC audio, and the path of an output directory in it.
+    fn setup(size: (u32, u32), frames: i64) -> (TempDir, PathBuf, PathBuf) {
+        let dir = TempDir::new("transcode-run");
+        let input = source(&dir, size, frames);
+        let out = dir.join("out");
+        (dir, input, out)
     }
 
     /// A source of `frames` pictures of `size` at 25 fps with as much AAC audio, in `dir`.
@@ -433,9 +434,7 @@ mod tests {
 
     #[test]
     fn a_ladder_is_made_from_one_decode_each_rendition_at_its_size_in_the_order_asked() {
-        let dir = TempDir::new("transcode-run");
-        let input = source(&dir, (128, 96), 25);
-        let out = dir.join("out");
+        let (_dir, input, out) = setup((128, 96), 25);
         let specs = [spec("small", 48), spec("full", 96), spec("big", 480)];
         let mut calls = Vec::new();
         let report = transcode_to(&input, &specs, &out, &mut |p| calls.push(*p), &CancelHandle::new()).unwrap();
@@ -466,9 +465,7 @@ mod tests {
 
     #[test]
     fn a_transcode_cancelled_before_it_starts_stops_and_leaves_no_file() {
-        let dir = TempDir::new("transcode-run");
-        let input = source(&dir, (64, 48), 5);
-        let out = dir.join("out");
+        let (_dir, input, out) = setup((64, 48), 5);
         let cancel = CancelHandle::new();
         cancel.cancel();
         let err = transcode_to(&input, &[spec("a", 48), spec("b", 24)], &out, &mut |_| {}, &cancel).unwrap_err();
@@ -479,9 +476,7 @@ mod tests {
 
     #[test]
     fn a_cancel_from_another_thread_stops_a_running_transcode_within_a_packet_or_so() {
-        let dir = TempDir::new("transcode-run");
-        let input = source(&dir, (320, 240), 300);
-        let out = dir.join("out");
+        let (_dir, input, out) = setup((320, 240), 300);
         let started = Instant::now();
         transcode_to(&input, &[spec("a", 240)], &out, &mut |_| {}, &CancelHandle::new()).unwrap();
         let whole = started.elapsed();
@@ -509,12 +504,10 @@ mod tests {
 
     #[test]
     fn a_file_cut_short_is_rejected_as_truncated_and_leaves_no_file() {
-        let dir = TempDir::new("transcode-run");
-        let input = source(&dir, (64, 48), 50);
+        let (_dir, input, out) = setup((64, 48), 50);
         // The index comes first: cutting the end off keeps a readable file that announces more.
         let bytes = std::fs::read(&input).unwrap();
         std::fs::write(&input, &bytes[..bytes.len() * 2 / 3]).unwrap();
-        let out = dir.join("out");
         let err = transcode_to(&input, &[spec("a", 48)], &out, &mut |_| {}, &CancelHandle::new()).unwrap_err();
         assert!(matches!(err, TranscodeError::Truncated(_)), "{err:?}");
         assert!(err.to_string().contains("of 50 announced frames decoded"), "{err}");

@@ -207,21 +207,13 @@ impl VideoPipe {
 mod tests {
     use std::path::Path;
 
-    use ffmpeg::color;
     use ffmpeg::format::Pixel;
     use test_support::TempDir;
 
     use super::*;
     use crate::pipeline::fixtures::video_info;
     use crate::pipeline::graph::Picture;
-    use crate::pipeline::mux::sample::{TIME_BASE, write_mp4};
-
-    /// Colours a decoder reports for an SD stream.
-    const SD: Colours = Colours {
-        primaries: color::Primaries::SMPTE170M,
-        transfer: color::TransferCharacteristic::SMPTE170M,
-        space: color::Space::SMPTE170M,
-    };
+    use crate::pipeline::mux::sample::{SD, TIME_BASE, write_mp4};
 
     /// Every picture the pipe gives for the file at `path` (the stream described as probed, then
     /// changed by `adjust`), with its timestamp and time base; and the pipe.
