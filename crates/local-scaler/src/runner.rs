@@ -27,8 +27,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use encoding_common::shutdown::{Signal, Signals};
 use serde::Serialize;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::{Instant, sleep_until, timeout};
 use tracing::{error, info, warn};
 
@@ -238,8 +238,7 @@ struct Scaler {
 
 impl Scaler {
     async fn run_loop(&mut self, mut exits: tokio::sync::mpsc::UnboundedReceiver<Exited>) -> anyhow::Result<ExitCode> {
-        let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-        let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut signals = Signals::install().context("cannot handle SIGINT and SIGTERM")?;
         let interval = self.scaled_job.polling_interval;
         let mut next_poll = Instant::now();
         let mut stopping: Option<Ending> = None;
@@ -262,8 +261,13 @@ impl Scaler {
             let wake = wake.unwrap_or(now + Duration::from_secs(3600));
 
             tokio::select! {
-                _ = interrupt.recv() => self.on_signal(&mut stopping, Ending::Interrupted),
-                _ = terminate.recv() => self.on_signal(&mut stopping, Ending::Terminated),
+                signal = signals.recv() => {
+                    let ending = match signal {
+                        Signal::Interrupt => Ending::Interrupted,
+                        Signal::Terminate => Ending::Terminated,
+                    };
+                    self.on_signal(&mut stopping, ending);
+                }
                 Some(exited) = exits.recv() => {
                     if let Some(job) = self.supervisor.on_exit(exited, Instant::now()) {
                         self.history.record(job);

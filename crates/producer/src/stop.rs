@@ -6,36 +6,9 @@
 
 use std::sync::{Arc, OnceLock};
 
-use tokio::signal::unix::{SignalKind, signal};
+pub use encoding_common::shutdown::Signal;
+use encoding_common::shutdown::Signals;
 use tokio_util::sync::CancellationToken;
-
-/// A signal that stops the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
-    /// SIGINT (Ctrl-C).
-    Interrupt,
-    /// SIGTERM.
-    Terminate,
-}
-
-impl Signal {
-    /// The conventional exit status after this signal: 128 + its number.
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Self::Interrupt => 130,
-            Self::Terminate => 143,
-        }
-    }
-}
-
-impl std::fmt::Display for Signal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Interrupt => "SIGINT",
-            Self::Terminate => "SIGTERM",
-        })
-    }
-}
 
 /// The run was stopped by a signal (carried as the source of the run's error).
 #[derive(Debug, thiserror::Error)]
@@ -62,16 +35,12 @@ impl Stop {
     /// When the signal handlers cannot be installed.
     pub fn on_signals() -> std::io::Result<Self> {
         let stop = Self::default();
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        let mut terminate = signal(SignalKind::terminate())?;
+        let mut signals = Signals::install()?;
         let handle = stop.clone();
         tokio::spawn(async move {
             let mut first = true;
             loop {
-                let received = tokio::select! {
-                    _ = interrupt.recv() => Signal::Interrupt,
-                    _ = terminate.recv() => Signal::Terminate,
-                };
+                let received = signals.recv().await;
                 if !first {
                     tracing::warn!(signal = %received, "second signal: exiting now");
                     std::process::exit(received.exit_code().into());
