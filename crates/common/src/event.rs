@@ -1,8 +1,11 @@
 //! What the encoder tells the result analyzer (`POST /events`), one JSON object per outcome.
 //!
-//! Every encoder run has a `run_id`; it reports `started` when it has a message, then exactly one
-//! terminal event (`processed`, `killed`, `failed`, `rejected`, `duplicate`), or only `empty` when
-//! the queue had nothing for it. The analyzer pairs a run's events to draw one bar per run.
+//! Every encoder run has a `run_id`; it reports `started` when it has a message (with the lease it
+//! holds it under, `lease_seconds`), `progress` every few seconds while it works (stage, percent,
+//! frames per second), then exactly one terminal event (`processed`, `killed`, `failed`,
+//! `rejected`, `duplicate`), or only `empty` when the queue had nothing for it. The analyzer pairs
+//! a run's events to draw one bar per run, and calls a run that stopped reporting for longer than
+//! its lease `lost`.
 //!
 //! [`Event::validate`] holds the rules an event must keep beyond its JSON shape; the analyzer
 //! refuses (422) an event that breaks one, and the encoder's own reports keep them.
@@ -30,11 +33,13 @@ pub enum EventKind {
     Duplicate,
     /// The queue had no message within the long-poll wait.
     Empty,
+    /// A running run's report of how far it is (`stage`, `percent`, `fps`); not an outcome.
+    Progress,
 }
 
 impl EventKind {
     /// Every kind, in the order the dashboard shows them.
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 8] = [
         Self::Started,
         Self::Processed,
         Self::Killed,
@@ -42,6 +47,7 @@ impl EventKind {
         Self::Rejected,
         Self::Duplicate,
         Self::Empty,
+        Self::Progress,
     ];
 
     /// The lowercase name used on the wire and in storage.
@@ -54,12 +60,13 @@ impl EventKind {
             Self::Rejected => "rejected",
             Self::Duplicate => "duplicate",
             Self::Empty => "empty",
+            Self::Progress => "progress",
         }
     }
 
-    /// Whether this kind ends a run (every kind but `started`).
+    /// Whether this kind ends a run (every kind but `started` and `progress`).
     pub fn is_terminal(self) -> bool {
-        self != Self::Started
+        !matches!(self, Self::Started | Self::Progress)
     }
 }
 
@@ -71,7 +78,9 @@ impl fmt::Display for EventKind {
 
 /// An unknown event kind.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("unknown event kind {0:?}: expected one of started, processed, killed, failed, rejected, duplicate, empty")]
+#[error(
+    "unknown event kind {0:?}: expected one of started, processed, killed, failed, rejected, duplicate, empty, progress"
+)]
 pub struct UnknownKind(pub String);
 
 impl FromStr for EventKind {
@@ -133,6 +142,16 @@ pub struct Event {
     /// The stored renditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<String>,
+    /// The lease the run holds its message under (its visibility timeout), in seconds: a run with
+    /// no report for longer than this is `lost`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_seconds: Option<u64>,
+    /// What a `progress` report's run is doing: `downloading`, `encoding` or `uploading`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    /// How far the stage is, 0 to 100, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f64>,
 }
 
 impl Event {
@@ -154,6 +173,9 @@ impl Event {
             fps: None,
             source_seconds: None,
             outputs: Vec::new(),
+            lease_seconds: None,
+            stage: None,
+            percent: None,
         }
     }
 }
@@ -163,6 +185,9 @@ impl Event {
 pub const MAX_ID_LEN: usize = 256;
 /// Longest output URI accepted: `s3://`, a bucket name (63) and a key (1024 bytes), with room.
 pub const MAX_URI_LEN: usize = 2048;
+
+/// The stages a `progress` report may name.
+pub const STAGES: [&str; 3] = ["downloading", "encoding", "uploading"];
 
 /// An event that breaks one of [`Event::validate`]'s rules; the message names the rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -237,6 +262,22 @@ impl Event {
                 return Err(bad(format!("{field} must be a number of zero or more, got {v}")));
             }
         }
+        if let Some(p) = self.percent
+            && !(p.is_finite() && (0.0..=100.0).contains(&p))
+        {
+            return Err(bad(format!("percent must be 0 to 100, got {p}")));
+        }
+        if let Some(stage) = &self.stage
+            && !STAGES.contains(&stage.as_str())
+        {
+            return Err(bad(format!(
+                "stage must be one of {}, got {stage:?}",
+                STAGES.join(", ")
+            )));
+        }
+        if self.lease_seconds == Some(0) {
+            return Err(bad("lease_seconds must be at least 1".into()));
+        }
         if self.receive_count == Some(0) {
             return Err(bad("receive_count counts deliveries: it starts at 1".into()));
         }
@@ -276,6 +317,15 @@ mod tests {
             (r#"{"kind":"processed","encode_seconds":-1}"#, "encode_seconds"),
             (r#"{"kind":"processed","receive_count":0}"#, "receive_count"),
             (r#"{"kind":"processed","host":"a\u0000b"}"#, "control characters"),
+            (
+                r#"{"kind":"progress","run_id":"r","percent":101}"#,
+                "percent must be 0 to 100",
+            ),
+            (
+                r#"{"kind":"progress","run_id":"r","stage":"dancing"}"#,
+                "stage must be one of",
+            ),
+            (r#"{"kind":"started","run_id":"r","lease_seconds":0}"#, "lease_seconds"),
         ] {
             let err = event(json).validate().expect_err(json);
             assert!(err.0.contains(expected), "{json}: {err}");

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use transcode::RenditionSpec;
 
 use crate::media::{Encoded, EncodedFile, Media, MediaError};
+use crate::progress::Progress;
 use crate::queue::{Queue, Received};
 use crate::report::Reports;
 use crate::storage::{SourceError, SourceObject, Store, TransferError};
@@ -199,6 +200,8 @@ pub struct StubWork {
     pub wait_for_cancel: bool,
     /// Cancelled while the work runs (as a signal arriving mid-work would).
     pub shutdown_during: Option<CancellationToken>,
+    /// Progress to make first: after each wait, the percent encoded.
+    pub progress: Vec<(Duration, f64)>,
 }
 
 impl std::fmt::Debug for StubWork {
@@ -214,14 +217,25 @@ impl StubWork {
             result: Box::new(result),
             wait_for_cancel: false,
             shutdown_during: None,
+            progress: Vec::new(),
         }
     }
 }
 
 impl Work for StubWork {
-    async fn work_on(&self, _request: &EncodeRequest, _run_id: &str, cancel: &CancellationToken) -> Result<Done, Stop> {
+    async fn work_on(
+        &self,
+        _request: &EncodeRequest,
+        _run_id: &str,
+        cancel: &CancellationToken,
+        progress: &Progress,
+    ) -> Result<Done, Stop> {
         if let Some(token) = &self.shutdown_during {
             token.cancel();
+        }
+        for (after, percent) in &self.progress {
+            tokio::time::sleep(*after).await;
+            progress.encoding(Some(*percent), 25.0);
         }
         if self.wait_for_cancel {
             cancel.cancelled().await;
@@ -387,7 +401,9 @@ impl Media for FakeMedia {
         renditions: Vec<RenditionSpec>,
         out_dir: PathBuf,
         _cancel: CancellationToken,
+        progress: Progress,
     ) -> Result<Encoded, MediaError> {
+        progress.encoding(Some(50.0), 30.0);
         self.calls
             .lock()
             .unwrap()

@@ -40,6 +40,7 @@ mod lease;
 pub mod lifecycle;
 mod local;
 pub mod media;
+pub mod progress;
 pub mod queue;
 pub mod report;
 pub mod storage;

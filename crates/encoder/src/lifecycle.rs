@@ -17,6 +17,10 @@
 //! | receiving failed | — | `failed` | 1 |
 //! | SIGKILL | **left leased**: it returns when the lease ends | nothing | 137 |
 //!
+//! `started` carries the lease (`lease_seconds`); while the work goes on, `progress` (stage,
+//! percent, frames per second) is reported every [`PROGRESS_EVERY`] when it changed, so a run
+//! that stops reporting for longer than its lease is one the analyzer can call `lost`.
+//!
 //! `processed` is reported *before* the delete: a run killed between the two leaves the message
 //! to be delivered again, and the next run, finding the renditions stored by the same request,
 //! reports `processed` again, which the analyzer counts once per request. Reporting after the
@@ -30,6 +34,7 @@ use encoding_common::{EncodeRequest, Event, EventKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::lease::Lease;
+use crate::progress::{Progress, Snapshot};
 use crate::queue::{Queue, Received};
 use crate::report::Reports;
 use crate::work::{Done, Stop, Work};
@@ -64,6 +69,9 @@ impl Outcome {
         }
     }
 }
+
+/// How often a working run reports its progress (when it changed).
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// The settings the lifecycle needs.
 #[derive(Debug, Clone)]
@@ -148,7 +156,7 @@ impl<Q: Queue, W: Work, R: Reports> Run<Q, W, R> {
         self.report(self.event(EventKind::Started, Some(&msg), request.as_ref().ok()))
             .await;
         let result = match &request {
-            Ok(r) => self.work.work_on(r, &self.run_id, &work).await,
+            Ok(r) => self.work_reporting_progress(&msg, r, &work).await,
             Err(e) => Err(Stop::Reject(e.to_string())),
         };
         // A signal that arrived while the renditions were being stored still counts as a kill:
@@ -160,6 +168,38 @@ impl<Q: Queue, W: Work, R: Reports> Run<Q, W, R> {
         let lost = lease.lost_reason();
         lease.end().await;
         self.end(&msg, request.ok().as_ref(), result, lost).await
+    }
+
+    /// Does the work, reporting `progress` every [`PROGRESS_EVERY`] while it changes.
+    async fn work_reporting_progress(
+        &self,
+        msg: &Received,
+        request: &EncodeRequest,
+        cancel: &CancellationToken,
+    ) -> Result<Done, Stop> {
+        let (progress, mut latest) = Progress::channel();
+        let work = self.work.work_on(request, &self.run_id, cancel, &progress);
+        tokio::pin!(work);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
+        let mut reported = Snapshot::default();
+        loop {
+            tokio::select! {
+                result = &mut work => return result,
+                _ = tick.tick() => {
+                    let now = *latest.borrow_and_update();
+                    if now == reported {
+                        continue;
+                    }
+                    let Some(stage) = now.stage.name() else { continue };
+                    reported = now;
+                    let mut event = self.event(EventKind::Progress, Some(msg), Some(request));
+                    event.stage = Some(stage.to_owned());
+                    event.percent = now.percent;
+                    event.fps = now.fps;
+                    self.report(event).await;
+                }
+            }
+        }
     }
 
     /// Ends the message as the work's result says.
@@ -272,6 +312,10 @@ impl<Q: Queue, W: Work, R: Reports> Run<Q, W, R> {
         if let Some(m) = msg {
             e.message_id = Some(m.message_id.clone());
             e.receive_count = Some(m.receive_count);
+            if matches!(kind, EventKind::Started | EventKind::Progress) {
+                // The analyzer calls a run lost once it has been silent for longer than this.
+                e.lease_seconds = Some(self.settings.visibility_timeout.as_secs().max(1));
+            }
         }
         if let Some(r) = request {
             e.video_id = Some(r.video_id.clone());

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use transcode::{CancelHandle, RenditionSpec, TranscodeError, TranscodeOptions};
 
+use crate::progress::Progress;
+
 /// One rendition written and verified.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EncodedFile {
@@ -53,18 +55,22 @@ pub enum MediaError {
 
 /// Turns a source file into verified renditions.
 pub trait Media: Send + Sync {
-    /// Transcodes `input` into one file per spec under `out_dir`, stopping when `cancel` fires.
+    /// Transcodes `input` into one file per spec under `out_dir`, telling `progress` how far it
+    /// is, stopping when `cancel` fires.
     fn encode(
         &self,
         input: PathBuf,
         renditions: Vec<RenditionSpec>,
         out_dir: PathBuf,
         cancel: CancellationToken,
+        progress: Progress,
     ) -> impl Future<Output = Result<Encoded, MediaError>> + Send;
 }
 
 /// How often progress is logged while encoding.
 const PROGRESS_EVERY: Duration = Duration::from_secs(3);
+/// How often the transcode's progress is handed to the lifecycle (which reports it less often).
+const SHARE_EVERY: Duration = Duration::from_millis(500);
 
 /// The real media path: FFmpeg's libraries through the `transcode` crate.
 #[derive(Debug, Clone, Default)]
@@ -77,6 +83,7 @@ impl Media for FfmpegMedia {
         renditions: Vec<RenditionSpec>,
         out_dir: PathBuf,
         cancel: CancellationToken,
+        progress: Progress,
     ) -> Result<Encoded, MediaError> {
         let handle = CancelHandle::new();
         let bridge = {
@@ -91,7 +98,12 @@ impl Media for FfmpegMedia {
         let job = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
             let mut last_log = Instant::now();
-            let mut progress = |p: &transcode::Progress| {
+            let mut last_share = Instant::now();
+            let mut on_progress = |p: &transcode::Progress| {
+                if last_share.elapsed() >= SHARE_EVERY {
+                    last_share = Instant::now();
+                    progress.encoding(p.percent(), p.fps);
+                }
                 if last_log.elapsed() >= PROGRESS_EVERY {
                     last_log = Instant::now();
                     tracing::info!(
@@ -108,7 +120,7 @@ impl Media for FfmpegMedia {
                 &renditions,
                 &out_dir,
                 &TranscodeOptions::default(),
-                &mut progress,
+                &mut on_progress,
                 &handle,
             )?;
             for out in &report.outputs {

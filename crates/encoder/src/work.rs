@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use transcode::RenditionSpec;
 
 use crate::media::{Encoded, Media, MediaError};
+use crate::progress::{Progress, Stage};
 use crate::storage::{SourceError, Store, TransferError};
 
 /// What the work achieved.
@@ -71,12 +72,14 @@ impl From<MediaError> for Stop {
 
 /// The work on one request.
 pub trait Work: Send + Sync {
-    /// Does the work for `request` in run `run_id`, stopping when `cancel` fires.
+    /// Does the work for `request` in run `run_id`, telling `progress` how far it is, stopping
+    /// when `cancel` fires.
     fn work_on(
         &self,
         request: &EncodeRequest,
         run_id: &str,
         cancel: &CancellationToken,
+        progress: &Progress,
     ) -> impl Future<Output = Result<Done, Stop>> + Send;
 }
 
@@ -94,7 +97,13 @@ pub struct Job<S, M> {
 }
 
 impl<S: Store, M: Media> Work for Job<S, M> {
-    async fn work_on(&self, request: &EncodeRequest, run_id: &str, cancel: &CancellationToken) -> Result<Done, Stop> {
+    async fn work_on(
+        &self,
+        request: &EncodeRequest,
+        run_id: &str,
+        cancel: &CancellationToken,
+        progress: &Progress,
+    ) -> Result<Done, Stop> {
         let targets = self.targets(request)?;
         let source = match self.store.head_source(&request.source).await {
             Ok(s) => s,
@@ -115,6 +124,7 @@ impl<S: Store, M: Media> Work for Job<S, M> {
         let scratch = Scratch::create(&self.work_dir, run_id).map_err(Stop::Fail)?;
         let input = scratch.path.join("source");
         let t = Instant::now();
+        progress.stage(Stage::Downloading);
         let bytes = self.store.download(&request.source, &input, cancel).await?;
         if bytes != source.size {
             return Err(Stop::Fail(anyhow::anyhow!(
@@ -135,9 +145,10 @@ impl<S: Store, M: Media> Work for Job<S, M> {
                 short_side: q.short_side(),
             })
             .collect();
+        progress.stage(Stage::Encoding);
         let encoded = self
             .media
-            .encode(input, specs, scratch.path.join("out"), cancel.clone())
+            .encode(input, specs, scratch.path.join("out"), cancel.clone(), progress.clone())
             .await?;
         if encoded.files.len() != targets.len() {
             return Err(Stop::Fail(anyhow::anyhow!(
@@ -146,6 +157,7 @@ impl<S: Store, M: Media> Work for Job<S, M> {
                 targets.len()
             )));
         }
+        progress.stage(Stage::Uploading);
         let mut outputs = Vec::new();
         for ((q, uri), file) in targets.iter().zip(&encoded.files) {
             let object = self.store.upload(&file.path, uri, &metadata(*q), cancel).await?;

@@ -319,3 +319,36 @@ async fn every_report_of_a_run_keeps_the_analyzers_rules() {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_working_run_reports_its_progress_while_it_changes_and_its_lease_when_it_starts() {
+    let mut work = StubWork::answering(encoded);
+    // 40% after 4 s, 80% after 8 s, then 12 s more of the same before the work ends.
+    work.progress = vec![
+        (Duration::from_secs(4), 40.0),
+        (Duration::from_secs(4), 80.0),
+        (Duration::from_secs(12), 80.0),
+    ];
+    let r = run(MemoryQueue::with_messages(&[REQUEST]), work).await;
+    assert_eq!(r.outcome, Outcome::Processed);
+    assert_eq!(
+        r.kinds,
+        [
+            EventKind::Started,
+            EventKind::Progress,
+            EventKind::Progress,
+            EventKind::Processed
+        ],
+        "one report per change, none while nothing changes"
+    );
+    assert_eq!(r.events[0].lease_seconds, Some(30));
+    let percents: Vec<Option<f64>> = r.events[1..3].iter().map(|e| e.percent).collect();
+    assert_eq!(percents, [Some(40.0), Some(80.0)]);
+    for e in &r.events[1..3] {
+        assert_eq!(e.stage.as_deref(), Some("encoding"));
+        assert_eq!(e.fps, Some(25.0));
+        assert_eq!(e.lease_seconds, Some(30));
+        assert_eq!(e.request_id.as_deref(), Some("req-1"));
+        e.clone().validate().expect("a valid progress report");
+    }
+}

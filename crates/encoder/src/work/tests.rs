@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::fakes::{FakeMedia, MediaAnswer, MemoryStore, StoreFault};
+use crate::progress::Progress;
 
 const SOURCE: &str = "s3://in-b/uploads/clip.mp4";
 
@@ -36,7 +37,8 @@ fn job(dir: &TempDir) -> Job<MemoryStore, FakeMedia> {
 }
 
 async fn work(job: &Job<MemoryStore, FakeMedia>, r: &EncodeRequest) -> Result<Done, Stop> {
-    job.work_on(r, "run-1", &CancellationToken::new()).await
+    job.work_on(r, "run-1", &CancellationToken::new(), &Progress::unread())
+        .await
 }
 
 fn rejection(result: Result<Done, Stop>) -> String {
@@ -197,7 +199,9 @@ async fn a_cancelled_run_downloads_nothing() {
     let job = job(&dir);
     let cancel = CancellationToken::new();
     cancel.cancel();
-    let result = job.work_on(&two_qualities(), "run-1", &cancel).await;
+    let result = job
+        .work_on(&two_qualities(), "run-1", &cancel, &Progress::unread())
+        .await;
     assert!(matches!(result, Err(Stop::Cancelled)), "{result:?}");
     assert!(job.media.calls.lock().unwrap().is_empty());
 }
