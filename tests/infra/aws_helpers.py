@@ -138,15 +138,20 @@ def start_moto_server(log_dir: Path) -> MotoServer:
             time.sleep(0.2)
 
 
-def stop_moto_server(server: MotoServer) -> None:
-    if server.process.poll() is not None:
+def stop_process_group(process: subprocess.Popen, grace_seconds: float) -> None:
+    """SIGTERM to the process's group, SIGKILL after `grace_seconds`."""
+    if process.poll() is not None:
         return
-    os.killpg(server.process.pid, signal.SIGTERM)
+    os.killpg(process.pid, signal.SIGTERM)
     try:
-        server.process.wait(timeout=10)
+        process.wait(timeout=grace_seconds)
     except subprocess.TimeoutExpired:
-        os.killpg(server.process.pid, signal.SIGKILL)
-        server.process.wait(timeout=10)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def stop_moto_server(server: MotoServer) -> None:
+    stop_process_group(server.process, 10)
 
 
 @pytest.fixture(scope="session")
@@ -226,15 +231,8 @@ def start_localstack(log_dir: Path) -> LocalStackServer:
 
 
 def stop_localstack(server: LocalStackServer) -> None:
-    if server.process.poll() is not None:
-        return
     # scripts/localstack.sh execs Python, so the group is LocalStack itself; it exits in ~3 s.
-    os.killpg(server.process.pid, signal.SIGTERM)
-    try:
-        server.process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.process.pid, signal.SIGKILL)
-        server.process.wait(timeout=10)
+    stop_process_group(server.process, 30)
 
 
 @pytest.fixture(scope="session")

@@ -154,19 +154,7 @@ async fn a_lease_renewal_that_meets_10_s_of_outage_keeps_the_message_and_the_job
     proxy.cut_for(Fault::Refuse, OUTAGE);
 
     // A second receiver, straight to the emulator, polls all along: it must never get the message.
-    let sqs = stack.aws.sqs().await;
-    let mut stolen = 0;
-    while child.try_wait().expect("poll").is_none() {
-        let got = sqs
-            .receive_message()
-            .queue_url(&stack.queue)
-            .wait_time_seconds(1)
-            .visibility_timeout(1)
-            .send()
-            .await
-            .expect("the second receiver polls");
-        stolen += got.messages.unwrap_or_default().len();
-    }
+    let stolen = stack.receive_while_running(&mut child).await;
     let code = wait_exit(&mut child, Duration::from_secs(5)).expect("exited");
     let log = lines.lines().join("\n");
     assert_eq!(code, 0, "{kind}: {log}");

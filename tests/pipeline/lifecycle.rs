@@ -25,19 +25,7 @@ async fn the_lease_is_renewed_so_a_long_encode_is_never_handed_to_a_second_recei
     let (mut child, lines) = stack.spawn_encoder(&[]);
     // The second receiver starts polling once the encoder holds the message.
     assert!(wait_for_line(&lines, "received a message", Duration::from_secs(30)));
-    let sqs = stack.aws.sqs().await;
-    let mut stolen = 0;
-    while child.try_wait().expect("poll").is_none() {
-        let got = sqs
-            .receive_message()
-            .queue_url(&stack.queue)
-            .wait_time_seconds(1)
-            .visibility_timeout(1)
-            .send()
-            .await
-            .expect("the second receiver polls");
-        stolen += got.messages.unwrap_or_default().len();
-    }
+    let stolen = stack.receive_while_running(&mut child).await;
     let code = wait_exit(&mut child, Duration::from_secs(5)).expect("exited");
     let elapsed = started.elapsed();
     assert_eq!(code, 0, "{}", lines.lines().join("\n"));

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::json;
-use test_support::{Kind, Stack, assert_exit, bin, media, run, streams};
+use test_support::{Kind, Stack, assert_exit, media, streams};
 
 use crate::media::{CASES, Expect};
-use crate::scaling::manifest;
+use crate::scaling::run_until_empty;
 
 /// The video id of a media file: its name without the extension.
 fn video_id(file: &str) -> String {
@@ -29,16 +29,7 @@ async fn every_file_of_the_media_set_goes_through_the_queue_to_a_rendition_or_th
         stack.send(&body.to_string()).await;
     }
 
-    let scaledjob = stack.tmp.join("scaledjob.yaml");
-    std::fs::write(&scaledjob, manifest(2, 1)).unwrap();
-    let mut env = stack.env.clone();
-    env.push(("ENCODER_BIN".into(), bin("encoder").display().to_string()));
-    let out = run(
-        &bin("local-scaler"),
-        &["run", "--scaledjob", &scaledjob.display().to_string(), "--until-empty"],
-        &env,
-        Duration::from_secs(600),
-    );
+    let out = run_until_empty(&stack, 2, Duration::from_secs(600));
     assert_exit(&out, 0, &format!("{kind}: local-scaler"));
 
     // The dead-letter queue, read until every rejected request is there (or nothing more comes).

@@ -6,7 +6,7 @@ use std::time::Duration;
 use test_support::{Kind, Stack, assert_exit, bin, media, run};
 
 /// The repository's ScaledJob, with `maxReplicaCount` and `pollingInterval` set for the test.
-pub(crate) fn manifest(max_replicas: u32, polling_seconds: u32) -> String {
+fn manifest(max_replicas: u32, polling_seconds: u32) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s/base/encoder-scaledjob.yaml");
     let yaml = std::fs::read_to_string(&path).expect("the ScaledJob manifest");
     let mut replaced = (false, false);
@@ -32,6 +32,21 @@ pub(crate) fn manifest(max_replicas: u32, polling_seconds: u32) -> String {
     out.join("\n")
 }
 
+/// Runs local-scaler with the repository's ScaledJob (at most `max_replicas` Jobs, polling every
+/// second) on the stack's queue until it is empty.
+pub(crate) fn run_until_empty(stack: &Stack, max_replicas: u32, timeout: Duration) -> std::process::Output {
+    let scaledjob = stack.tmp.join("scaledjob.yaml");
+    std::fs::write(&scaledjob, manifest(max_replicas, 1)).unwrap();
+    let mut env = stack.env.clone();
+    env.push(("ENCODER_BIN".into(), bin("encoder").display().to_string()));
+    run(
+        &bin("local-scaler"),
+        &["run", "--scaledjob", &scaledjob.display().to_string(), "--until-empty"],
+        &env,
+        timeout,
+    )
+}
+
 async fn twelve_requests_with_max_replicas_three_never_run_more_than_three_encoders_and_each_is_processed_once(
     kind: Kind,
 ) {
@@ -54,17 +69,7 @@ async fn twelve_requests_with_max_replicas_three_never_run_more_than_three_encod
         0,
         "producer",
     );
-    let scaledjob = stack.tmp.join("scaledjob.yaml");
-    std::fs::write(&scaledjob, manifest(3, 1)).unwrap();
-
-    let mut env = stack.env.clone();
-    env.push(("ENCODER_BIN".into(), bin("encoder").display().to_string()));
-    let out = run(
-        &bin("local-scaler"),
-        &["run", "--scaledjob", &scaledjob.display().to_string(), "--until-empty"],
-        &env,
-        Duration::from_secs(300),
-    );
+    let out = run_until_empty(&stack, 3, Duration::from_secs(300));
     assert_exit(&out, 0, "local-scaler");
     let summary: serde_json::Value = serde_json::from_str(
         String::from_utf8_lossy(&out.stdout)

@@ -112,52 +112,34 @@ pub fn num(v: &serde_json::Value) -> f64 {
 /// Makes a test clip with the `ffmpeg` tool (a test input, not the product's encoding): `seconds`
 /// of 1080p30 test pattern with a tone.
 pub fn make_clip(path: &Path, seconds: u32) {
-    let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size=1920x1080:rate=30:duration={seconds}"))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!("sine=frequency=440:sample_rate=48000:duration={seconds}"))
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-shortest",
-        ])
-        .arg(path)
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run ffmpeg ({e}): install Debian's ffmpeg package (scripts/test.sh does)"));
-    assert!(status.success(), "ffmpeg could not make {}", path.display());
+    lavfi_clip(
+        path,
+        &format!("testsrc2=size=1920x1080:rate=30:duration={seconds}"),
+        seconds,
+        &["-preset", "ultrafast"],
+    );
 }
 
 /// Makes a clip that is expensive to compress (a test pattern under moving noise, 1080p at 10 fps,
 /// with a tone), so that a 1080p rendition of it reaches the ladder's bitrate cap: `seconds` of it
 /// give a rendition of about `seconds * 7 Mbit/s` (24 s: over 16 MiB, a multipart upload).
 pub fn make_noisy_clip(path: &Path, seconds: u32) {
+    lavfi_clip(
+        path,
+        &format!("testsrc2=size=1920x1080:rate=10:duration={seconds},noise=alls=60:allf=t+u"),
+        seconds,
+        &["-preset", "ultrafast", "-b:v", "8M"],
+    );
+}
+
+/// `video` (a lavfi source and filters) with a 440 Hz tone, H.264 (with `x264` options) and AAC.
+fn lavfi_clip(path: &Path, video: &str, seconds: u32, x264: &[&str]) {
     let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!(
-            "testsrc2=size=1920x1080:rate=10:duration={seconds},noise=alls=60:allf=t+u"
-        ))
-        .args(["-f", "lavfi", "-i"])
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", video, "-f", "lavfi", "-i"])
         .arg(format!("sine=frequency=440:sample_rate=48000:duration={seconds}"))
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-b:v",
-            "8M",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-shortest",
-        ])
+        .args(["-c:v", "libx264"])
+        .args(x264)
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
         .arg(path)
         .status()
         .unwrap_or_else(|e| panic!("cannot run ffmpeg ({e}): install Debian's ffmpeg package (scripts/test.sh does)"));

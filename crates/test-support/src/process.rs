@@ -107,7 +107,13 @@ pub fn run(program: &Path, args: &[&str], env: &[(String, String)], timeout: Dur
 
 /// Runs `cmd` to completion (its stdout and stderr piped), killing it after `timeout`.
 pub fn run_command(mut cmd: Command, what: &str, timeout: Duration) -> Output {
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    wait_output(child, what, timeout)
+}
+
+/// Waits for a started child (its stdout and stderr piped), collecting its output; kills it after
+/// `timeout` and fails naming `what`.
+pub fn wait_output(mut child: Child, what: &str, timeout: Duration) -> Output {
     let stdout = child.stdout.take().map(read_all);
     let stderr = child.stderr.take().map(read_all);
     let deadline = Instant::now() + timeout;

@@ -202,6 +202,26 @@ impl Stack {
         (child, lines)
     }
 
+    /// A second receiver, straight to the emulator, polls the queue until `child` exits (with a
+    /// lease of 1 s on whatever it gets); returns how many messages it got. A run holding its
+    /// message's lease must leave it with none.
+    pub async fn receive_while_running(&self, child: &mut Child) -> usize {
+        let sqs = self.aws.sqs().await;
+        let mut got = 0;
+        while child.try_wait().expect("poll the child").is_none() {
+            let answer = sqs
+                .receive_message()
+                .queue_url(&self.queue)
+                .wait_time_seconds(1)
+                .visibility_timeout(1)
+                .send()
+                .await
+                .expect("the second receiver polls");
+            got += answer.messages.unwrap_or_default().len();
+        }
+        got
+    }
+
     /// Runs the producer with `args` to completion.
     pub fn producer(&self, args: &[&str]) -> Output {
         run(&bin("producer"), args, &self.env, Duration::from_secs(60))

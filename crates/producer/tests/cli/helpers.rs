@@ -1,10 +1,10 @@
 //! Running `producer` with a clean environment against an emulator (a queue and a bucket of the
 //! test's own), and reading back what reached the queue and the bucket.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
 use encoding_common::EncodeRequest;
@@ -150,39 +150,8 @@ pub fn run(args: &[&str], env: &[(String, String)], stdin: Option<&str>) -> Outp
 }
 
 /// Waits for a started producer, collecting its output; kills it after the test timeout.
-pub fn wait(mut child: Child, args: &[&str]) -> Output {
-    let read = |mut stream: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = stream.read_to_end(&mut buf);
-            buf
-        })
-    };
-    let stdout = child.stdout.take().map(|s| read(Box::new(s)));
-    let stderr = child.stderr.take().map(|s| read(Box::new(s)));
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("poll the producer") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let status = child.wait().expect("reap the producer");
-            let err = stderr.map(|t| t.join().unwrap_or_default()).unwrap_or_default();
-            panic!(
-                "producer {args:?} did not finish within {TIMEOUT:?} ({status}); stderr:\n{}",
-                String::from_utf8_lossy(&err)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let join =
-        |t: Option<std::thread::JoinHandle<Vec<u8>>>| t.map(|t| t.join().unwrap_or_default()).unwrap_or_default();
-    Output {
-        status,
-        stdout: join(stdout),
-        stderr: join(stderr),
-    }
+pub fn wait(child: Child, args: &[&str]) -> Output {
+    test_support::process::wait_output(child, &format!("producer {args:?}"), TIMEOUT)
 }
 
 /// Asserts the run's exit status, showing its output otherwise.
