@@ -5,6 +5,7 @@
 //! - [`identity`]: a request's identity and what each stored rendition's metadata says about who
 //!   made it, for the duplicate check.
 //! - [`event`]: what the encoder reports to the result analyzer, and the rules the analyzer checks.
+//! - [`notice`]: the completion notice the encoder sends to the results queue, one per request.
 //! - [`aws`]: AWS clients built once from the standard SDK configuration (`AWS_REGION`, the default
 //!   credentials chain, `AWS_ENDPOINT_URL` for an emulator).
 //! - [`telemetry`]: `tracing` set-up (`LOG_FORMAT=json` for JSON lines, `RUST_LOG` filters).
@@ -16,6 +17,7 @@
 pub mod aws;
 pub mod event;
 pub mod identity;
+pub mod notice;
 pub mod request;
 pub mod shutdown;
 pub mod telemetry;

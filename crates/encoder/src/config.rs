@@ -38,6 +38,10 @@ pub struct WorkerArgs {
     /// Scratch space for the download and the outputs (default: the system temp directory).
     #[arg(long, env = "WORK_DIR")]
     pub work_dir: Option<PathBuf>,
+    /// The SQS queue that gets one completion notice per request (processed, duplicate, rejected,
+    /// or failed on its last delivery); unset or empty: no notices.
+    #[arg(long, env = "RESULT_QUEUE_URL")]
+    pub result_queue_url: Option<String>,
 }
 
 /// Validated worker settings.
@@ -59,6 +63,8 @@ pub struct WorkerConfig {
     pub work_dir: PathBuf,
     /// This run's host (pod) name, for reports.
     pub host: String,
+    /// The results queue for completion notices, if any.
+    pub result_queue_url: Option<String>,
 }
 
 impl std::fmt::Debug for WorkerConfig {
@@ -72,6 +78,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("receive_wait_seconds", &self.receive_wait_seconds)
             .field("work_dir", &self.work_dir)
             .field("host", &self.host)
+            .field("result_queue_url", &self.result_queue_url)
             .finish()
     }
 }
@@ -90,6 +97,12 @@ impl WorkerConfig {
         };
         if !(queue_url.starts_with("http://") || queue_url.starts_with("https://")) {
             bail!("QUEUE_URL must be an http(s) URL, got {queue_url:?}");
+        }
+        let result_queue_url = args.result_queue_url.filter(|q| !q.trim().is_empty());
+        if let Some(q) = &result_queue_url
+            && !(q.starts_with("http://") || q.starts_with("https://"))
+        {
+            bail!("RESULT_QUEUE_URL must be an http(s) URL, got {q:?}");
         }
         let default_output = args
             .output_uri
@@ -133,6 +146,7 @@ impl WorkerConfig {
             receive_wait_seconds: args.receive_wait_seconds as i32,
             work_dir: args.work_dir.unwrap_or_else(std::env::temp_dir),
             host,
+            result_queue_url,
         })
     }
 }
@@ -150,6 +164,7 @@ mod tests {
             visibility_timeout_seconds: 120,
             receive_wait_seconds: 20,
             work_dir: None,
+            result_queue_url: None,
         }
     }
 
@@ -220,6 +235,13 @@ mod tests {
                     ..args()
                 },
                 "RECEIVE_WAIT_SECONDS",
+            ),
+            (
+                WorkerArgs {
+                    result_queue_url: Some("results".into()),
+                    ..args()
+                },
+                "RESULT_QUEUE_URL must be",
             ),
         ];
         for (a, expect) in cases {

@@ -33,6 +33,9 @@ pub enum Fate {
     DeadLettered(String),
     /// Deleted because there is no dead-letter queue (after a rejection).
     DeletedWithoutDeadLetterQueue(String),
+    /// A completion notice of this outcome sent (recorded here by a [`NoticeBox`] on the same
+    /// timeline, to see it come before the delete).
+    Notice(String),
 }
 
 /// What the in-memory queue does when asked.
@@ -47,6 +50,8 @@ struct QueueState {
     fail_delete: bool,
     fail_dead_letter: bool,
     no_dead_letter_queue: bool,
+    max_receive_count: Option<u32>,
+    receive_count: u32,
 }
 
 /// An in-memory queue: hands out its messages once each and records every fate.
@@ -112,6 +117,19 @@ impl MemoryQueue {
         self.0.lock().unwrap().fail_dead_letter = true;
     }
 
+    /// As a queue whose RedrivePolicy dead-letters after `max` receives, delivering its message
+    /// for the `count`th time.
+    pub fn delivering(&self, count: u32, max: u32) {
+        let mut s = self.0.lock().unwrap();
+        s.receive_count = count;
+        s.max_receive_count = Some(max);
+    }
+
+    /// Records a notice on this queue's timeline.
+    fn record_notice(&self, outcome: &str) {
+        self.0.lock().unwrap().fates.push(Fate::Notice(outcome.to_owned()));
+    }
+
     /// As a queue without a RedrivePolicy.
     pub fn without_dead_letter_queue(&self) {
         self.0.lock().unwrap().no_dead_letter_queue = true;
@@ -136,7 +154,7 @@ impl Queue for MemoryQueue {
             message_id: "m-1".into(),
             receipt_handle: "h-1".into(),
             body,
-            receive_count: 1,
+            receive_count: s.receive_count.max(1),
             received_at: Instant::now(),
         }))
     }
@@ -158,6 +176,10 @@ impl Queue for MemoryQueue {
         }
         s.fates.push(Fate::Deleted);
         Ok(())
+    }
+
+    async fn max_receive_count(&self) -> anyhow::Result<Option<u32>> {
+        Ok(self.0.lock().unwrap().max_receive_count)
     }
 
     async fn dead_letter(&self, _msg: &Received, reason: &str) -> anyhow::Result<Option<String>> {
@@ -427,6 +449,9 @@ impl Media for FakeMedia {
                 path,
                 width: r.short_side * 16 / 9,
                 height: r.short_side,
+                bytes: 14,
+                duration_seconds: 5.0,
+                audio: true,
             });
         }
         Ok(Encoded {
@@ -435,5 +460,57 @@ impl Media for FakeMedia {
             source_seconds: Some(5.0),
             encode_seconds: 2.5,
         })
+    }
+}
+
+/// Keeps every notice sent (and records it on a queue's timeline), or refuses them all.
+#[derive(Debug, Clone, Default)]
+pub struct NoticeBox {
+    sent: Arc<Mutex<Vec<encoding_common::notice::Notice>>>,
+    /// Refuse every notice (the results queue unreachable).
+    pub refuse: bool,
+    /// As no results queue set.
+    pub disabled: bool,
+    /// Where each sent notice is also recorded as a [`Fate::Notice`].
+    pub timeline: Option<MemoryQueue>,
+}
+
+impl NoticeBox {
+    /// Notices on `queue`'s timeline.
+    pub fn on(queue: &MemoryQueue) -> Self {
+        Self {
+            timeline: Some(queue.clone()),
+            ..Self::default()
+        }
+    }
+
+    /// No results queue.
+    pub fn none() -> Self {
+        Self {
+            disabled: true,
+            ..Self::default()
+        }
+    }
+
+    /// The notices, in order.
+    pub fn sent(&self) -> Vec<encoding_common::notice::Notice> {
+        self.sent.lock().unwrap().clone()
+    }
+}
+
+impl crate::notify::Notify for NoticeBox {
+    fn enabled(&self) -> bool {
+        !self.disabled
+    }
+
+    async fn notify(&self, notice: &encoding_common::notice::Notice) -> anyhow::Result<()> {
+        if self.refuse {
+            return Err(anyhow!("sending the completion notice: connection refused"));
+        }
+        if let Some(q) = &self.timeline {
+            q.record_notice(notice.outcome.as_str());
+        }
+        self.sent.lock().unwrap().push(notice.clone());
+        Ok(())
     }
 }

@@ -24,6 +24,8 @@
 //! - [`work`]: the work on one request (source lookup, duplicate check, download, transcode and
 //!   verify, upload), over two seams: S3 ([`storage::Store`]) and the transcode
 //!   ([`media::Media`]).
+//! - `notify`: completion notices to the results queue (`RESULT_QUEUE_URL`), a fourth seam of the
+//!   lifecycle ([`notify::Notify`]).
 //! - `queue`, `storage`, `media`, `report`: the seams and their real implementations (SQS, S3,
 //!   FFmpeg through the `transcode` crate, the analyzer over HTTP); `verify`: the checks every
 //!   rendition passes before it is stored.
@@ -40,6 +42,7 @@ mod lease;
 pub mod lifecycle;
 mod local;
 pub mod media;
+pub mod notify;
 pub mod progress;
 pub mod queue;
 pub mod report;
@@ -145,13 +148,25 @@ async fn serve_one(config: WorkerConfig) -> Outcome {
         work_dir: config.work_dir.clone(),
     };
     let reporter = report::Reporter::new(config.analyzer_url.as_deref(), config.analyzer_token.as_deref());
+    let notices = notify::Notifier::new(encoding_common::aws::sqs_client(&sdk), config.result_queue_url.clone());
     let settings = lifecycle::Settings {
         receive_wait_seconds: config.receive_wait_seconds,
         visibility_timeout: config.visibility_timeout,
         host: config.host.clone(),
     };
     tracing::Instrument::instrument(
-        lifecycle::Run::new(queue, job, reporter, settings, shutdown, run_id).go(),
+        lifecycle::Run::new(
+            lifecycle::Parts {
+                queue,
+                work: job,
+                reports: reporter,
+                notices,
+            },
+            settings,
+            shutdown,
+            run_id,
+        )
+        .go(),
         span,
     )
     .await

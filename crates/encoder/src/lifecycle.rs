@@ -21,6 +21,12 @@
 //! percent, frames per second) is reported every [`PROGRESS_EVERY`] when it changed, so a run
 //! that stops reporting for longer than its lease is one the analyzer can call `lost`.
 //!
+//! With a results queue (`RESULT_QUEUE_URL`), a request that ends (`processed`, `duplicate`,
+//! `rejected`, or `failed` on its last allowed delivery) also gets one completion notice
+//! ([`encoding_common::notice`]), sent *before* its message is deleted or dead-lettered: a notice
+//! that cannot be sent releases the message, so it is sent again by the next delivery (at least
+//! once; a FIFO results queue deduplicates).
+//!
 //! `processed` is reported *before* the delete: a run killed between the two leaves the message
 //! to be delivered again, and the next run, finding the renditions stored by the same request,
 //! reports `processed` again, which the analyzer counts once per request. Reporting after the
@@ -30,10 +36,12 @@
 use std::time::{Duration, Instant};
 
 use encoding_common::identity::request_identity;
+use encoding_common::notice::{Notice, NoticeOutcome, NoticeOutput};
 use encoding_common::{EncodeRequest, Event, EventKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::lease::Lease;
+use crate::notify::Notify;
 use crate::progress::{Progress, Snapshot};
 use crate::queue::{Queue, Received};
 use crate::report::Reports;
@@ -84,12 +92,13 @@ pub struct Settings {
     pub host: String,
 }
 
-/// One run over a queue, a work and a report sink.
+/// One run over a queue, a work, a report sink and a notice sink.
 #[derive(Debug)]
-pub struct Run<Q, W, R> {
+pub struct Run<Q, W, R, N> {
     queue: Q,
     work: W,
     reports: R,
+    notices: N,
     settings: Settings,
     run_id: String,
     started: Instant,
@@ -97,13 +106,33 @@ pub struct Run<Q, W, R> {
     shutdown: CancellationToken,
 }
 
-impl<Q: Queue, W: Work, R: Reports> Run<Q, W, R> {
+/// The seams a run works through.
+#[derive(Debug)]
+pub struct Parts<Q, W, R, N> {
+    /// The request queue.
+    pub queue: Q,
+    /// The work on a request.
+    pub work: W,
+    /// Reports to the analyzer.
+    pub reports: R,
+    /// Completion notices to the results queue.
+    pub notices: N,
+}
+
+impl<Q: Queue, W: Work, R: Reports, N: Notify> Run<Q, W, R, N> {
     /// A run; `shutdown` is cancelled by SIGTERM/SIGINT (the caller installs the handlers).
-    pub fn new(queue: Q, work: W, reports: R, settings: Settings, shutdown: CancellationToken, run_id: String) -> Self {
+    pub fn new(parts: Parts<Q, W, R, N>, settings: Settings, shutdown: CancellationToken, run_id: String) -> Self {
+        let Parts {
+            queue,
+            work,
+            reports,
+            notices,
+        } = parts;
         Self {
             queue,
             work,
             reports,
+            notices,
             settings,
             run_id,
             started: Instant::now(),
@@ -217,8 +246,12 @@ impl<Q: Queue, W: Work, R: Reports> Run<Q, W, R> {
                 event.frames = Some(encoded.frames);
                 event.fps = Some(encoded.frames as f64 / encoded.encode_seconds.max(1e-6));
                 event.source_seconds = encoded.source_seconds;
-                event.outputs = outputs;
-                self.finish(msg, event, Outcome::Processed).await
+                event.outputs = outputs.iter().map(|o| o.uri.clone()).collect();
+                let mut notice = self.notice(NoticeOutcome::Processed, msg, request, &event);
+                if let Some(n) = &mut notice {
+                    n.outputs = outputs;
+                }
+                self.finish(msg, request, event, notice, Outcome::Processed).await
             }
             Ok(Done::AlreadyStored { same_request, outputs }) => {
                 let (kind, outcome, reason) = if same_request {
@@ -236,9 +269,18 @@ impl<Q: Queue, W: Work, R: Reports> Run<Q, W, R> {
                 };
                 tracing::info!(%kind, "the renditions are already stored for this source and settings; skipping the work");
                 let mut event = self.event(kind, Some(msg), request);
-                event.outputs = outputs;
+                event.outputs = outputs.iter().map(|o| o.uri.clone()).collect();
                 event.reason = Some(reason.into());
-                self.finish(msg, event, outcome).await
+                let ended = if same_request {
+                    NoticeOutcome::Processed
+                } else {
+                    NoticeOutcome::Duplicate
+                };
+                let mut notice = self.notice(ended, msg, request, &event);
+                if let Some(n) = &mut notice {
+                    n.outputs = outputs;
+                }
+                self.finish(msg, request, event, notice, outcome).await
             }
             Err(Stop::Reject(reason)) => self.reject(msg, request, reason).await,
             Err(Stop::Cancelled) if !self.shutdown.is_cancelled() => {
@@ -251,8 +293,20 @@ impl<Q: Queue, W: Work, R: Reports> Run<Q, W, R> {
         }
     }
 
-    /// Reports the outcome, then deletes the message.
-    async fn finish(&self, msg: &Received, event: Event, outcome: Outcome) -> Outcome {
+    /// Sends the completion notice, reports the outcome, then deletes the message. A notice that
+    /// cannot be sent releases the message instead: the next delivery finds the renditions stored
+    /// and sends it then.
+    async fn finish(
+        &self,
+        msg: &Received,
+        request: Option<&EncodeRequest>,
+        event: Event,
+        notice: Option<Notice>,
+        outcome: Outcome,
+    ) -> Outcome {
+        if let Err(e) = self.send_notice(notice).await {
+            return self.fail(msg, request, e).await;
+        }
         self.report(event).await;
         if let Err(e) = self.queue.delete(msg).await {
             // The renditions are stored and reported; a redelivery will find them and skip.
@@ -263,6 +317,12 @@ impl<Q: Queue, W: Work, R: Reports> Run<Q, W, R> {
     }
 
     async fn reject(&self, msg: &Received, request: Option<&EncodeRequest>, reason: String) -> Outcome {
+        let mut event = self.event(EventKind::Rejected, Some(msg), request);
+        event.reason = Some(reason.clone());
+        let notice = self.notice(NoticeOutcome::Rejected, msg, request, &event);
+        if let Err(e) = self.send_notice(notice).await {
+            return self.fail(msg, request, e).await;
+        }
         match self.queue.dead_letter(msg, &reason).await {
             Ok(Some(dlq)) => {
                 tracing::warn!(%reason, dead_letter_queue = %dlq, "rejected the request; moved it to the dead-letter queue")
@@ -278,21 +338,83 @@ impl<Q: Queue, W: Work, R: Reports> Run<Q, W, R> {
                 return self.fail(msg, request, e).await;
             }
         }
-        let mut event = self.event(EventKind::Rejected, Some(msg), request);
-        event.reason = Some(reason);
         self.report(event).await;
         Outcome::Rejected
     }
 
     async fn fail(&self, msg: &Received, request: Option<&EncodeRequest>, error: anyhow::Error) -> Outcome {
         tracing::error!(error = %format!("{error:#}"), "the work failed; releasing the message for a retry");
+        let mut event = self.event(EventKind::Failed, Some(msg), request);
+        event.reason = Some(format!("{error:#}"));
+        if self.last_delivery(msg).await {
+            // SQS dead-letters the message at its next receive: the request is over, say so.
+            let notice = self.notice(NoticeOutcome::Failed, msg, request, &event);
+            if let Err(e) = self.send_notice(notice).await {
+                tracing::warn!(error = %format!("{e:#}"), "the last delivery failed and its notice could not be sent");
+            }
+        }
         if let Err(e) = self.queue.release(msg).await {
             tracing::warn!(error = %format!("{e:#}"), "releasing the message failed; it returns when its lease ends");
         }
-        let mut event = self.event(EventKind::Failed, Some(msg), request);
-        event.reason = Some(format!("{error:#}"));
         self.report(event).await;
         Outcome::Failed
+    }
+
+    /// Whether `msg` is on its last allowed delivery (only asked when notices are sent).
+    async fn last_delivery(&self, msg: &Received) -> bool {
+        if !self.notices.enabled() {
+            return false;
+        }
+        match self.queue.max_receive_count().await {
+            Ok(Some(max)) => msg.receive_count >= max,
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot tell whether this is the last delivery");
+                false
+            }
+        }
+    }
+
+    /// The notice of a request that ended as `outcome`, from its terminal `event`; none for a
+    /// body that is not a request (there is nobody to tell).
+    fn notice(
+        &self,
+        outcome: NoticeOutcome,
+        msg: &Received,
+        request: Option<&EncodeRequest>,
+        event: &Event,
+    ) -> Option<Notice> {
+        let request = request?;
+        let mut n = Notice::new(request_identity(request), request.video_id.clone(), outcome);
+        n.reason = event.reason.clone();
+        n.outputs = event
+            .outputs
+            .iter()
+            .map(|uri| NoticeOutput {
+                uri: uri.clone(),
+                size: None,
+                duration_seconds: None,
+                video_codec: None,
+                audio_codec: None,
+                width: None,
+                height: None,
+            })
+            .collect();
+        n.encode_seconds = event.encode_seconds;
+        n.frames = event.frames;
+        n.fps = event.fps;
+        n.source_seconds = event.source_seconds;
+        n.run_id = Some(self.run_id.clone());
+        n.message_id = Some(msg.message_id.clone());
+        n.receive_count = Some(msg.receive_count);
+        Some(n)
+    }
+
+    async fn send_notice(&self, notice: Option<Notice>) -> anyhow::Result<()> {
+        match notice {
+            Some(n) if self.notices.enabled() => self.notices.notify(&n).await,
+            _ => Ok(()),
+        }
     }
 
     async fn killed(&self, msg: &Received, request: Option<&EncodeRequest>) -> Outcome {

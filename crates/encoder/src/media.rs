@@ -24,6 +24,12 @@ pub struct EncodedFile {
     pub width: u32,
     /// Picture height.
     pub height: u32,
+    /// File size in bytes.
+    pub bytes: u64,
+    /// Its duration (the decoded source's span).
+    pub duration_seconds: f64,
+    /// Whether it carries (AAC) audio.
+    pub audio: bool,
 }
 
 /// What a transcode made.
@@ -155,6 +161,9 @@ impl Media for FfmpegMedia {
                     path: o.path.clone(),
                     width: o.width,
                     height: o.height,
+                    bytes: o.bytes,
+                    duration_seconds: report.decoded_seconds,
+                    audio: report.has_audio,
                 })
                 .collect(),
             frames: report.frames_decoded,

@@ -47,6 +47,10 @@ pub trait Queue: Clone + Send + Sync + 'static {
     /// same: retrying a request that can never succeed would loop forever).
     fn dead_letter(&self, msg: &Received, reason: &str) -> impl Future<Output = anyhow::Result<Option<String>>> + Send;
 
+    /// The queue's `maxReceiveCount` (from its RedrivePolicy): the delivery after which SQS moves
+    /// a message to the dead-letter queue; `None` without one.
+    fn max_receive_count(&self) -> impl Future<Output = anyhow::Result<Option<u32>>> + Send;
+
     /// Makes the message visible again at once, for another run to retry.
     fn release(&self, msg: &Received) -> impl Future<Output = anyhow::Result<()>> + Send {
         self.set_visibility(msg, Duration::ZERO)
@@ -66,7 +70,8 @@ impl SqsQueue {
         Self { client, url }
     }
 
-    async fn dead_letter_queue_url(&self) -> anyhow::Result<Option<String>> {
+    /// The queue's RedrivePolicy document, if it has one.
+    async fn redrive_policy(&self) -> anyhow::Result<Option<String>> {
         let attrs = self
             .client
             .get_queue_attributes()
@@ -75,10 +80,13 @@ impl SqsQueue {
             .send()
             .await
             .context("reading the queue's RedrivePolicy")?;
-        let Some(policy) = attrs
+        Ok(attrs
             .attributes
-            .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy).cloned())
-        else {
+            .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy).cloned()))
+    }
+
+    async fn dead_letter_queue_url(&self) -> anyhow::Result<Option<String>> {
+        let Some(policy) = self.redrive_policy().await? else {
             return Ok(None);
         };
         let arn = redrive_target(&policy)?;
@@ -151,6 +159,13 @@ impl Queue for SqsQueue {
         Ok(())
     }
 
+    async fn max_receive_count(&self) -> anyhow::Result<Option<u32>> {
+        match self.redrive_policy().await? {
+            Some(policy) => redrive_max_receive_count(&policy).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Sends the body to the dead-letter queue named by the queue's RedrivePolicy, with the
     /// reason and the message's origin as message attributes, then deletes it here.
     async fn dead_letter(&self, msg: &Received, reason: &str) -> anyhow::Result<Option<String>> {
@@ -195,6 +210,17 @@ fn redrive_target(policy: &str) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow!("the RedrivePolicy has no deadLetterTargetArn"))
 }
 
+/// The `maxReceiveCount` of a RedrivePolicy document (SQS writes it as a string or a number).
+fn redrive_max_receive_count(policy: &str) -> anyhow::Result<u32> {
+    let v: serde_json::Value = serde_json::from_str(policy).context("the RedrivePolicy is not JSON")?;
+    let count = &v["maxReceiveCount"];
+    count
+        .as_u64()
+        .or_else(|| count.as_str().and_then(|s| s.parse().ok()))
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| anyhow!("the RedrivePolicy has no maxReceiveCount"))
+}
+
 /// The account id and queue name of an SQS queue ARN (`arn:aws:sqs:region:account:name`).
 fn arn_account_and_name(arn: &str) -> anyhow::Result<(&str, &str)> {
     let parts: Vec<&str> = arn.split(':').collect();
@@ -229,6 +255,13 @@ mod tests {
         assert!(redrive_target("{}").is_err());
         assert!(redrive_target("nope").is_err());
         assert!(arn_account_and_name("arn:aws:s3:::bucket").is_err());
+    }
+
+    #[test]
+    fn the_max_receive_count_is_read_as_a_string_or_a_number() {
+        assert_eq!(redrive_max_receive_count(r#"{"maxReceiveCount":"5"}"#).unwrap(), 5);
+        assert_eq!(redrive_max_receive_count(r#"{"maxReceiveCount":3}"#).unwrap(), 3);
+        assert!(redrive_max_receive_count("{}").is_err());
     }
 
     #[test]

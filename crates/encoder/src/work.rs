@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use encoding_common::identity::{rendition_metadata, same_rendition, same_request};
+use encoding_common::notice::NoticeOutput;
 use encoding_common::{EncodeRequest, Quality, S3Uri};
 use tokio_util::sync::CancellationToken;
 use transcode::RenditionSpec;
@@ -27,8 +28,8 @@ pub enum Done {
     Encoded {
         /// What the transcode made.
         encoded: Encoded,
-        /// The stored renditions' URIs, in the order asked.
-        outputs: Vec<String>,
+        /// The stored renditions, in the order asked.
+        outputs: Vec<NoticeOutput>,
     },
     /// The renditions were already stored for the same source and settings; `same_request` when
     /// by this very request (an earlier delivery that did not get to delete the message).
@@ -36,7 +37,7 @@ pub enum Done {
         /// Stored by this request.
         same_request: bool,
         /// Their URIs.
-        outputs: Vec<String>,
+        outputs: Vec<NoticeOutput>,
     },
 }
 
@@ -117,7 +118,18 @@ impl<S: Store, M: Media> Work for Job<S, M> {
         if let Some(same_request) = self.already_stored(&targets, &metadata).await? {
             return Ok(Done::AlreadyStored {
                 same_request,
-                outputs: targets.iter().map(|(_, u)| u.to_string()).collect(),
+                outputs: targets
+                    .iter()
+                    .map(|(_, u)| NoticeOutput {
+                        uri: u.to_string(),
+                        size: None,
+                        duration_seconds: None,
+                        video_codec: None,
+                        audio_codec: None,
+                        width: None,
+                        height: None,
+                    })
+                    .collect(),
             });
         }
 
@@ -162,7 +174,15 @@ impl<S: Store, M: Media> Work for Job<S, M> {
         for ((q, uri), file) in targets.iter().zip(&encoded.files) {
             let object = self.store.upload(&file.path, uri, &metadata(*q), cancel).await?;
             tracing::info!(%uri, bytes = object.size, crc32 = %object.crc32, width = file.width, height = file.height, "stored the rendition");
-            outputs.push(uri.to_string());
+            outputs.push(NoticeOutput {
+                uri: uri.to_string(),
+                size: Some(object.size),
+                duration_seconds: Some(file.duration_seconds),
+                video_codec: Some("h264".into()),
+                audio_codec: file.audio.then(|| "aac".into()),
+                width: Some(file.width),
+                height: Some(file.height),
+            });
         }
         Ok(Done::Encoded { encoded, outputs })
     }

@@ -7,10 +7,23 @@ use encoding_common::EventKind;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::fakes::{Fate, MemoryQueue, Recorder, StubWork};
+use crate::fakes::{Fate, MemoryQueue, NoticeBox, Recorder, StubWork};
 use crate::media::Encoded;
+use encoding_common::notice::NoticeOutput;
 
 const REQUEST: &str = r#"{"video_id":"clip","source":"s3://in-b/clip.mp4","quality":"480p","request_id":"req-1"}"#;
+
+fn output(uri: &str) -> NoticeOutput {
+    NoticeOutput {
+        uri: uri.into(),
+        size: Some(1234),
+        duration_seconds: Some(5.0),
+        video_codec: Some("h264".into()),
+        audio_codec: Some("aac".into()),
+        width: Some(854),
+        height: Some(480),
+    }
+}
 
 fn settings() -> Settings {
     Settings {
@@ -28,7 +41,7 @@ fn encoded() -> Result<Done, Stop> {
             source_seconds: Some(5.0),
             encode_seconds: 2.5,
         },
-        outputs: vec!["s3://out-b/r/clip/480p.mp4".into()],
+        outputs: vec![output("s3://out-b/r/clip/480p.mp4")],
     })
 }
 
@@ -40,18 +53,15 @@ struct Ran {
     events: Vec<encoding_common::Event>,
 }
 
-async fn run_with(queue: MemoryQueue, work: StubWork, shutdown: CancellationToken) -> Ran {
+async fn run_noticed(queue: MemoryQueue, work: StubWork, shutdown: CancellationToken, notices: NoticeBox) -> Ran {
     let reports = Recorder::default();
-    let outcome = Run::new(
-        queue.clone(),
+    let parts = Parts {
+        queue: queue.clone(),
         work,
-        reports.clone(),
-        settings(),
-        shutdown,
-        "run-1".into(),
-    )
-    .go()
-    .await;
+        reports: reports.clone(),
+        notices,
+    };
+    let outcome = Run::new(parts, settings(), shutdown, "run-1".into()).go().await;
     let events = reports.events();
     Ran {
         outcome,
@@ -61,8 +71,19 @@ async fn run_with(queue: MemoryQueue, work: StubWork, shutdown: CancellationToke
     }
 }
 
+async fn run_with(queue: MemoryQueue, work: StubWork, shutdown: CancellationToken) -> Ran {
+    run_noticed(queue, work, shutdown, NoticeBox::none()).await
+}
+
 async fn run(queue: MemoryQueue, work: StubWork) -> Ran {
     run_with(queue, work, CancellationToken::new()).await
+}
+
+/// A run with a results queue whose notices land on the queue's timeline.
+async fn run_with_notices(queue: MemoryQueue, work: StubWork) -> (Ran, NoticeBox) {
+    let notices = NoticeBox::on(&queue);
+    let ran = run_noticed(queue, work, CancellationToken::new(), notices.clone()).await;
+    (ran, notices)
 }
 
 fn released() -> Fate {
@@ -105,7 +126,7 @@ async fn renditions_stored_by_an_earlier_delivery_of_the_request_count_as_proces
     let work = StubWork::answering(|| {
         Ok(Done::AlreadyStored {
             same_request: true,
-            outputs: vec!["s3://o/v/480p.mp4".into()],
+            outputs: vec![output("s3://o/v/480p.mp4")],
         })
     });
     let r = run(MemoryQueue::with_messages(&[REQUEST]), work).await;
@@ -351,4 +372,77 @@ async fn a_working_run_reports_its_progress_while_it_changes_and_its_lease_when_
         assert_eq!(e.request_id.as_deref(), Some("req-1"));
         e.clone().validate().expect("a valid progress report");
     }
+}
+
+#[tokio::test]
+async fn a_processed_request_gets_its_notice_with_every_output_before_its_message_is_deleted() {
+    let (r, notices) = run_with_notices(MemoryQueue::with_messages(&[REQUEST]), StubWork::answering(encoded)).await;
+    assert_eq!((r.outcome, r.outcome.exit_code()), (Outcome::Processed, 0));
+    assert_eq!(r.endings, [Fate::Notice("processed".into()), Fate::Deleted]);
+    let n = &notices.sent()[0];
+    assert_eq!((n.request_id.as_str(), n.video_id.as_str()), ("req-1", "clip"));
+    assert_eq!(n.outputs, [output("s3://out-b/r/clip/480p.mp4")]);
+    assert_eq!(
+        (n.frames, n.encode_seconds, n.source_seconds),
+        (Some(150), Some(2.5), Some(5.0))
+    );
+    assert_eq!(n.run_id.as_deref(), Some("run-1"));
+    assert_eq!(n.receive_count, Some(1));
+}
+
+#[tokio::test]
+async fn a_notice_that_cannot_be_sent_releases_the_message_for_the_next_delivery_to_send_it() {
+    let queue = MemoryQueue::with_messages(&[REQUEST]);
+    let mut notices = NoticeBox::on(&queue);
+    notices.refuse = true;
+    let r = run_noticed(queue, StubWork::answering(encoded), CancellationToken::new(), notices).await;
+    assert_eq!((r.outcome, r.outcome.exit_code()), (Outcome::Failed, 1));
+    assert_eq!(r.endings, [released()], "not deleted");
+    assert_eq!(r.kinds, [EventKind::Started, EventKind::Failed]);
+    assert!(r.events[1].reason.as_deref().unwrap().contains("completion notice"));
+}
+
+#[tokio::test]
+async fn duplicates_rejections_and_last_failures_are_noticed_and_other_endings_are_not() {
+    let dup = StubWork::answering(|| {
+        Ok(Done::AlreadyStored {
+            same_request: false,
+            outputs: vec![output("s3://o/v/480p.mp4")],
+        })
+    });
+    let (r, _) = run_with_notices(MemoryQueue::with_messages(&[REQUEST]), dup).await;
+    assert_eq!(r.endings, [Fate::Notice("duplicate".into()), Fate::Deleted]);
+
+    let reject = StubWork::answering(|| Err(Stop::Reject("no video stream".into())));
+    let (r, notices) = run_with_notices(MemoryQueue::with_messages(&[REQUEST]), reject).await;
+    assert_eq!(
+        r.endings,
+        [
+            Fate::Notice("rejected".into()),
+            Fate::DeadLettered("no video stream".into())
+        ]
+    );
+    assert_eq!(notices.sent()[0].reason.as_deref(), Some("no video stream"));
+
+    let fail = || StubWork::answering(|| Err(Stop::Fail(anyhow::anyhow!("S3 is down"))));
+    let last = MemoryQueue::with_messages(&[REQUEST]);
+    last.delivering(5, 5);
+    let (r, notices) = run_with_notices(last, fail()).await;
+    assert_eq!(
+        r.endings,
+        [Fate::Notice("failed".into()), released()],
+        "the last delivery"
+    );
+    assert_eq!(notices.sent()[0].reason.as_deref(), Some("S3 is down"));
+    let earlier = MemoryQueue::with_messages(&[REQUEST]);
+    earlier.delivering(2, 5);
+    let (r, _) = run_with_notices(earlier, fail()).await;
+    assert_eq!(r.endings, [released()], "retries are left: the request is not over");
+
+    let (r, _) = run_with_notices(MemoryQueue::with_messages(&["{not json"]), StubWork::answering(encoded)).await;
+    assert!(
+        matches!(&r.endings[..], [Fate::DeadLettered(_)]),
+        "a body that is not a request names nobody to tell: {:?}",
+        r.endings
+    );
 }

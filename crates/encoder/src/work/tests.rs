@@ -63,12 +63,16 @@ async fn every_rendition_is_made_from_one_transcode_and_stored_with_who_made_it(
     let Done::Encoded { encoded, outputs } = work(&job, &r).await.unwrap() else {
         panic!("expected new renditions");
     };
-    assert_eq!(outputs, ["s3://out-b/r/clip/480p.mp4", "s3://out-b/r/clip/720p.mp4"]);
+    let uris: Vec<&str> = outputs.iter().map(|o| o.uri.as_str()).collect();
+    assert_eq!(uris, ["s3://out-b/r/clip/480p.mp4", "s3://out-b/r/clip/720p.mp4"]);
+    assert_eq!(outputs[0].size, Some(14), "the size S3 stored");
+    assert_eq!((outputs[1].width, outputs[1].height), (Some(1280), Some(720)));
+    assert_eq!(outputs[0].audio_codec.as_deref(), Some("aac"));
     assert_eq!(encoded.frames, 150);
     let calls = job.media.calls.lock().unwrap().clone();
     assert_eq!(calls.len(), 1, "one transcode for both renditions");
     assert_eq!(calls[0].1, ["480p", "720p"]);
-    for (q, uri) in [(Quality::P480, &outputs[0]), (Quality::P720, &outputs[1])] {
+    for (q, uri) in [(Quality::P480, &outputs[0].uri), (Quality::P720, &outputs[1].uri)] {
         let stored = job.store.get(uri).expect("stored");
         assert_eq!(stored.bytes, format!("rendition {q}").as_bytes());
         assert_eq!(stored.metadata, rendition_metadata(&r, "\"etag-1\"", q));
@@ -88,7 +92,7 @@ async fn the_output_of_the_request_wins_over_the_default_and_none_at_all_is_a_re
     let Done::Encoded { outputs, .. } = work(&job, &r).await.unwrap() else {
         panic!("expected new renditions");
     };
-    assert_eq!(outputs, ["s3://mine/x/v/360p.mp4"]);
+    assert_eq!(outputs[0].uri, "s3://mine/x/v/360p.mp4");
     job.default_output = None;
     let r = request(r#"{"video_id":"v","source":"s3://in-b/uploads/clip.mp4","quality":"360p"}"#);
     assert!(rejection(work(&job, &r).await).contains("no \"output\""));
