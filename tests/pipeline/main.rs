@@ -9,6 +9,7 @@
 //! - `chaos`: random SIGTERM/SIGKILL; every request still ends with exactly one output.
 //! - `lifecycle`: what the encoder does with its message under signals, bad input, duplicates,
 //!   failures and configuration errors.
+//! - `results`: completion notices on the results queue, and `producer --wait`.
 //! - `faults`: SQS and S3 unreachable for 10 s during an upload and during a lease renewal.
 
 mod chaos;
@@ -16,5 +17,6 @@ mod faults;
 mod lifecycle;
 mod media;
 mod media_queue;
+mod results;
 mod scaling;
 mod walking_skeleton;

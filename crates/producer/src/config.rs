@@ -94,6 +94,24 @@ pub struct Config {
     /// Print one JSON line per sent message on stdout: request_id, message_id, video_id.
     #[arg(long)]
     pub json: bool,
+
+    /// After sending, wait for the outcome of every request sent (from the results queue, or from
+    /// the analyzer without one); exit 0 only when all were processed.
+    #[arg(long, env = "WAIT", value_parser = BoolishValueParser::new(), help_heading = "Waiting")]
+    pub wait: bool,
+
+    /// The results queue the encoder sends one completion notice per request to.
+    #[arg(long, env = "RESULT_QUEUE_URL", help_heading = "Waiting")]
+    pub result_queue_url: Option<String>,
+
+    /// The result analyzer, asked for the outcomes when no results queue is set.
+    #[arg(long, env = "ANALYZER_URL", help_heading = "Waiting")]
+    pub analyzer_url: Option<String>,
+
+    /// Give up waiting after this many seconds (0: no limit); the requests still pending are
+    /// named and the exit status is 1.
+    #[arg(long, env = "WAIT_TIMEOUT_SECONDS", default_value_t = 0, help_heading = "Waiting")]
+    pub wait_timeout_seconds: u64,
 }
 
 /// What a run sends, as chosen by the flags.
@@ -154,6 +172,19 @@ impl Config {
         }
     }
 
+    /// The results queue, if set (an empty value is unset, as the Job's ConfigMap may give it).
+    pub fn result_queue_url(&self) -> Option<&str> {
+        self.result_queue_url.as_deref().filter(|u| !u.trim().is_empty())
+    }
+
+    /// The analyzer's base URL, if set, without a trailing `/`.
+    pub fn analyzer_url(&self) -> Option<&str> {
+        self.analyzer_url
+            .as_deref()
+            .map(|u| u.trim_end_matches('/'))
+            .filter(|u| !u.trim().is_empty())
+    }
+
     /// Whether the queue is a FIFO queue (its name ends in `.fifo`).
     pub fn fifo(&self) -> bool {
         self.queue_url.as_deref().is_some_and(is_fifo_queue)
@@ -165,6 +196,17 @@ impl Config {
         let missing = |message: &str| Err((ErrorKind::MissingRequiredArgument, message.to_owned()));
         if self.queue_url.as_deref().unwrap_or_default().is_empty() && !self.dry_run {
             return missing("--queue-url (or QUEUE_URL) is required, except with --dry-run");
+        }
+        if self.wait {
+            if self.dry_run {
+                return conflict("--wait waits for requests sent; --dry-run sends none".into());
+            }
+            if self.result_queue_url().is_none() && self.analyzer_url().is_none() {
+                return missing(
+                    "--wait needs where the outcomes come from: --result-queue-url (or RESULT_QUEUE_URL), \
+                     or --analyzer-url (or ANALYZER_URL)",
+                );
+            }
         }
         match self.mode() {
             Mode::File(_) => {
@@ -249,6 +291,34 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Config::command().debug_assert();
+    }
+
+    #[test]
+    fn waiting_needs_a_source_of_outcomes_and_something_sent() {
+        let src = ["--source", "s3://in-b/a.mp4", "--quality", "720p", "--wait"];
+        assert_eq!(kind(&src), ErrorKind::MissingRequiredArgument);
+        let mut with_queue = src.to_vec();
+        with_queue.extend(["--result-queue-url", "http://sqs/results"]);
+        assert_eq!(
+            load(&with_queue).unwrap().result_queue_url(),
+            Some("http://sqs/results")
+        );
+        let mut with_analyzer = src.to_vec();
+        with_analyzer.extend(["--analyzer-url", "http://analyzer:8080/"]);
+        assert_eq!(
+            load(&with_analyzer).unwrap().analyzer_url(),
+            Some("http://analyzer:8080")
+        );
+        let mut dry = with_queue.clone();
+        dry.push("--dry-run");
+        assert_eq!(kind(&dry), ErrorKind::ArgumentConflict);
+        let mut empty = src.to_vec();
+        empty.extend(["--result-queue-url", ""]);
+        assert_eq!(
+            kind(&empty),
+            ErrorKind::MissingRequiredArgument,
+            "an empty value is unset"
+        );
     }
 
     #[test]

@@ -20,9 +20,11 @@
 //!
 //! # Exit status
 //!
-//! `0` every request was sent (invalid lines skipped with `--skip-invalid` do not count); `1` a
-//! request was not sent, an upload failed, or the input is invalid (each is named in the log and in
-//! the final error); `2` a usage error; `130` / `143` stopped by SIGINT / SIGTERM.
+//! `0` every request was sent (invalid lines skipped with `--skip-invalid` do not count) and, with
+//! `--wait`, processed; `1` a request was not sent, an upload failed, the input is invalid, or
+//! (with `--wait`) a request was rejected, failed for good or had no outcome within
+//! `--wait-timeout-seconds` (each is named in the log and in the final error); `2` a usage error;
+//! `130` / `143` stopped by SIGINT / SIGTERM.
 //!
 //! # Layout
 //!
@@ -30,6 +32,7 @@
 //! - [`requests`]: building requests for an S3 object, reading a JSON Lines file;
 //! - [`upload`]: uploading local files (multipart for large ones);
 //! - [`send`]: SendMessageBatch with retries, FIFO attributes, and a report of what was not sent;
+//! - [`wait`]: `--wait`, the outcome of every request sent, from the results queue or the analyzer;
 //! - [`ui`]: progress bars or log lines; [`stop`]: SIGINT and SIGTERM.
 
 pub mod config;
@@ -38,6 +41,7 @@ pub mod send;
 pub mod stop;
 pub mod ui;
 pub mod upload;
+pub mod wait;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -109,7 +113,52 @@ pub async fn run_until(config: Config, ui: &Ui, stop: &Stop) -> anyhow::Result<(
     summary.sent += report.sent.len();
     summary.failed.extend(report.failed);
     summary.stopped.extend(report.stopped);
+    if config.wait && !report.sent.is_empty() && !stop.token().is_cancelled() {
+        let pending = report
+            .sent
+            .iter()
+            .map(|s| wait::Pending {
+                request_id: s.request_id.clone(),
+                video_id: s.video_id.clone(),
+            })
+            .collect();
+        summary.waited = Some(wait_for(&config, &sdk, pending, ui, stop).await?);
+    }
     summary.finish(stop)
+}
+
+/// `--wait`: the outcomes of the requests sent.
+async fn wait_for(
+    config: &Config,
+    sdk: &aws_config::SdkConfig,
+    pending: Vec<wait::Pending>,
+    ui: &Ui,
+    stop: &Stop,
+) -> anyhow::Result<wait::WaitReport> {
+    let outcomes = match (config.result_queue_url(), config.analyzer_url()) {
+        (Some(url), _) => wait::Outcomes::Queue {
+            client: encoding_common::aws::sqs_client(sdk),
+            url: url.to_owned(),
+        },
+        (None, Some(url)) => wait::Outcomes::Analyzer {
+            client: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .context("an HTTP client")?,
+            url: url.to_owned(),
+        },
+        (None, None) => bail!("--wait needs --result-queue-url or --analyzer-url"),
+    };
+    let limit = (config.wait_timeout_seconds > 0).then(|| std::time::Duration::from_secs(config.wait_timeout_seconds));
+    let progress = ui.progress("wait", pending.len() as u64, false);
+    tracing::info!(
+        requests = pending.len(),
+        from = outcomes.name(),
+        "waiting for the outcomes"
+    );
+    let report = wait::wait_for(&outcomes, pending, &progress, stop.token(), limit).await;
+    progress.finish();
+    report
 }
 
 /// The exit status for an error of [`run`]: 130 or 143 when stopped by a signal, otherwise 1.
@@ -237,6 +286,8 @@ struct Summary {
     not_uploaded: Vec<PathBuf>,
     /// Objects uploaded whose requests were not sent because the run was stopped.
     uploaded_not_requested: Vec<S3Uri>,
+    /// With `--wait`: the outcomes.
+    waited: Option<wait::WaitReport>,
 }
 
 impl Summary {
@@ -295,6 +346,46 @@ impl Summary {
         if !self.not_uploaded.is_empty() {
             let files: Vec<String> = self.not_uploaded.iter().map(|p| p.display().to_string()).collect();
             problems.push(format!("not uploaded: {}", files.join(", ")));
+        }
+        if let Some(w) = &self.waited {
+            tracing::info!(
+                ready = w.ready.len(),
+                not_ready = w.not_ready.len(),
+                no_outcome = w.unknown.len(),
+                "waited"
+            );
+            if !w.not_ready.is_empty() {
+                let ended: Vec<String> = w
+                    .not_ready
+                    .iter()
+                    .map(|(p, n)| {
+                        format!(
+                            "{} (request_id {}): {}{}",
+                            p.video_id,
+                            p.request_id,
+                            n.outcome,
+                            n.reason.as_deref().map(|r| format!(", {r}")).unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                problems.push(format!(
+                    "{} request(s) not processed: {}",
+                    ended.len(),
+                    ended.join("; ")
+                ));
+            }
+            if !w.unknown.is_empty() {
+                let pending: Vec<String> = w
+                    .unknown
+                    .iter()
+                    .map(|p| format!("{} (request_id {})", p.video_id, p.request_id))
+                    .collect();
+                problems.push(format!(
+                    "{} request(s) with no outcome yet: {}",
+                    pending.len(),
+                    pending.join(", ")
+                ));
+            }
         }
         if let Some(signal) = stop.signal() {
             let error = anyhow::Error::new(Interrupted(signal));
