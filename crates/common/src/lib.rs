@@ -4,6 +4,7 @@
 //!   validation that keeps a typo from silently becoming a default.
 //! - [`identity`]: a request's identity and what each stored rendition's metadata says about who
 //!   made it, for the duplicate check.
+//! - [`format`]: the output formats a request may ask for (`mp4`, `hls`, `dash`).
 //! - [`event`]: what the encoder reports to the result analyzer, and the rules the analyzer checks.
 //! - [`notice`]: the completion notice the encoder sends to the results queue, one per request.
 //! - [`aws`]: AWS clients built once from the standard SDK configuration (`AWS_REGION`, the default
@@ -16,6 +17,7 @@
 
 pub mod aws;
 pub mod event;
+pub mod format;
 pub mod identity;
 pub mod notice;
 pub mod request;
@@ -24,4 +26,5 @@ pub mod telemetry;
 pub mod upload;
 
 pub use event::{Event, EventKind};
+pub use format::Format;
 pub use request::{EncodeRequest, Quality, RequestError, S3Uri};

@@ -15,6 +15,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::format::{Format, parse_formats};
+
 /// Longest accepted `video_id`.
 pub const MAX_VIDEO_ID_LEN: usize = 128;
 /// Longest accepted `request_id`.
@@ -63,6 +65,9 @@ pub enum RequestError {
     /// `request_id` is empty, too long or holds control characters.
     #[error("invalid request_id: {0}")]
     RequestId(&'static str),
+    /// `formats` is empty, names an unknown format or repeats one.
+    #[error("invalid formats: {0}")]
+    Formats(#[from] crate::format::FormatsError),
 }
 
 /// A rendition size: the short side of the displayed picture, in pixels.
@@ -263,6 +268,8 @@ struct WireRequest {
     output: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    formats: Option<Vec<String>>,
 }
 
 /// A validated encode request.
@@ -280,6 +287,9 @@ pub struct EncodeRequest {
     pub output: Option<S3Uri>,
     /// Echoed in every report about this request.
     pub request_id: Option<String>,
+    /// The output formats asked for, in order, never empty, without repeats; `None` means the
+    /// encoder's `FORMATS`.
+    pub formats: Option<Vec<Format>>,
 }
 
 impl EncodeRequest {
@@ -299,6 +309,7 @@ impl EncodeRequest {
             qualities,
             output: None,
             request_id: None,
+            formats: None,
         })
     }
 
@@ -325,6 +336,7 @@ impl EncodeRequest {
         if let Some(id) = &wire.request_id {
             check_request_id(id)?;
         }
+        let formats = wire.formats.as_deref().map(parse_formats).transpose()?;
         Ok(Self {
             video_id: wire.video_id,
             source,
@@ -332,6 +344,7 @@ impl EncodeRequest {
             list_form,
             output,
             request_id: wire.request_id,
+            formats,
         })
     }
 
@@ -345,8 +358,19 @@ impl EncodeRequest {
             qualities: self.list_form.then(|| names().collect()),
             output: self.output.as_ref().map(ToString::to_string),
             request_id: self.request_id.clone(),
+            formats: self
+                .formats
+                .as_ref()
+                .map(|f| f.iter().map(|f| f.as_str().to_owned()).collect()),
         };
         serde_json::to_string(&wire).expect("a request always serializes")
+    }
+
+    /// The video's folder, `{output}/{video_id}`, given the encoder's default output; `None` when
+    /// the request has no `output` and there is no default either.
+    pub fn video_folder(&self, default_output: Option<&S3Uri>) -> Option<S3Uri> {
+        let output = self.output.as_ref().or(default_output)?;
+        Some(output.join(&self.video_id))
     }
 
     /// Where the rendition of `quality` goes, given the encoder's default output.
@@ -404,6 +428,26 @@ mod tests {
         assert!(!r.list_form);
         assert_eq!(r.output.as_ref().unwrap().to_string(), "s3://media-out/renditions");
         assert_eq!(r.request_id.as_deref(), Some("3f0c6a52"));
+    }
+
+    #[test]
+    fn formats_are_optional_checked_and_written_back() {
+        let r = parse(r#"{"video_id":"v","source":"s3://in-b/a.mp4","quality":"480p","formats":["hls","dash"]}"#)
+            .unwrap();
+        assert_eq!(r.formats, Some(vec![Format::Hls, Format::Dash]));
+        assert!(r.to_json().contains(r#""formats":["hls","dash"]"#));
+        assert_eq!(parse(&r.to_json()).unwrap(), r);
+        assert_eq!(parse(VALID).unwrap().formats, None, "absent: the encoder's FORMATS decides");
+        assert!(!parse(VALID).unwrap().to_json().contains("formats"));
+        for (body, says) in [
+            (r#"{"video_id":"v","source":"s3://in-b/a.mp4","quality":"480p","formats":[]}"#, "must not be empty"),
+            (r#"{"video_id":"v","source":"s3://in-b/a.mp4","quality":"480p","formats":["hls","hls"]}"#, "repeats hls"),
+            (r#"{"video_id":"v","source":"s3://in-b/a.mp4","quality":"480p","formats":["webm"]}"#, "unknown format \"webm\""),
+            (r#"{"video_id":"v","source":"s3://in-b/a.mp4","quality":"480p","formats":"hls"}"#, "not a valid encode request"),
+        ] {
+            let e = parse(body).unwrap_err().to_string();
+            assert!(e.contains(says), "{body}: {e}");
+        }
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub enum TranscodeError {
     /// An option given to the transcoder is invalid.
     #[error("invalid transcode options: {0}")]
     Options(String),
+    /// The renditions could not be packaged for streaming (HLS/DASH).
+    #[error("packaging the stream: {0}")]
+    Package(String),
 }
 
 impl TranscodeError {
