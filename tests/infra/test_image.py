@@ -1,9 +1,10 @@
 """docker/Dockerfile and .dockerignore, checked without a Docker engine.
 
 The important one is test_encoder_shared_libraries_come_from_runtime_packages: it proves, from
-the real encoder binary, that the runtime stage's `apt-get install` list provides every shared
-library the encoder loads. Packages are resolved with this machine's apt, so these checks run
-on Debian 12 (bookworm), the release of the runtime image.
+the real encoder binary, that the debian-runtime stage's `apt-get install` list provides every
+shared library the encoder loads (the final image is cut from that stage: what it lacks, the
+image lacks). Packages are resolved with this machine's apt, so these checks run on Debian 12
+(bookworm), the release of the runtime image. test_image_run.py builds and runs the image.
 """
 
 from __future__ import annotations
@@ -49,13 +50,14 @@ def stages(text: str) -> list[dict]:
     """Each FROM starts a stage: its base image (ARG defaults substituted), name and body."""
     global_args: dict[str, str] = {}
     result: list[dict] = []
+    expand = lambda text: re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: global_args[m[1] or m[2]], text)  # noqa: E731
     for keyword, args in instructions(text):
         if keyword == "ARG" and not result:
             name, _, default = args.partition("=")
-            global_args[name] = default
+            global_args[name] = expand(default)
         elif keyword == "FROM":
             words = args.split()
-            image = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: global_args[m[1] or m[2]], words[0])
+            image = expand(words[0])
             name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else None
             result.append({"image": image, "name": name, "body": []})
         elif result:
@@ -83,45 +85,73 @@ def dockerfile() -> list[dict]:
     return stages(DOCKERFILE.read_text())
 
 
+def stage(dockerfile: list[dict], name: str) -> dict:
+    found = [s for s in dockerfile if s["name"] == name]
+    assert found, f"no stage {name} in {DOCKERFILE} (stages: {[s['name'] for s in dockerfile]})"
+    return found[0]
+
+
+def base_of(dockerfile: list[dict], name: str) -> str:
+    """The image a stage starts from, through the stages it is built on (FROM chef AS builder)."""
+    names = {s["name"]: s for s in dockerfile if s["name"]}
+    base = names[name]["image"]
+    while base in names:
+        base = names[base]["image"]
+    return base
+
+
 @pytest.fixture(scope="module")
 def runtime(dockerfile) -> dict:
+    """The final stage: the image that is pushed and run."""
     return dockerfile[-1]
 
 
 @pytest.fixture(scope="module")
-def runtime_packages(runtime) -> list[str]:
-    installs = apt_installs(runtime)
-    assert len(installs) == 1, "the runtime stage should install its packages in one apt-get install"
+def debian_runtime(dockerfile) -> dict:
+    """The Debian stage with the runtime packages, which the final image is cut from."""
+    return stage(dockerfile, "debian-runtime")
+
+
+@pytest.fixture(scope="module")
+def runtime_packages(debian_runtime) -> list[str]:
+    installs = apt_installs(debian_runtime)
+    assert len(installs) == 1, "the debian-runtime stage should install its packages in one apt-get install"
     return installs[0][0]
 
 
 # --- structure -------------------------------------------------------------------------------
 
+def test_base_images_are_build_arguments_defaulting_to_the_public_tags(dockerfile):
+    """scripts/image.sh passes local stand-ins when there is no registry; the file names the public ones."""
+    text = DOCKERFILE.read_text()
+    assert re.search(r"^ARG RUST_IMAGE=rust:\$\{RUST_VERSION\}-bookworm$", text, re.M)
+    assert re.search(r"^ARG RUNTIME_IMAGE=debian:bookworm-slim$", text, re.M)
+    froms = re.findall(r"^FROM (\S+)", text, re.M)
+    assert "${RUST_IMAGE}" in froms and "${RUNTIME_IMAGE}" in froms
+    assert not [f for f in froms if "localhost" in f or "/" in f], f"a FROM names a registry: {froms}"
+
+
 def test_build_stages_share_one_rust_bookworm_tag(dockerfile):
-    names = {stage["name"]: stage for stage in dockerfile if stage["name"]}
-    rust_tags = set()
-    for stage in dockerfile[:-1]:
-        base = stage["image"]
-        while base in names:  # FROM chef AS builder -> chef's base
-            base = names[base]["image"]
-        assert base.startswith("rust:"), f"build stage {stage['name']} is not based on rust:*"
-        rust_tags.add(base)
+    rust_tags = {base_of(dockerfile, name) for name in ("chef", "planner", "builder")}
     assert len(rust_tags) == 1, f"build stages use different toolchains: {rust_tags}"
     (tag,) = rust_tags
     assert re.fullmatch(rf"rust:\d+\.\d+(\.\d+)?-{RUNTIME_RELEASE}", tag), (
         f"{tag}: pin a Rust version on {RUNTIME_RELEASE}, the runtime's Debian release"
     )
+    for stage_ in dockerfile:
+        if base_of(dockerfile, stage_["name"]).startswith("rust:"):
+            assert stage_["name"] in ("chef", "planner", "builder"), f"{stage_['name']} is built on the toolchain"
 
 
 def test_builder_installs_the_ffmpeg_development_packages(dockerfile):
-    packages = {p for stage in dockerfile[:-1] for pkgs, _ in apt_installs(stage) for p in pkgs}
+    packages = {p for pkgs, _ in apt_installs(stage(dockerfile, "builder")) for p in pkgs}
     expected = {"libavcodec-dev", "libavformat-dev", "libavutil-dev", "libswscale-dev",
                 "libswresample-dev", "libavfilter-dev", "pkg-config", "clang", "libclang-dev"}
     assert expected <= packages, f"missing: {sorted(expected - packages)}"
 
 
 def test_dependencies_are_cooked_before_the_sources_are_copied(dockerfile):
-    builder = next(s for s in dockerfile if s["name"] == "builder")
+    builder = stage(dockerfile, "builder")
     steps = [(k, a) for k, a in builder["body"] if k in ("RUN", "COPY")]
     cook = next(i for i, (k, a) in enumerate(steps) if "cargo chef cook" in a)
     copy_all = next(i for i, (k, a) in enumerate(steps) if k == "COPY" and a.split() == [".", "."])
@@ -129,21 +159,38 @@ def test_dependencies_are_cooked_before_the_sources_are_copied(dockerfile):
     assert cook < copy_all < build
 
 
-def test_builds_the_four_programs_locked_and_installs_them_on_path(dockerfile, runtime):
-    builder = next(s for s in dockerfile if s["name"] == "builder")
-    build = next(a for k, a in builder["body"] if k == "RUN" and "cargo build" in a).split()
-    assert "--release" in build and "--locked" in build
-    built = {build[i + 1] for i, word in enumerate(build) if word == "--bin"}
-    assert built == set(PROGRAMS)
-    copies = " ".join(a for k, a in runtime["body"] if k == "COPY" and a.startswith("--from=builder"))
+def test_builds_the_four_programs_locked_and_installs_them_on_path(dockerfile, debian_runtime, runtime):
+    build = next(a for k, a in stage(dockerfile, "builder")["body"] if k == "RUN" and "cargo build" in a)
+    words = build.split()
+    assert "--release" in words and "--locked" in words
+    assert {words[i + 1] for i, word in enumerate(words) if word == "--bin"} == set(PROGRAMS)
+    assert "strip --strip-debug" in build, "the release build keeps line tables: strip them for the image"
+    # Both sources of the programs hold the same four files at the root.
+    assert stage(dockerfile, "built")["body"][-1] == ("COPY", "--from=builder /out/ /")
+    assert ("COPY", " ".join(PROGRAMS) + " /") in stage(dockerfile, "prebuilt")["body"]
+    assert stage(dockerfile, "binaries")["image"] == "built", "BINARIES must default to the full build"
+    copies = " ".join(a for k, a in debian_runtime["body"] if k == "COPY" and a.startswith("--from=binaries"))
     for program in PROGRAMS:
-        assert f"/app/target/release/{program}" in copies, f"{program} is not copied"
+        assert f"/{program}" in copies.split(), f"{program} is not copied"
     assert copies.split()[-1] == "/usr/local/bin/"
+    assert ("ENV", "PATH=/usr/local/bin") in runtime["body"]
 
 
-def test_runtime_is_slim_and_installs_only_runtime_packages(runtime, runtime_packages):
-    assert runtime["image"] == f"debian:{RUNTIME_RELEASE}-slim"
-    ((_, command),) = apt_installs(runtime)
+def test_final_image_is_scratch_with_only_the_collected_tree(dockerfile, runtime):
+    assert runtime["image"] == "scratch" and runtime["name"] == "runtime"
+    copies = [a for k, a in runtime["body"] if k in ("COPY", "ADD")]
+    assert copies == ["--from=collect /rootfs/ /", "--from=collect /programs/ /"], copies
+    assert not [k for k, _ in runtime["body"] if k == "RUN"], "the final stage has no shell to RUN with"
+    collect = stage(dockerfile, "collect")
+    assert collect["image"] == "debian-runtime"
+    script = next(a for k, a in collect["body"] if k == "RUN")
+    for needed in ("ldd ", "ldconfig -r", "update-ca-certificates", "chroot --userspec=10001:10001"):
+        assert needed in script, f"the collect stage no longer runs {needed!r}"
+
+
+def test_runtime_is_slim_and_installs_only_runtime_packages(debian_runtime, runtime_packages):
+    assert debian_runtime["image"] == f"debian:{RUNTIME_RELEASE}-slim"
+    ((_, command),) = apt_installs(debian_runtime)
     assert "--no-install-recommends" in command
     assert "rm -rf /var/lib/apt/lists/*" in command, "apt lists must not stay in the layer"
     required = {"ca-certificates", "libavcodec59", "libavformat59", "libavutil57", "libswscale6",
@@ -153,12 +200,14 @@ def test_runtime_is_slim_and_installs_only_runtime_packages(runtime, runtime_pac
     assert not build_only, f"build tools in the runtime image: {build_only}"
 
 
-def test_runtime_runs_as_uid_10001(runtime):
-    users = [a for k, a in runtime["body"] if k == "USER"]
-    assert users and users[-1].split(":")[0] == "10001", (
-        "USER must be numeric 10001, so runAsNonRoot can be verified and matches the manifests"
-    )
-    run_lines = " ".join(a for k, a in runtime["body"] if k == "RUN")
+def test_runtime_runs_as_uid_10001(debian_runtime, runtime):
+    for stage_ in (debian_runtime, runtime):
+        users = [a for k, a in stage_["body"] if k == "USER"]
+        assert users and users[-1] == "10001:10001", (
+            f"{stage_['name']}: USER must be numeric 10001:10001, so runAsNonRoot can be verified "
+            "and matches the manifests"
+        )
+    run_lines = " ".join(a for k, a in debian_runtime["body"] if k == "RUN")
     assert "--uid 10001" in run_lines
 
 
