@@ -3,8 +3,10 @@
 //! It keeps the original example's four routes byte for byte (`POST /create/count`,
 //! `POST /kill/count`, `POST /reset`, `GET /get/count`), so scripts that `curl /get/count | jq`
 //! keep working, and adds richer ones: `POST /events`, `GET /events`, `GET /summary`, `GET /runs`,
-//! `GET /metrics`, `GET /healthz` and a dashboard at `GET /`. Events are stored in SQLite (WAL) at
-//! `DATABASE_PATH` and acknowledged only once committed.
+//! `GET /requests/{request_id}`, `GET /metrics`, `GET /healthz` and a dashboard at `GET /`. Events
+//! are stored in SQLite (WAL) at `DATABASE_PATH` and acknowledged only once committed, together
+//! with the aggregates every read route answers from, so no read scans the history. With
+//! `RETENTION_DAYS`, older events are deleted in the background; the aggregates keep counting them.
 //!
 //! ```text
 //! result-analyzer --listen-addr 127.0.0.1:8080 --database-path analyzer.db
@@ -14,9 +16,9 @@
 //!
 //! # Layout
 //!
-//! - [`store`]: the SQLite event store, its group-commit writer thread and its [`store::Observer`].
-//! - [`metrics`]: the Prometheus metrics, an observer of the store.
-//! - [`summary`]: the figures of `GET /summary` and the runs of `GET /runs`.
+//! - [`store`]: the SQLite event store, its aggregates, its group-commit writer thread.
+//! - [`summary`]: the answers of the read routes, as data.
+//! - [`metrics`]: the Prometheus text of the store's counters.
 //! - `routes`: the HTTP layer (auth, limits, timeout, every route's answers).
 //! - `dashboard`: the page served at `GET /`.
 //!
@@ -31,13 +33,11 @@ pub mod summary;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use tokio::net::TcpListener;
 
-pub use metrics::Metrics;
 pub use store::{Store, StoreError, Synchronous};
 
 /// Default listen address.
@@ -51,6 +51,12 @@ pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: f64 = 10.0;
 /// Seconds the shutdown waits, beyond the request timeout, for in-flight requests before it
 /// closes the database anyway.
 const DRAIN_GRACE_SECONDS: f64 = 5.0;
+/// Default seconds between two retention passes.
+pub const DEFAULT_RETENTION_INTERVAL_SECONDS: f64 = 300.0;
+/// Events deleted per transaction by a retention pass: a few milliseconds between group commits.
+const PRUNE_BATCH: u32 = 500;
+/// Pause between two batches of a retention pass, so that writes are never held up for long.
+const PRUNE_PAUSE: Duration = Duration::from_millis(20);
 
 /// Errors of the analyzer.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +115,15 @@ pub struct Config {
     /// where a disk flush is slow).
     #[arg(long, env = "DATABASE_SYNCHRONOUS", default_value_t = Synchronous::Full)]
     pub synchronous: Synchronous,
+    /// When set, events recorded more than this many days ago (fractions allowed) are deleted in
+    /// the background, a few hundred at a time. The aggregates (`/summary`, `/runs`, `/metrics`,
+    /// the dashboard) keep counting them, and the remaining `/get/count` lines keep their
+    /// numbers; `GET /events` and `/get/count` no longer list them.
+    #[arg(long, env = "RETENTION_DAYS")]
+    pub retention_days: Option<f64>,
+    /// Seconds between two retention passes.
+    #[arg(long, env = "RETENTION_INTERVAL_SECONDS", default_value_t = DEFAULT_RETENTION_INTERVAL_SECONDS)]
+    pub retention_interval_seconds: f64,
 }
 
 impl Config {
@@ -122,7 +137,36 @@ impl Config {
             request_timeout_seconds: DEFAULT_REQUEST_TIMEOUT_SECONDS,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             synchronous: Synchronous::Full,
+            retention_days: None,
+            retention_interval_seconds: DEFAULT_RETENTION_INTERVAL_SECONDS,
         }
+    }
+
+    /// How long events are kept, and how often the retention pass runs; `None` without
+    /// `RETENTION_DAYS`.
+    ///
+    /// # Errors
+    ///
+    /// When either is not a positive number.
+    fn retention(&self) -> Result<Option<(chrono::Duration, Duration)>, Error> {
+        let Some(days) = self.retention_days else {
+            return Ok(None);
+        };
+        let keep = Duration::try_from_secs_f64(days * 86_400.0)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .ok_or_else(|| Error::Config(format!("RETENTION_DAYS must be a positive number, got {days}")))?;
+        let every = Duration::try_from_secs_f64(self.retention_interval_seconds)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "RETENTION_INTERVAL_SECONDS must be a positive number, got {}",
+                    self.retention_interval_seconds
+                ))
+            })?;
+        Ok(Some((keep, every)))
     }
 
     /// The request timeout.
@@ -152,6 +196,8 @@ impl std::fmt::Debug for Config {
             .field("request_timeout_seconds", &self.request_timeout_seconds)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("synchronous", &self.synchronous)
+            .field("retention_days", &self.retention_days)
+            .field("retention_interval_seconds", &self.retention_interval_seconds)
             .finish()
     }
 }
@@ -162,14 +208,15 @@ pub struct Application {
     listener: TcpListener,
     store: Store,
     writer: store::Writer,
-    metrics: Arc<Metrics>,
     config: Config,
     timeout: Duration,
+    retention: Option<(chrono::Duration, Duration)>,
 }
 
 impl Application {
-    /// Opens the database (rebuilding the metrics from the stored events) and binds the listener
-    /// (port 0 picks a free port, for tests).
+    /// Opens the database (counting, once, the events of a database written by an older
+    /// analyzer into the aggregates) and binds the listener (port 0 picks a free port, for
+    /// tests).
     ///
     /// # Errors
     ///
@@ -185,9 +232,9 @@ impl Application {
                 "ANALYZER_TOKEN is set but empty: unset it, or set a token".into(),
             ));
         }
-        let metrics = Arc::new(Metrics::new());
-        let (path, sync, observer) = (config.database_path.clone(), config.synchronous, metrics.clone());
-        let (store, writer) = tokio::task::spawn_blocking(move || Store::open(&path, sync, observer))
+        let retention = config.retention()?;
+        let (path, sync) = (config.database_path.clone(), config.synchronous);
+        let (store, writer) = tokio::task::spawn_blocking(move || Store::open(&path, sync))
             .await
             .map_err(|e| StoreError::Task(e.to_string()))
             .and_then(|r| r)
@@ -205,9 +252,9 @@ impl Application {
             listener,
             store,
             writer,
-            metrics,
             config,
             timeout,
+            retention,
         })
     }
 
@@ -235,7 +282,6 @@ impl Application {
         let addr = self.local_addr();
         let app = routes::router(
             self.store.clone(),
-            self.metrics.clone(),
             routes::HttpSettings {
                 token: self.config.token.clone(),
                 timeout: self.timeout,
@@ -248,8 +294,12 @@ impl Application {
             synchronous = %self.config.synchronous,
             auth = self.config.token.is_some(),
             request_timeout_seconds = self.timeout.as_secs_f64(),
+            retention_days = self.config.retention_days,
             "listening"
         );
+        let retention = self
+            .retention
+            .map(|(keep, every)| tokio::spawn(retain(self.store.clone(), keep, every)));
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
@@ -272,6 +322,9 @@ impl Application {
             }
         };
         tracing::info!("no more requests; closing the database");
+        if let Some(task) = retention {
+            task.abort();
+        }
         drop(self.store);
         let writer = self.writer;
         if let Err(e) = tokio::task::spawn_blocking(move || writer.shutdown()).await {
@@ -279,6 +332,34 @@ impl Application {
         }
         tracing::info!("stopped");
         served
+    }
+}
+
+/// Deletes the events recorded more than `keep` ago, every `every`, in batches of
+/// [`PRUNE_BATCH`] with a pause between them, until stopped.
+async fn retain(store: Store, keep: chrono::Duration, every: Duration) {
+    loop {
+        let cutoff = chrono::Utc::now() - keep;
+        let mut removed = 0usize;
+        loop {
+            match store.prune(cutoff, PRUNE_BATCH).await {
+                Ok(n) => {
+                    removed += n;
+                    if n < PRUNE_BATCH as usize {
+                        break;
+                    }
+                    tokio::time::sleep(PRUNE_PAUSE).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "pruning old events failed; trying again at the next pass");
+                    break;
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, before = %cutoff, "old events deleted (RETENTION_DAYS)");
+        }
+        tokio::time::sleep(every).await;
     }
 }
 
@@ -320,6 +401,22 @@ mod tests {
         assert_eq!(c.request_timeout().unwrap(), Duration::from_millis(250));
         assert_eq!(c.synchronous, Synchronous::Normal);
         assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn retention_needs_positive_days_and_interval() {
+        let mut c = Config::new("127.0.0.1:0".parse().unwrap(), "x.db");
+        assert!(c.retention().unwrap().is_none());
+        c.retention_days = Some(0.5);
+        let (keep, every) = c.retention().unwrap().unwrap();
+        assert_eq!((keep.num_hours(), every.as_secs()), (12, 300));
+        for bad in [0.0, -1.0, f64::NAN] {
+            c.retention_days = Some(bad);
+            assert!(c.retention().is_err(), "{bad}");
+        }
+        c.retention_days = Some(1.0);
+        c.retention_interval_seconds = 0.0;
+        assert!(c.retention().is_err());
     }
 
     #[test]

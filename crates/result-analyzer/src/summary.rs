@@ -1,104 +1,74 @@
-//! Figures derived from the stored events: the summary (`GET /summary`) and the runs timeline
-//! (`GET /runs`, drawn by the dashboard). The Prometheus metrics live in [`crate::metrics`].
+//! The answers of the read routes: the summary (`GET /summary`), the runs (`GET /runs`, drawn by
+//! the dashboard), the counters behind `GET /metrics`, and a request's state (`GET /requests/{id}`).
+//!
+//! They are plain data, built by [`crate::store`] from the aggregates it keeps as events are
+//! written (never by reading the events back), and rendered by the routes and [`crate::metrics`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, Utc};
-use encoding_common::EventKind;
-use serde::Serialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
-use crate::store::StoredEvent;
+/// The outcome name of a run that stopped reporting for longer than its lease.
+pub const LOST: &str = "lost";
 
-/// One encoder run, from its first event to its outcome.
-#[derive(Debug, Clone, Serialize)]
+/// One encoder run, from its first report to its outcome.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Run {
     /// The run's id.
     pub run_id: String,
-    /// When it started (its `started` event, or its outcome time less its elapsed seconds).
+    /// When it started (its `started` event, or its first report's time less the
+    /// `elapsed_seconds` that report gives).
     pub start: DateTime<Utc>,
-    /// When it ended; `None` while it runs.
+    /// When it ended: its outcome's time, or, for a lost run, when its lease ran out; `None` while
+    /// it runs.
     pub end: Option<DateTime<Utc>>,
-    /// Its outcome; `None` while it runs.
-    pub outcome: Option<EventKind>,
+    /// Its outcome (an event kind, or `lost`); `None` while it runs.
+    pub outcome: Option<String>,
     /// The video, when it had a message.
     pub video_id: Option<String>,
     /// The renditions asked for.
     pub qualities: Vec<String>,
     /// The host (pod) it ran on.
     pub host: Option<String>,
+    /// Its latest report of any kind.
+    pub last_report_at: DateTime<Utc>,
+    /// The lease it reported (`lease_seconds`), or the default when it gave none: with no report
+    /// for longer than this after `last_report_at`, a run without an outcome is lost.
+    pub lease_seconds: u64,
+    /// Its latest progress report, if any.
+    pub progress: Option<Progress>,
 }
 
-/// Groups events into encoder runs by `run_id`, ordered by start: a run goes from its `started`
-/// event to its outcome (any other kind). A run whose `started` event is missing (an `empty` run,
-/// which never takes a message) starts at its outcome less the `elapsed_seconds` it reports.
-/// Events without a `run_id` (the legacy routes) belong to no run.
-pub fn runs(events: &[StoredEvent]) -> Vec<Run> {
-    let mut by_id: BTreeMap<(DateTime<Utc>, String), Run> = BTreeMap::new();
-    let mut index: HashMap<String, (DateTime<Utc>, String)> = HashMap::new();
-    for e in events {
-        let Some(id) = e.event.run_id.clone() else {
-            continue;
-        };
-        let at = e.time();
-        let key = index.entry(id.clone()).or_insert_with(|| {
-            let start = if e.event.kind == EventKind::Started {
-                at
-            } else {
-                at - Duration::milliseconds((e.event.elapsed_seconds.unwrap_or(0.0) * 1000.0) as i64)
-            };
-            (start, id.clone())
-        });
-        let run = by_id.entry(key.clone()).or_insert_with(|| Run {
-            run_id: id.clone(),
-            start: key.0,
-            end: None,
-            outcome: None,
-            video_id: None,
-            qualities: Vec::new(),
-            host: None,
-        });
-        if e.event.video_id.is_some() {
-            run.video_id.clone_from(&e.event.video_id);
-        }
-        if !e.event.qualities.is_empty() {
-            run.qualities.clone_from(&e.event.qualities);
-        }
-        if e.event.host.is_some() {
-            run.host.clone_from(&e.event.host);
-        }
-        if e.event.kind.is_terminal() {
-            run.end = Some(at);
-            run.outcome = Some(e.event.kind);
-        }
-    }
-    by_id.into_values().collect()
+/// A run's latest progress report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// `downloading`, `encoding` or `uploading`.
+    pub stage: Option<String>,
+    /// How far the stage is, 0 to 100, when known.
+    pub percent: Option<f64>,
+    /// Frames per second, when encoding.
+    pub fps: Option<f64>,
+    /// When the analyzer received it.
+    pub at: DateTime<Utc>,
 }
 
-/// The most runs in progress at the same moment (a run still going counts until now).
-pub fn peak_concurrency(runs: &[Run]) -> usize {
-    let now = Utc::now();
-    let mut edges: Vec<(DateTime<Utc>, i32)> = Vec::new();
-    for r in runs {
-        let end = r.end.unwrap_or(now);
-        if end > r.start {
-            edges.push((r.start, 1));
-            edges.push((end, -1));
-        }
-    }
-    // Ends sort before starts at the same instant: a run that ends as another starts is not overlap.
-    edges.sort_by_key(|&(t, d)| (t, d));
-    let (mut now, mut peak) = (0i32, 0i32);
-    for (_, d) in edges {
-        now += d;
-        peak = peak.max(now);
-    }
-    peak as usize
+/// A page of `GET /runs`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunsPage {
+    /// The runs, in the order asked for.
+    pub runs: Vec<Run>,
+    /// Runs in the window asked for (all runs when there is no window).
+    pub total: u64,
+    /// Where the next page starts (`cursor=`), or `None` at the end.
+    pub next_cursor: Option<String>,
 }
 
 /// The answer of `GET /summary`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Summary {
-    /// Events per kind (every kind listed, zero included).
+    /// Events per kind (every kind listed, zero included); `progress`: progress reports received
+    /// (they are not stored as events); `lost`: runs lost now.
     pub counts: BTreeMap<&'static str, u64>,
     /// Processed renditions per quality.
     pub processed_per_quality: BTreeMap<String, u64>,
@@ -111,18 +81,18 @@ pub struct Summary {
     /// The last event's time.
     pub last_event: Option<DateTime<Utc>>,
     /// Encoder runs recorded (events paired by `run_id`).
-    pub runs: usize,
+    pub runs: u64,
     /// The most encoder runs at once.
-    pub peak_concurrent_runs: usize,
-    /// Runs that have started and not ended.
-    pub runs_in_progress: usize,
+    pub peak_concurrent_runs: u64,
+    /// Runs that have started, not ended, and are not lost.
+    pub runs_in_progress: u64,
 }
 
-/// Percentiles of a sample.
-#[derive(Debug, Default, Serialize)]
+/// Nearest-rank percentiles of a sample.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Percentiles {
     /// Sample size.
-    pub count: usize,
+    pub count: u64,
     /// Median.
     pub p50: Option<f64>,
     /// 90th percentile.
@@ -133,122 +103,50 @@ pub struct Percentiles {
     pub max: Option<f64>,
 }
 
-impl Percentiles {
-    fn of(mut values: Vec<f64>) -> Self {
-        values.retain(|v| v.is_finite());
-        values.sort_by(f64::total_cmp);
-        let pick = |q: f64| -> Option<f64> {
-            if values.is_empty() {
-                return None;
-            }
-            let i = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
-            Some(values[i])
-        };
-        Self {
-            count: values.len(),
-            p50: pick(0.5),
-            p90: pick(0.9),
-            p99: pick(0.99),
-            max: values.last().copied(),
-        }
-    }
+/// What `GET /metrics` shows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counters {
+    /// Stored events per kind, and progress reports under `progress`.
+    pub events: BTreeMap<String, u64>,
+    /// Qualities named by stored events, per (kind, quality).
+    pub renditions: BTreeMap<(String, String), u64>,
+    /// The encode-seconds histogram: (upper bound, non-cumulative count), +Inf last.
+    pub encode_buckets: Vec<(f64, u64)>,
+    /// Sum of the encode seconds observed.
+    pub encode_sum: f64,
+    /// Encode seconds observed.
+    pub encode_count: u64,
+    /// Runs started, not ended and not lost.
+    pub running: u64,
+    /// Runs lost.
+    pub lost: u64,
 }
 
-/// Summarises the events.
-pub fn summarize(events: &[StoredEvent]) -> Summary {
-    let mut counts: BTreeMap<&'static str, u64> = EventKind::ALL.iter().map(|k| (k.as_str(), 0)).collect();
-    let mut per_quality = BTreeMap::new();
-    let (mut secs, mut fps) = (Vec::new(), Vec::new());
-    for e in events {
-        *counts.entry(e.event.kind.as_str()).or_default() += 1;
-        if e.event.kind == EventKind::Processed {
-            for q in &e.event.qualities {
-                *per_quality.entry(q.clone()).or_default() += 1;
-            }
-            secs.extend(e.event.encode_seconds);
-            fps.extend(e.event.fps);
-        }
-    }
-    let runs = runs(events);
-    Summary {
-        counts,
-        processed_per_quality: per_quality,
-        encode_seconds: Percentiles::of(secs),
-        fps: Percentiles::of(fps),
-        first_event: events.first().map(StoredEvent::time),
-        last_event: events.last().map(StoredEvent::time),
-        runs: runs.len(),
-        peak_concurrent_runs: peak_concurrency(&runs),
-        runs_in_progress: runs.iter().filter(|r| r.end.is_none()).count(),
-    }
+/// The answer of `GET /requests/{request_id}`: where a request stands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RequestState {
+    /// The request.
+    pub request_id: String,
+    /// Whether a `processed` event was recorded for it (it counts once).
+    pub processed: bool,
+    /// The kind of the latest outcome recorded for it (`processed`, `killed`, `failed`,
+    /// `rejected`, `duplicate`), or `None` while no run has ended.
+    pub outcome: Option<String>,
+    /// The latest event naming it.
+    pub latest: LatestEvent,
+    /// The state of that event's run now: `running`, `lost`, or its outcome; `None` without a run.
+    pub run_state: Option<String>,
 }
 
-#[cfg(test)]
-mod tests {
-    use encoding_common::Event;
-
-    use super::*;
-
-    fn at(seconds: i64) -> DateTime<Utc> {
-        "2026-01-17T05:50:00Z".parse::<DateTime<Utc>>().unwrap() + Duration::seconds(seconds)
-    }
-
-    fn run(start: i64, end: Option<i64>) -> Run {
-        Run {
-            run_id: format!("r{start}"),
-            start: at(start),
-            end: end.map(at),
-            outcome: end.map(|_| EventKind::Processed),
-            video_id: None,
-            qualities: Vec::new(),
-            host: None,
-        }
-    }
-
-    #[test]
-    fn a_run_ending_as_another_starts_does_not_overlap_it() {
-        assert_eq!(peak_concurrency(&[run(0, Some(10)), run(10, Some(20))]), 1);
-        assert_eq!(
-            peak_concurrency(&[run(0, Some(10)), run(9, Some(20)), run(5, Some(6))]),
-            2
-        );
-        assert_eq!(peak_concurrency(&[]), 0);
-    }
-
-    #[test]
-    fn a_run_still_going_counts_until_now() {
-        assert_eq!(peak_concurrency(&[run(0, None), run(100, Some(200))]), 2);
-    }
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let p = Percentiles::of((1..=10).map(f64::from).collect());
-        assert_eq!(
-            (p.count, p.p50, p.p90, p.p99, p.max),
-            (10, Some(5.0), Some(9.0), Some(10.0), Some(10.0))
-        );
-        assert_eq!(Percentiles::of(Vec::new()).p50, None);
-    }
-
-    #[test]
-    fn events_without_a_run_id_belong_to_no_run() {
-        let stored = |id: i64, kind: EventKind, run: Option<&str>| StoredEvent {
-            id,
-            recorded_at: at(id).to_rfc3339(),
-            event: Event {
-                run_id: run.map(str::to_owned),
-                ..Event::new(kind)
-            },
-        };
-        let runs = runs(&[
-            stored(1, EventKind::Processed, None),
-            stored(2, EventKind::Started, Some("a")),
-            stored(3, EventKind::Killed, Some("a")),
-        ]);
-        assert_eq!(runs.len(), 1);
-        assert_eq!(
-            (runs[0].start, runs[0].end, runs[0].outcome),
-            (at(2), Some(at(3)), Some(EventKind::Killed))
-        );
-    }
+/// The latest event naming a request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LatestEvent {
+    /// Its id (`GET /events`).
+    pub id: i64,
+    /// Its kind.
+    pub kind: String,
+    /// Its run.
+    pub run_id: Option<String>,
+    /// When it was recorded.
+    pub recorded_at: DateTime<Utc>,
 }

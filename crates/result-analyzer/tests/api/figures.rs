@@ -6,7 +6,11 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, content_type, spawn_app, spawn_with};
 
-/// One run's events at chosen times: `started` at `start`, and `outcome` at `end` when given.
+/// A lease long enough that a run seeded without an outcome is still running today.
+const LONG_LEASE: u64 = 100 * 365 * 86_400;
+
+/// One run's events at chosen times: `started` at `start`, and `outcome` at `end` when given (a
+/// run without one holds a lease long enough to be still running, not lost).
 #[allow(clippy::too_many_arguments)]
 async fn run(
     app: &TestApp,
@@ -23,6 +27,7 @@ async fn run(
     e.video_id = Some(video.into());
     e.qualities = qualities.iter().map(|q| (*q).to_owned()).collect();
     e.host = Some(format!("encoder-{id}"));
+    e.lease_seconds = end.is_none().then_some(LONG_LEASE);
     app.store.record_at(e.clone(), start).await.unwrap();
     if let Some((at, kind)) = end {
         e.kind = kind;
@@ -88,7 +93,8 @@ async fn the_summary_counts_kinds_and_qualities_and_pairs_runs_by_id() {
     let s = app.get_json("/summary").await;
     assert_eq!(
         s["counts"],
-        json!({"started": 4, "processed": 3, "killed": 1, "failed": 0, "rejected": 0, "duplicate": 0, "empty": 1})
+        json!({"started": 4, "processed": 3, "killed": 1, "failed": 0, "rejected": 0, "duplicate": 0, "empty": 1,
+               "progress": 0, "lost": 0})
     );
     assert_eq!(s["processed_per_quality"], json!({"720p": 2, "1080p": 1}));
     assert_eq!(
@@ -124,7 +130,7 @@ async fn the_summary_of_nothing_is_zeros_and_nulls() {
 async fn runs_go_from_start_to_outcome_and_an_empty_run_starts_its_elapsed_seconds_before() {
     let app = spawn_app("runs").await;
     seed(&app).await;
-    let r = app.get_json("/runs").await;
+    let r = app.get_json("/runs?order=oldest").await;
     assert_eq!(r["total"], 5);
     let runs = r["runs"].as_array().unwrap();
     let brief: Vec<(String, String, Value, Value)> = runs
@@ -151,21 +157,65 @@ async fn runs_go_from_start_to_outcome_and_an_empty_run_starts_its_elapsed_secon
     );
     assert_eq!(runs[0]["qualities"], json!(["720p", "1080p"]));
     assert_eq!(runs[0]["host"], "encoder-a");
+    assert_eq!(runs[2]["lease_seconds"], LONG_LEASE);
+    assert_eq!(runs[0]["lease_seconds"], 120, "the default lease");
     let latest = app.get_json("/runs?limit=2").await;
     assert_eq!(latest["total"], 5);
-    let ids: Vec<&str> = latest["runs"]
+    assert_eq!(ids(&latest), ["e", "d"], "newest first by default");
+}
+
+fn ids(page: &Value) -> Vec<&str> {
+    page["runs"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| r["run_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, ["d", "e"]);
+        .collect()
+}
+
+#[tokio::test]
+async fn runs_come_a_page_at_a_time_in_either_order_and_within_a_window() {
+    let app = spawn_app("runs-pages").await;
+    seed(&app).await;
+    let mut seen = Vec::new();
+    let mut path = "/runs?limit=2&order=oldest".to_owned();
+    loop {
+        let page = app.get_json(&path).await;
+        seen.extend(ids(&page).into_iter().map(str::to_owned));
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/runs?limit=2&order=oldest&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["a", "b", "c", "d", "e"]);
+    let page = app.get_json("/runs?limit=3").await;
+    assert_eq!(ids(&page), ["e", "d", "c"]);
+    let next = page["next_cursor"].as_str().unwrap();
+    assert_eq!(
+        ids(&app.get_json(&format!("/runs?limit=3&cursor={next}")).await),
+        ["b", "a"]
+    );
+    // Started in [05:50:10, 05:51:10): b and c.
+    let window = app
+        .get_json("/runs?since=2026-01-17T05:50:10Z&until=2026-01-17T05:51:10Z")
+        .await;
+    assert_eq!(ids(&window), ["c", "b"]);
+    assert_eq!(window["total"], 2);
+    assert_eq!(window["next_cursor"], Value::Null);
 }
 
 #[tokio::test]
 async fn bad_runs_parameters_are_refused_400() {
     let app = spawn_app("runs-bad").await;
-    for q in ["limit=0", "limit=x", "limit=10001", "page=1"] {
+    for q in [
+        "limit=0",
+        "limit=x",
+        "limit=10001",
+        "page=1",
+        "order=sideways",
+        "cursor=nope",
+        "since=2026-01-17T06:00:00Z&until=2026-01-17T05:00:00Z",
+    ] {
         crate::helpers::assert_error(app.get(&format!("/runs?{q}")).await, 400, "").await;
     }
 }
@@ -217,6 +267,7 @@ async fn metrics_count_kinds_and_qualities_time_encodes_and_gauge_runs_in_progre
     assert_eq!(sample(&m, r#"encoder_encode_seconds_bucket{le="10.0"}"#), 1.0);
     assert_eq!(sample(&m, r#"encoder_encode_seconds_bucket{le="60.0"}"#), 2.0);
     assert_eq!(sample(&m, "encoder_runs_in_progress"), 1.0);
+    assert_eq!(sample(&m, "encoder_runs_lost"), 0.0);
     assert!(m.contains("# TYPE encoder_events counter"), "{m}");
     assert!(m.contains("# TYPE encoder_runs_in_progress gauge"), "{m}");
     assert!(m.ends_with("# EOF\n"), "{m}");

@@ -1,0 +1,122 @@
+//! The figures: `GET /summary`, `GET /runs`, `GET /metrics`, `GET /requests/{request_id}` and
+//! `GET /healthz`. Each answers from the aggregates the store keeps as events are written, so it
+//! costs the same at ten events or ten million.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{AppState, error, query_error, store_error};
+use crate::metrics;
+use crate::store::{Cursor, RunsQuery};
+
+/// `GET /summary`: counts (lost runs included), percentiles, first and last event, peak
+/// concurrency.
+pub(super) async fn get_summary(State(s): State<AppState>) -> Response {
+    match s.store.summary(Utc::now()).await {
+        Ok(summary) => Json(summary).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+/// Parameters of `GET /runs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RunsParams {
+    limit: Option<u32>,
+    order: Option<String>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    cursor: Option<String>,
+}
+
+/// Default `limit` of `GET /runs`.
+const DEFAULT_RUNS: u32 = 500;
+/// Largest `limit` of `GET /runs`.
+const MAX_RUNS: u32 = 10_000;
+
+/// `GET /runs?limit=&order=newest|oldest&since=&until=&cursor=`: encoder runs by start, newest
+/// first unless `order=oldest`, started in `[since, until)` when given; `total` counts the runs in
+/// that window, `next_cursor` continues the listing (null at the end).
+pub(super) async fn get_runs(State(s): State<AppState>, params: Result<Query<RunsParams>, QueryRejection>) -> Response {
+    let Query(p) = match params {
+        Ok(p) => p,
+        Err(e) => return query_error(&e),
+    };
+    let limit = p.limit.unwrap_or(DEFAULT_RUNS);
+    if !(1..=MAX_RUNS).contains(&limit) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be 1 to {MAX_RUNS}, got {limit}"),
+        );
+    }
+    let newest_first = match p.order.as_deref() {
+        None | Some("newest") => true,
+        Some("oldest") => false,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("order must be newest or oldest, got {other:?}"),
+            );
+        }
+    };
+    if let (Some(since), Some(until)) = (p.since, p.until)
+        && since > until
+    {
+        return error(StatusCode::BAD_REQUEST, "since must not be later than until");
+    }
+    let cursor = match p.cursor.as_deref().map(Cursor::parse).transpose() {
+        Ok(c) => c,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    let query = RunsQuery {
+        limit,
+        newest_first,
+        since: p.since,
+        until: p.until,
+        cursor,
+    };
+    match s.store.runs(query, Utc::now()).await {
+        Ok(page) => Json(page).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+/// `GET /requests/{request_id}`: whether the request was processed, its latest outcome and event,
+/// and the state of that event's run (`running`, `lost`, or its outcome); 404 when no event names
+/// it.
+pub(super) async fn get_request(State(s): State<AppState>, Path(request_id): Path<String>) -> Response {
+    match s.store.request(request_id.clone(), Utc::now()).await {
+        Ok(Some(state)) => Json(state).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("no event names request_id {request_id:?}"),
+        ),
+        Err(e) => store_error(e),
+    }
+}
+
+/// `GET /metrics`: the Prometheus metrics (OpenMetrics text).
+pub(super) async fn get_metrics(State(s): State<AppState>) -> Response {
+    match s.store.counters(Utc::now()).await {
+        Ok(c) => (
+            [(header::CONTENT_TYPE, HeaderValue::from_static(metrics::CONTENT_TYPE))],
+            metrics::encode(&c),
+        )
+            .into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+/// `GET /healthz`: 200 when the database answers and the writer runs, 503 otherwise.
+pub(super) async fn healthz(State(s): State<AppState>) -> Response {
+    match s.store.ping().await {
+        Ok(()) => Json(json!({ "status": "ok" })).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}

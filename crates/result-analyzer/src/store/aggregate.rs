@@ -1,0 +1,472 @@
+//! What each event changes in the aggregates, inside the writer's transaction: the totals, the
+//! run it belongs to (`runs`), its request (`requests`), the percentile samples (`samples`) and the
+//! concurrency edges ([`super::peak`]).
+//!
+//! The same code counts new events as they are written and, once, the events of a database
+//! written by an older analyzer when it is opened ([`super::schema`]), so the two cannot drift.
+
+use encoding_common::{Event, EventKind};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::peak::PeakChanges;
+use super::totals::{Sample, SortedValues, Totals, key};
+use super::{StoreError, StoredEvent, micros};
+use crate::summary::Progress;
+
+/// The lease of a run that did not give one (`lease_seconds` in its reports): the contract's
+/// default visibility timeout, `VISIBILITY_TIMEOUT_SECONDS` = 120.
+pub const DEFAULT_LEASE_SECONDS: u64 = 120;
+
+/// `samples.metric` of the encode seconds.
+const ENCODE_SECONDS: i64 = 0;
+/// `samples.metric` of the frames per second.
+const FPS: i64 = 1;
+
+/// Progress reports of one run received since the last commit, merged: the writer applies them
+/// in one go, so a flood of reports costs one row update per run and commit.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingProgress {
+    /// When the first of them was received (a run they create starts then, less its elapsed time).
+    pub first_at: i64,
+    /// The first one's `elapsed_seconds`.
+    pub first_elapsed: Option<f64>,
+    /// The latest time among them.
+    pub last_at: i64,
+    /// The fields they gave, the later overriding the earlier; stage, percent and fps from the
+    /// latest.
+    pub event: Event,
+    /// When the latest was received.
+    pub latest_at: i64,
+    /// How many they are.
+    pub reports: u64,
+}
+
+impl PendingProgress {
+    /// One report received at `at`.
+    pub fn new(event: Event, at: i64) -> Self {
+        Self {
+            first_at: at,
+            first_elapsed: event.elapsed_seconds,
+            last_at: at,
+            event,
+            latest_at: at,
+            reports: 1,
+        }
+    }
+
+    /// Another report of the same run, received after the others.
+    pub fn merge(&mut self, later: Event, at: i64) {
+        let e = &mut self.event;
+        merge_some(&mut e.video_id, later.video_id);
+        merge_some(&mut e.host, later.host);
+        merge_some(&mut e.lease_seconds, later.lease_seconds);
+        if !later.qualities.is_empty() {
+            e.qualities = later.qualities;
+        }
+        (e.stage, e.percent, e.fps) = (later.stage, later.percent, later.fps);
+        self.last_at = self.last_at.max(at);
+        self.latest_at = at;
+        self.reports += 1;
+    }
+}
+
+fn merge_some<T>(into: &mut Option<T>, later: Option<T>) {
+    if later.is_some() {
+        *into = later;
+    }
+}
+
+/// A run as `runs` keeps it.
+#[derive(Debug, Clone)]
+struct RunRow {
+    start: i64,
+    end: Option<i64>,
+    outcome: Option<String>,
+    video_id: Option<String>,
+    /// JSON array.
+    qualities: Option<String>,
+    host: Option<String>,
+    last_report: i64,
+    lease: Option<u64>,
+    /// JSON of a [`Progress`].
+    progress: Option<String>,
+}
+
+impl RunRow {
+    fn expiry(&self) -> i64 {
+        expiry(self.last_report, self.lease)
+    }
+
+    /// Its interval for the concurrency: to its end, or to its expiry while it has no outcome.
+    fn interval(&self) -> Option<(i64, i64)> {
+        let end = self.end.unwrap_or_else(|| self.expiry());
+        (end > self.start).then_some((self.start, end))
+    }
+}
+
+/// When a run whose latest report was at `last_report` is lost.
+pub(crate) fn expiry(last_report: i64, lease: Option<u64>) -> i64 {
+    let lease = lease.unwrap_or(DEFAULT_LEASE_SECONDS).min(i64::MAX as u64 / 1_000_000) as i64;
+    last_report.saturating_add(lease * 1_000_000)
+}
+
+/// One report applied to a run.
+struct Report<'e> {
+    kind: EventKind,
+    event: &'e Event,
+    /// Where a run it creates starts.
+    start: i64,
+    /// Its latest time.
+    at: i64,
+    progress: Option<Progress>,
+}
+
+/// Where a run whose first report is `kind` at `at` starts: then for `started`, else that much
+/// earlier than the report says it has been running.
+fn start_of(kind: EventKind, at: i64, elapsed: Option<f64>) -> i64 {
+    if kind == EventKind::Started {
+        at
+    } else {
+        // As the runs have always been paired: whole milliseconds.
+        at - ((elapsed.unwrap_or(0.0) * 1000.0) as i64) * 1000
+    }
+}
+
+/// The aggregates' changes of one transaction.
+pub(crate) struct Apply<'c> {
+    conn: &'c Connection,
+    /// The totals, changed in place (the writer restores them if the transaction fails).
+    pub totals: &'c mut Totals,
+    peak: PeakChanges,
+}
+
+impl<'c> Apply<'c> {
+    /// Changes to `totals` and the tables, through `conn` (inside a transaction).
+    pub fn new(conn: &'c Connection, totals: &'c mut Totals) -> Self {
+        Self {
+            conn,
+            totals,
+            peak: PeakChanges::default(),
+        }
+    }
+
+    /// Turns a `processed` event into `duplicate` when its request already has one: a request
+    /// counts as processed once.
+    ///
+    /// # Errors
+    ///
+    /// When SQLite fails.
+    pub fn dedup(&mut self, event: &mut Event) -> Result<(), StoreError> {
+        if event.kind != EventKind::Processed {
+            return Ok(());
+        }
+        let Some(rid) = &event.request_id else { return Ok(()) };
+        let processed: Option<bool> = self
+            .conn
+            .prepare_cached("SELECT processed FROM requests WHERE request_id = ?1")?
+            .query_row(params![rid], |r| r.get(0))
+            .optional()?;
+        if processed == Some(true) {
+            event.kind = EventKind::Duplicate;
+            event
+                .reason
+                .get_or_insert_with(|| "this request was already counted as processed".into());
+        }
+        Ok(())
+    }
+
+    /// The number `GET /get/count` gives an event of `kind` stored now ("processed count N").
+    pub fn legacy_number(&mut self, kind: EventKind) -> Option<u64> {
+        let n = match kind {
+            EventKind::Processed => &mut self.totals.legacy_processed,
+            EventKind::Killed => &mut self.totals.legacy_killed,
+            _ => return None,
+        };
+        *n += 1;
+        Some(*n)
+    }
+
+    /// Counts a stored event.
+    ///
+    /// # Errors
+    ///
+    /// When SQLite fails.
+    pub fn stored(&mut self, s: &StoredEvent) -> Result<(), StoreError> {
+        let e = &s.event;
+        let at = micros(&s.recorded_at);
+        if e.kind == EventKind::Progress {
+            // Stored by an analyzer from before progress reports were merged into their run.
+            let pending = PendingProgress::new(e.clone(), at);
+            return match &e.run_id {
+                Some(run) => self.progress(run, &pending),
+                None => {
+                    self.totals.count(EventKind::Progress.as_str(), 1);
+                    Ok(())
+                }
+            };
+        }
+        let kind = e.kind.as_str();
+        self.totals.count(kind, 1);
+        for q in &e.qualities {
+            *self
+                .totals
+                .renditions
+                .entry(kind.to_owned())
+                .or_default()
+                .entry(q.clone())
+                .or_default() += 1;
+        }
+        if e.kind == EventKind::Processed {
+            for q in &e.qualities {
+                *self.totals.processed_per_quality.entry(q.clone()).or_default() += 1;
+            }
+            if let Some(secs) = e.encode_seconds {
+                self.totals.observe_encode_seconds(secs);
+                add_sample(self.conn, ENCODE_SECONDS, &mut self.totals.encode_seconds, secs)?;
+            }
+            if let Some(fps) = e.fps {
+                add_sample(self.conn, FPS, &mut self.totals.fps, fps)?;
+            }
+        }
+        self.totals.first_event.get_or_insert_with(|| s.recorded_at.clone());
+        self.totals.last_event = Some(s.recorded_at.clone());
+        self.totals.last_id = self.totals.last_id.max(s.id);
+        if let Some(run) = &e.run_id {
+            self.touch_run(
+                run,
+                Report {
+                    kind: e.kind,
+                    event: e,
+                    start: start_of(e.kind, at, e.elapsed_seconds),
+                    at,
+                    progress: None,
+                },
+            )?;
+        }
+        if let Some(rid) = &e.request_id {
+            self.note_request(rid, s)?;
+        }
+        Ok(())
+    }
+
+    /// Applies a run's progress reports.
+    ///
+    /// # Errors
+    ///
+    /// When SQLite fails.
+    pub fn progress(&mut self, run_id: &str, p: &PendingProgress) -> Result<(), StoreError> {
+        self.totals.count(EventKind::Progress.as_str(), p.reports);
+        let progress = Progress {
+            stage: p.event.stage.clone(),
+            percent: p.event.percent,
+            fps: p.event.fps,
+            at: super::time_of(p.latest_at),
+        };
+        self.touch_run(
+            run_id,
+            Report {
+                kind: EventKind::Progress,
+                event: &p.event,
+                start: start_of(EventKind::Progress, p.first_at, p.first_elapsed),
+                at: p.last_at,
+                progress: Some(progress),
+            },
+        )
+    }
+
+    fn touch_run(&mut self, run_id: &str, r: Report<'_>) -> Result<(), StoreError> {
+        let old = self.load_run(run_id)?;
+        let mut row = match &old {
+            Some(row) => row.clone(),
+            None => {
+                self.totals.runs += 1;
+                RunRow {
+                    start: r.start,
+                    end: None,
+                    outcome: None,
+                    video_id: None,
+                    qualities: None,
+                    host: None,
+                    last_report: r.at,
+                    lease: None,
+                    progress: None,
+                }
+            }
+        };
+        let e = r.event;
+        merge_some(&mut row.video_id, e.video_id.clone());
+        merge_some(&mut row.host, e.host.clone());
+        merge_some(&mut row.lease, e.lease_seconds);
+        if !e.qualities.is_empty() {
+            row.qualities = Some(serde_json::to_string(&e.qualities).expect("strings serialize"));
+        }
+        row.last_report = row.last_report.max(r.at);
+        if r.kind.is_terminal() {
+            row.end = Some(r.at);
+            row.outcome = Some(r.kind.as_str().to_owned());
+        }
+        if let Some(p) = &r.progress {
+            row.progress = Some(serde_json::to_string(p).expect("progress serializes"));
+        }
+        let was_open = old.as_ref().is_some_and(|o| o.end.is_none());
+        match (was_open, row.end.is_none()) {
+            (false, true) => self.totals.open_runs += 1,
+            (true, false) => self.totals.open_runs = self.totals.open_runs.saturating_sub(1),
+            _ => {}
+        }
+        if let Some(i) = old.as_ref().and_then(RunRow::interval) {
+            self.peak.interval(i, -1);
+        }
+        if let Some(i) = row.interval() {
+            self.peak.interval(i, 1);
+        }
+        self.conn
+            .prepare_cached(
+                "INSERT INTO runs (run_id, start_us, end_us, outcome, video_id, qualities, host, last_report_us,
+                                   lease_seconds, expiry_us, progress)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT(run_id) DO UPDATE SET end_us = excluded.end_us, outcome = excluded.outcome,
+                     video_id = excluded.video_id, qualities = excluded.qualities, host = excluded.host,
+                     last_report_us = excluded.last_report_us, lease_seconds = excluded.lease_seconds,
+                     expiry_us = excluded.expiry_us, progress = excluded.progress",
+            )?
+            .execute(params![
+                run_id,
+                row.start,
+                row.end,
+                row.outcome,
+                row.video_id,
+                row.qualities,
+                row.host,
+                row.last_report,
+                row.lease,
+                row.expiry(),
+                row.progress
+            ])?;
+        Ok(())
+    }
+
+    fn load_run(&self, run_id: &str) -> Result<Option<RunRow>, StoreError> {
+        let row = self
+            .conn
+            .prepare_cached(
+                "SELECT start_us, end_us, outcome, video_id, qualities, host, last_report_us, lease_seconds, progress
+                 FROM runs WHERE run_id = ?1",
+            )?
+            .query_row(params![run_id], |r| {
+                Ok(RunRow {
+                    start: r.get(0)?,
+                    end: r.get(1)?,
+                    outcome: r.get(2)?,
+                    video_id: r.get(3)?,
+                    qualities: r.get(4)?,
+                    host: r.get(5)?,
+                    last_report: r.get(6)?,
+                    lease: r.get(7)?,
+                    progress: r.get(8)?,
+                })
+            })
+            .optional()?;
+        Ok(row)
+    }
+
+    fn note_request(&mut self, rid: &str, s: &StoredEvent) -> Result<(), StoreError> {
+        let kind = s.event.kind;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO requests (request_id, processed, outcome, last_id, last_kind, last_run, last_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(request_id) DO UPDATE SET processed = max(processed, excluded.processed),
+                     outcome = coalesce(excluded.outcome, outcome), last_id = excluded.last_id,
+                     last_kind = excluded.last_kind, last_run = excluded.last_run, last_at = excluded.last_at",
+            )?
+            .execute(params![
+                rid,
+                kind == EventKind::Processed,
+                kind.is_terminal().then(|| kind.as_str()),
+                s.id,
+                kind.as_str(),
+                s.event.run_id,
+                s.recorded_at
+            ])?;
+        Ok(())
+    }
+
+    /// Writes the concurrency edges changed so far (and the buckets above them).
+    ///
+    /// # Errors
+    ///
+    /// When SQLite fails.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        std::mem::take(&mut self.peak).apply(self.conn)
+    }
+
+    /// Writes what the transaction changed beyond the rows already written: the concurrency
+    /// edges and the totals.
+    ///
+    /// # Errors
+    ///
+    /// When SQLite fails.
+    pub fn finish(mut self) -> Result<(), StoreError> {
+        self.flush()?;
+        save_totals(self.conn, self.totals)
+    }
+}
+
+/// Saves `totals` in `state`.
+pub(crate) fn save_totals(conn: &Connection, totals: &Totals) -> Result<(), StoreError> {
+    let json = serde_json::to_string(totals).expect("totals serialize");
+    conn.prepare_cached("INSERT OR REPLACE INTO state (id, totals) VALUES (1, ?1)")?
+        .execute(params![json])?;
+    Ok(())
+}
+
+/// The totals saved in `state` (zeros when there are none yet).
+pub(crate) fn load_totals(conn: &Connection) -> Result<Totals, StoreError> {
+    let json: Option<String> = conn
+        .prepare_cached("SELECT totals FROM state WHERE id = 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    match json {
+        Some(j) => serde_json::from_str(&j).map_err(|e| StoreError::Inconsistent(format!("the saved totals: {e}"))),
+        None => Ok(Totals::default()),
+    }
+}
+
+/// Counts `v` in the sample `metric` (finite values only, as the percentiles have always been).
+fn add_sample(conn: &Connection, metric: i64, sample: &mut Sample, v: f64) -> Result<(), StoreError> {
+    if !v.is_finite() {
+        return Ok(());
+    }
+    conn.prepare_cached(
+        "INSERT INTO samples (metric, key, n) VALUES (?1, ?2, 1) ON CONFLICT(metric, key) DO UPDATE SET n = n + 1",
+    )?
+    .execute(params![metric, key(v)])?;
+    sample.add(v, &mut Samples { conn, metric })
+}
+
+/// One metric's rows of `samples`, for the percentile marks to walk.
+struct Samples<'c> {
+    conn: &'c Connection,
+    metric: i64,
+}
+
+impl SortedValues for Samples<'_> {
+    fn after(&mut self, key: i64) -> Result<Option<(i64, u64)>, StoreError> {
+        let row = self
+            .conn
+            .prepare_cached("SELECT key, n FROM samples WHERE metric = ?1 AND key > ?2 ORDER BY key LIMIT 1")?
+            .query_row(params![self.metric, key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        Ok(row)
+    }
+
+    fn before(&mut self, key: i64) -> Result<Option<(i64, u64)>, StoreError> {
+        let row = self
+            .conn
+            .prepare_cached("SELECT key, n FROM samples WHERE metric = ?1 AND key < ?2 ORDER BY key DESC LIMIT 1")?
+            .query_row(params![self.metric, key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        Ok(row)
+    }
+}

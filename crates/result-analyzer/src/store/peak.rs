@@ -1,0 +1,250 @@
+//! The most encoder runs at once (`peak_concurrent_runs`), kept exactly as runs start, end, report
+//! and get lost, whatever order their events come in.
+//!
+//! Every run holds an interval: from its start to its end, or, while it has no outcome, to its
+//! expiry (its last report plus its lease). The concurrency at an instant is how many intervals
+//! hold it, and the peak is the largest running sum of the intervals' edges (+1 at a start, -1 at
+//! an end) swept in time order, ends before starts at the same instant.
+//!
+//! `peak_points` holds the edges counted per instant (microseconds): how many intervals end and
+//! start there. Above them, `peak_buckets` is a tree over time with fixed boundaries: level 1
+//! buckets span 2^17 µs (131 ms) of points, and each higher level 64 buckets of the level below, up
+//! to level 5 (2^41 µs, 25 days). A bucket keeps the sum of its edges and the largest running sum
+//! within it, so a changed edge recomputes one bucket per level, once per group commit, and the
+//! peak folds at most 64 buckets per level.
+//!
+//! A run still going does not end at its expiry but now: when the peak is read, the edges at or
+//! after now are swept again without the running runs' edges, which end now instead.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use rusqlite::{Connection, params};
+
+use super::StoreError;
+
+/// Microseconds spanned by a level-1 bucket, as a shift: 2^17 µs.
+const LEAF_SHIFT: u32 = 17;
+/// Buckets of the level below in each bucket, as a shift: 64.
+const FAN_SHIFT: u32 = 6;
+/// The top level; the peak folds every bucket of it.
+const TOP: u32 = 5;
+
+fn shift(level: u32) -> u32 {
+    LEAF_SHIFT + (level - 1) * FAN_SHIFT
+}
+
+/// The first instant of bucket `b` at `level`, and the first after it.
+fn span(level: u32, b: i64) -> (i64, i64) {
+    let s = shift(level);
+    let lo = b.saturating_mul(1 << s);
+    (lo, lo.saturating_add(1 << s))
+}
+
+/// A run of edges summed up: their total, and the largest running sum after each of them (`None`
+/// when there are no edges).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Fold {
+    /// The sum of the edges.
+    pub net: i64,
+    /// The largest running sum, counted from 0 before the first edge.
+    pub max: Option<i64>,
+}
+
+impl Fold {
+    /// The edges at one instant: `ends` times -1, then `starts` times +1.
+    pub fn point(ends: i64, starts: i64) -> Self {
+        let net = starts - ends;
+        let max = if ends > 0 {
+            Some(net.max(-1))
+        } else if starts > 0 {
+            Some(net)
+        } else {
+            None
+        };
+        Self { net, max }
+    }
+
+    /// These edges, then `next`'s.
+    pub fn then(self, next: Fold) -> Self {
+        let later = next.max.map(|m| self.net + m);
+        Self {
+            net: self.net + next.net,
+            max: match (self.max, later) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            },
+        }
+    }
+}
+
+/// Edges added (+1) and removed (-1) by a group commit, per instant: (ends, starts).
+#[derive(Debug, Default)]
+pub(crate) struct PeakChanges(HashMap<i64, (i64, i64)>);
+
+impl PeakChanges {
+    /// Adds (`sign` 1) or removes (`sign` -1) the interval `[start, end)`.
+    pub fn interval(&mut self, (start, end): (i64, i64), sign: i64) {
+        self.0.entry(start).or_default().1 += sign;
+        self.0.entry(end).or_default().0 += sign;
+    }
+
+    /// Writes the changed points and recomputes the buckets above them.
+    ///
+    /// # Errors
+    ///
+    /// When SQLite fails.
+    pub fn apply(self, conn: &Connection) -> Result<(), StoreError> {
+        let mut upsert = conn.prepare_cached(
+            "INSERT INTO peak_points (t, ends, starts) VALUES (?1, ?2, ?3)
+             ON CONFLICT(t) DO UPDATE SET ends = ends + excluded.ends, starts = starts + excluded.starts",
+        )?;
+        let mut prune = conn.prepare_cached("DELETE FROM peak_points WHERE t = ?1 AND ends = 0 AND starts = 0")?;
+        let mut dirty = BTreeSet::new();
+        for (t, (ends, starts)) in self.0 {
+            if ends == 0 && starts == 0 {
+                continue;
+            }
+            upsert.execute(params![t, ends, starts])?;
+            prune.execute(params![t])?;
+            dirty.insert(t >> LEAF_SHIFT);
+        }
+        for level in 1..=TOP {
+            for &b in &dirty {
+                let (lo, hi) = span(level, b);
+                let fold = if level == 1 {
+                    fold_points(conn, lo, hi)?
+                } else {
+                    fold_buckets(conn, level - 1, lo >> shift(level - 1), hi >> shift(level - 1))?
+                };
+                store_bucket(conn, level, b, fold)?;
+            }
+            dirty = dirty.into_iter().map(|b| b >> FAN_SHIFT).collect();
+        }
+        Ok(())
+    }
+}
+
+fn fold_points(conn: &Connection, lo: i64, hi: i64) -> Result<Fold, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT ends, starts FROM peak_points WHERE t >= ?1 AND t < ?2 ORDER BY t")?;
+    let mut rows = stmt.query(params![lo, hi])?;
+    let mut fold = Fold::default();
+    while let Some(row) = rows.next()? {
+        fold = fold.then(Fold::point(row.get(0)?, row.get(1)?));
+    }
+    Ok(fold)
+}
+
+/// Folds the buckets `lo..hi` of `level`.
+fn fold_buckets(conn: &Connection, level: u32, lo: i64, hi: i64) -> Result<Fold, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT net, max FROM peak_buckets WHERE level = ?1 AND b >= ?2 AND b < ?3 ORDER BY b")?;
+    let mut rows = stmt.query(params![level, lo, hi])?;
+    let mut fold = Fold::default();
+    while let Some(row) = rows.next()? {
+        fold = fold.then(Fold {
+            net: row.get(0)?,
+            max: row.get(1)?,
+        });
+    }
+    Ok(fold)
+}
+
+fn store_bucket(conn: &Connection, level: u32, b: i64, fold: Fold) -> Result<(), StoreError> {
+    if fold.max.is_none() {
+        conn.prepare_cached("DELETE FROM peak_buckets WHERE level = ?1 AND b = ?2")?
+            .execute(params![level, b])?;
+    } else {
+        conn.prepare_cached("INSERT OR REPLACE INTO peak_buckets (level, b, net, max) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![level, b, fold.net, fold.max])?;
+    }
+    Ok(())
+}
+
+/// The edges before `now`, folded: one bucket per level at most 64 wide, then the points of the
+/// level-1 bucket that holds `now`.
+fn fold_before(conn: &Connection, now: i64) -> Result<Fold, StoreError> {
+    let mut fold = fold_buckets(conn, TOP, i64::MIN, now >> shift(TOP))?;
+    for level in (1..TOP).rev() {
+        let parent = now >> shift(level + 1);
+        let (lo, _) = span(level + 1, parent);
+        fold = fold.then(fold_buckets(conn, level, lo >> shift(level), now >> shift(level))?);
+    }
+    let (lo, _) = span(1, now >> LEAF_SHIFT);
+    Ok(fold.then(fold_points(conn, lo, now)?))
+}
+
+/// The peak of concurrent runs at `now` (microseconds), and how many runs are running (no outcome,
+/// and not lost: expiry at or after now).
+///
+/// # Errors
+///
+/// When SQLite fails.
+pub(crate) fn peak(conn: &Connection, now: i64) -> Result<(u64, u64), StoreError> {
+    let before = fold_before(conn, now)?;
+    // The edges from now on, as stored: running runs' expiries, and whatever has later times.
+    let mut after: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    let mut stmt = conn.prepare_cached("SELECT t, ends, starts FROM peak_points WHERE t >= ?1")?;
+    let mut rows = stmt.query(params![now])?;
+    while let Some(row) = rows.next()? {
+        after.insert(row.get(0)?, (row.get(1)?, row.get(2)?));
+    }
+    // Running runs end now, not at their expiry; those starting later do not count at all.
+    let mut stmt =
+        conn.prepare_cached("SELECT start_us, expiry_us FROM runs WHERE end_us IS NULL AND expiry_us >= ?1")?;
+    let mut rows = stmt.query(params![now])?;
+    let (mut running, mut ending_now) = (0u64, 0i64);
+    while let Some(row) = rows.next()? {
+        let (start, expiry): (i64, i64) = (row.get(0)?, row.get(1)?);
+        running += 1;
+        if expiry <= start {
+            continue;
+        }
+        after.entry(expiry).or_default().0 -= 1;
+        if start >= now {
+            after.entry(start).or_default().1 -= 1;
+        } else {
+            ending_now += 1;
+        }
+    }
+    after.entry(now).or_default().0 += ending_now;
+    let later = after
+        .into_values()
+        .fold(Fold::default(), |f, (ends, starts)| f.then(Fold::point(ends, starts)));
+    let peak = before.then(later).max.unwrap_or(0).max(0);
+    Ok((peak as u64, running))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ends_come_before_starts_at_the_same_instant() {
+        assert_eq!(Fold::point(1, 1), Fold { net: 0, max: Some(0) });
+        assert_eq!(Fold::point(2, 0), Fold { net: -2, max: Some(-1) });
+        assert_eq!(Fold::point(0, 2), Fold { net: 2, max: Some(2) });
+        assert_eq!(Fold::point(2, 3), Fold { net: 1, max: Some(1) });
+        assert_eq!(Fold::point(0, 0).max, None);
+    }
+
+    #[test]
+    fn folds_keep_the_largest_running_sum() {
+        let a = Fold::point(0, 2).then(Fold::point(1, 0));
+        assert_eq!(a, Fold { net: 1, max: Some(2) });
+        let b = Fold::point(0, 1).then(Fold::point(0, 1));
+        assert_eq!(a.then(b), Fold { net: 3, max: Some(3) });
+        assert_eq!(Fold::default().then(a), a);
+        assert_eq!(a.then(Fold::default()), a);
+    }
+
+    #[test]
+    fn buckets_nest_and_hold_negative_times() {
+        for level in 1..TOP {
+            let (lo, hi) = span(level + 1, 3);
+            assert_eq!(lo >> shift(level), 3 << FAN_SHIFT);
+            assert_eq!(hi >> shift(level), 4 << FAN_SHIFT);
+        }
+        assert_eq!(-1i64 >> LEAF_SHIFT, -1);
+        assert_eq!(span(1, -1), (-(1 << LEAF_SHIFT), 0));
+    }
+}

@@ -1,0 +1,163 @@
+//! The tables, and opening a database: a new one gets them; one written by an older analyzer (the
+//! events alone) gets them filled from its events, once, in one transaction.
+//!
+//! | table | holds |
+//! |---|---|
+//! | `events` | every stored event, with its `/get/count` number (`legacy_n`) |
+//! | `state` | one row: the [`Totals`](super::totals::Totals), as JSON |
+//! | `runs` | one row per run: start, end, outcome, video, qualities, host, last report, lease, expiry, progress |
+//! | `requests` | one row per `request_id`: processed or not, latest outcome, latest event |
+//! | `samples` | the encode seconds and fps values, one row per distinct value with its count |
+//! | `peak_points`, `peak_buckets` | the concurrency edges and the tree above them ([`super::peak`]) |
+//!
+//! `PRAGMA user_version` says which of these a database has: 0, the events alone; 2, all of them.
+//! The totals say which events they include (`last_id`): events written after them (by an older
+//! analyzer run on the same file) are counted when the database opens.
+
+use std::time::Instant;
+
+use rusqlite::{Connection, params};
+
+use super::aggregate::{Apply, load_totals};
+use super::{StoreError, decode, raw_row};
+
+/// The schema version this analyzer writes.
+const VERSION: i64 = 2;
+
+const TABLES: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    recorded_at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    run_id TEXT,
+    video_id TEXT,
+    request_id TEXT,
+    body TEXT NOT NULL,
+    legacy_n INTEGER
+);
+CREATE INDEX IF NOT EXISTS events_kind ON events(kind, id);
+CREATE INDEX IF NOT EXISTS events_video ON events(video_id, id);
+CREATE INDEX IF NOT EXISTS events_time ON events(recorded_at);
+DROP INDEX IF EXISTS events_request;
+CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY CHECK (id = 1), totals TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    start_us INTEGER NOT NULL,
+    end_us INTEGER,
+    outcome TEXT,
+    video_id TEXT,
+    qualities TEXT,
+    host TEXT,
+    last_report_us INTEGER NOT NULL,
+    lease_seconds INTEGER,
+    expiry_us INTEGER NOT NULL,
+    progress TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS runs_start ON runs(start_us, run_id);
+CREATE INDEX IF NOT EXISTS runs_open ON runs(expiry_us, start_us) WHERE end_us IS NULL;
+CREATE TABLE IF NOT EXISTS requests (
+    request_id TEXT PRIMARY KEY,
+    processed INTEGER NOT NULL,
+    outcome TEXT,
+    last_id INTEGER NOT NULL,
+    last_kind TEXT NOT NULL,
+    last_run TEXT,
+    last_at TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS samples (
+    metric INTEGER NOT NULL,
+    key INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (metric, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS peak_points (t INTEGER PRIMARY KEY, ends INTEGER NOT NULL, starts INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS peak_buckets (
+    level INTEGER NOT NULL,
+    b INTEGER NOT NULL,
+    net INTEGER NOT NULL,
+    max INTEGER,
+    PRIMARY KEY (level, b)
+) WITHOUT ROWID;
+";
+
+/// Every table but `events`, emptied by a reset.
+pub(crate) const AGGREGATE_TABLES: [&str; 6] = ["state", "runs", "requests", "samples", "peak_points", "peak_buckets"];
+
+/// Rows read at a time when counting the events of an older database.
+const CHUNK: i64 = 10_000;
+
+/// Makes `conn`'s database current: creates the tables, and counts the events the totals do not
+/// include yet. Returns how many events it counted.
+///
+/// # Errors
+///
+/// When SQLite fails or a stored event cannot be read back.
+pub(crate) fn prepare(conn: &mut Connection) -> Result<usize, StoreError> {
+    let started = Instant::now();
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < VERSION {
+        let has_events: bool = tx.query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'events'",
+            [],
+            |r| r.get(0),
+        )?;
+        if has_events {
+            let numbered: bool = tx.query_row(
+                "SELECT count(*) > 0 FROM pragma_table_info('events') WHERE name = 'legacy_n'",
+                [],
+                |r| r.get(0),
+            )?;
+            if !numbered {
+                tx.execute_batch("ALTER TABLE events ADD COLUMN legacy_n INTEGER")?;
+            }
+        }
+        tx.execute_batch(TABLES)?;
+        tx.pragma_update(None, "user_version", VERSION)?;
+    }
+    let mut totals = load_totals(&tx)?;
+    let counted = {
+        let mut read =
+            tx.prepare("SELECT id, recorded_at, body, legacy_n FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+        let mut number = tx.prepare("UPDATE events SET legacy_n = ?1 WHERE id = ?2")?;
+        let mut apply = Apply::new(&tx, &mut totals);
+        let mut counted = 0usize;
+        loop {
+            let after = apply.totals.last_id;
+            let rows = read.query_map(params![after, CHUNK], |r| {
+                Ok((raw_row(r)?, r.get::<_, Option<i64>>(3)?))
+            })?;
+            let mut chunk = Vec::new();
+            for row in rows {
+                let (raw, n) = row?;
+                chunk.push((decode(raw)?, n));
+            }
+            if chunk.is_empty() {
+                break;
+            }
+            for (stored, n) in &chunk {
+                // Numbered as they would have been when written.
+                if let Some(next) = apply.legacy_number(stored.event.kind)
+                    && n.is_none()
+                {
+                    number.execute(params![next, stored.id])?;
+                }
+                apply.stored(stored)?;
+                apply.totals.last_id = stored.id;
+            }
+            counted += chunk.len();
+            apply.flush()?;
+        }
+        apply.finish()?;
+        counted
+    };
+    tx.commit()?;
+    if counted > 0 {
+        tracing::info!(
+            events = counted,
+            millis = started.elapsed().as_millis() as u64,
+            "counted the stored events into the aggregates"
+        );
+    }
+    Ok(counted)
+}
