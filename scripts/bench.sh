@@ -11,11 +11,14 @@
 #             (SIGTERM and SIGKILL, seeded by CHAOS_SEED): the end-to-end chaos test at scale, its
 #             figures printed (runs, kills, outputs, counts, time); it fails if any request does not
 #             end with one valid output counted once
+#   image     the container image: its size (uncompressed, and compressed as pushed) and the time
+#             from container start to the encoder's first receive, beside the image as it was
+#             before it was shrunk (scripts/bench/image.sh; needs podman: scripts/install-image-deps.sh)
 #
 # Times are medians over the runs; the transcode ratios are medians of the ratios of neighbouring
 # runs (ours, then the reference), which cancels the machine's speed drifting between runs.
 #
-# Usage: scripts/bench.sh [encoder] [transcode] [analyzer] [chaos]   (default: all)
+# Usage: scripts/bench.sh [encoder] [transcode] [analyzer] [chaos] [image]   (default: all)
 # Knobs: BENCH_RUNS (repetitions, default 5), BENCH_SECONDS (clip length, default 20),
 # SKIP_INSTALL=1, SKIP_BUILD=1.
 set -eo pipefail
@@ -25,7 +28,7 @@ cd "$REPO_ROOT"
 : "${BENCH_RUNS:=5}"
 : "${BENCH_SECONDS:=20}"
 sections=("$@")
-((${#sections[@]})) || sections=(encoder transcode analyzer chaos)
+((${#sections[@]})) || sections=(encoder transcode analyzer chaos image)
 
 if [[ -z $SKIP_INSTALL ]]; then
   scripts/install-deps.sh
@@ -218,13 +221,21 @@ bench_chaos() {
   row "chaos on LocalStack: $requests requests, seed $seed" "$(field runs) encoder runs, $(field killed) killed ($(field killed_share) of runs: $(field exited_143) exited 143 after SIGTERM, $(field sigkilled) SIGKILLed, $(field sigterm_before_main) SIGTERMed before main)" "every request: one valid output, processed once, kill count = runs that exited 143, dead-letter queue empty (checked)" "$(field seconds) s" "≥ 30% of runs killed"
 }
 
+bench_image() {
+  say "image: size and start-up, beside the image before it was shrunk"
+  [[ -n $SKIP_INSTALL ]] || scripts/install-image-deps.sh
+  BIN_DIR=$BIN scripts/bench/image.sh "$WORK/image" >>"$WORK/image_rows"
+  while IFS= read -r line; do ROWS+=("$line"); done <"$WORK/image_rows"
+}
+
 for s in "${sections[@]}"; do
   case $s in
     encoder) bench_encoder ;;
     transcode) bench_transcode ;;
     analyzer) [[ -x scripts/bench/analyzer.sh ]] && bench_analyzer || say "analyzer benchmark: not there yet" ;;
     chaos) bench_chaos ;;
-    *) die "unknown benchmark $s (encoder, transcode, analyzer, chaos)" ;;
+    image) bench_image ;;
+    *) die "unknown benchmark $s (encoder, transcode, analyzer, chaos, image)" ;;
   esac
 done
 

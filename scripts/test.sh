@@ -7,6 +7,12 @@
 # The end-to-end tests start their own emulators (one moto and one LocalStack per test binary) and
 # analyzers; every such test runs once per emulator, named `...::moto::...` / `...::localstack::...`. Sample media come from $MEDIA_DIR
 # (default ../shared/media); without it those tests print one SKIPPED line, and fail under CI=true.
+#
+# The container image is checked in the infrastructure step: tests/infra/test_image_run.py assembles
+# it from the programs built here (scripts/image.sh --binaries target/debug: the Dockerfile's runtime
+# stages, in seconds once the Debian layer is cached) and runs each program in it as the rendered
+# k8s/overlays/local manifests do, with podman. The full build from source (scripts/image.sh, the
+# image to push) is not part of this script: 15 to 45 minutes on 2 cores.
 set -eo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
@@ -18,6 +24,7 @@ export MEDIA_DIR
   say "installing what is missing"
   scripts/install-deps.sh
   scripts/install-infra-deps.sh
+  scripts/install-image-deps.sh
   scripts/install-browser.sh
 }
 

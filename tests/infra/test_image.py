@@ -18,6 +18,9 @@ import pytest
 
 from conftest import REPO, require_tool, run
 
+# Where `cargo build` puts the programs (CARGO_TARGET_DIR, relative to the repository, or target/).
+DEBUG_DIR = REPO / os.environ.get("CARGO_TARGET_DIR", "target") / "debug"
+
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 PROGRAMS = ("producer", "encoder", "result-analyzer", "local-scaler")
@@ -331,7 +334,7 @@ def test_encoder_shared_libraries_come_from_runtime_packages(runtime_closure, ru
     pod" failure.
     """
     require_tool("ldd", "ldd ships with Debian's libc-bin")
-    binary = Path(os.environ.get("ENCODER_BIN", REPO / "target" / "debug" / "encoder"))
+    binary = Path(os.environ.get("ENCODER_BIN", DEBUG_DIR / "encoder"))
     if not binary.is_file():
         pytest.fail(
             f"encoder binary not found at {binary}: build it first (`cargo build -p encoder`) "
@@ -364,7 +367,7 @@ def test_other_programs_need_nothing_the_base_image_lacks(runtime_closure, progr
     Found in $BIN_DIR (default: the encoder's directory), where `cargo build --workspace --bins`
     puts them.
     """
-    encoder = Path(os.environ.get("ENCODER_BIN", REPO / "target" / "debug" / "encoder"))
+    encoder = Path(os.environ.get("ENCODER_BIN", DEBUG_DIR / "encoder"))
     binary = Path(os.environ.get("BIN_DIR", encoder.parent)) / program
     if not binary.is_file():
         pytest.fail(f"{program} not found at {binary}: build it (`cargo build --workspace --bins`) "

@@ -47,12 +47,20 @@ import pytest
 
 from conftest import REPO, find, require_module, require_tool
 
+# Where `cargo build` puts the programs (CARGO_TARGET_DIR, relative to the repository, or target/).
+DEBUG_DIR = REPO / os.environ.get("CARGO_TARGET_DIR", "target") / "debug"
+
 IMAGE_SH = REPO / "scripts" / "image.sh"
 INSTALL_HINT = "scripts/install-image-deps.sh installs it"
 TEST_IMAGE = "localhost/video-encoding:test"
 PROGRAMS = ("producer", "encoder", "result-analyzer", "local-scaler")
 SERVICES = ("aws-emulator", "result-analyzer-service")
 SAMPLE = "h264_aac_720p30_5s.mp4"
+# What the producer Job's SOURCE gets: one second of H.264 and AAC, so that its 20 requests
+# (COUNT x QUALITIES) are encoded in about a minute.
+PRODUCER_SAMPLE = "h264_aac_1080x720_1s.mp4"
+# Encoder Jobs at once in the producer's test: the ScaledJob's maxReplicaCount, at most this.
+PARALLEL_JOBS = 2
 REGION_FALLBACK = "us-east-1"
 
 
@@ -94,7 +102,7 @@ def podman() -> list[str]:
 
 @pytest.fixture(scope="session")
 def image(podman) -> str:
-    encoder = Path(os.environ.get("ENCODER_BIN", REPO / "target" / "debug" / "encoder"))
+    encoder = Path(os.environ.get("ENCODER_BIN", DEBUG_DIR / "encoder"))
     bin_dir = Path(os.environ.get("BIN_DIR", encoder.parent))
     missing = [p for p in PROGRAMS if not (bin_dir / p).is_file()]
     if missing:
@@ -285,12 +293,17 @@ def host_volumes(tmp_path_factory):
 
 def container_args(workload: Workload, image_config: dict, seccomp: str, endpoints: Endpoints, *,
                    name: str, volumes: HostVolumes | None = None, claims: dict[str, Path] | None = None,
-                   env: dict[str, str] | None = None) -> list[str]:
-    """`podman run` arguments (after `run`, up to the image) that run `workload` as its manifest says.
+                   env: dict[str, str] | None = None, image: str = TEST_IMAGE,
+                   command: list[str] | None = None, options: list[str] | None = None) -> list[str]:
+    """`podman run` arguments (after `run`) that run `workload` as its manifest says: the options,
+    the image, and the manifest's `args` after it (as the kubelet passes command and args).
 
     volumes: where the emptyDirs are made; None leaves every volume out, and the container then
     has no writable path at all. claims: host directories for the PersistentVolumeClaims (by claim
     name). env: variables set on top of the manifest's (the tests' knobs: ports, waits).
+    command: instead of the manifest's command and args (its first word is the entrypoint, the
+    rest follows the image), for the tests of what no manifest runs (`--help`). options: more
+    `podman run` options (a test's own mounts).
     """
     pod, container = workload.pod, workload.container
     pod_sc, sc = pod.get("securityContext") or {}, container.get("securityContext") or {}
@@ -340,12 +353,15 @@ def container_args(workload: Workload, image_config: dict, seccomp: str, endpoin
     values.update(env or {})
     for key, value in values.items():
         args += ["--env", f"{key}={value}"]
-    command = container.get("command")
-    assert command, f"{workload.where}: no command (the image has no entrypoint on purpose)"
-    args += ["--entrypoint", json.dumps(command)]
+    if command is None:
+        entrypoint, arguments = container.get("command"), [str(a) for a in container.get("args") or []]
+        assert entrypoint, f"{workload.where}: no command (the image has no entrypoint on purpose)"
+    else:
+        entrypoint, arguments = command[:1], command[1:]
+    args += ["--entrypoint", json.dumps(entrypoint)]
     # The image runs as its USER unless told otherwise; the kubelet would refuse a root one.
     assert image_config.get("User", "").split(":")[0] not in ("", "0", "root")
-    return args
+    return [*args, *(options or []), image, *arguments]
 
 
 def pvc_directory(path: Path, fs_group: int) -> Path:
@@ -359,10 +375,10 @@ def pvc_directory(path: Path, fs_group: int) -> Path:
 class Container:
     """A detached container, removed (by its name) when the test is done."""
 
-    def __init__(self, podman: list[str], args: list[str], image: str, extra: list[str] | None = None):
+    def __init__(self, podman: list[str], args: list[str]):
         self.podman = podman
         self.name = args[args.index("--name") + 1]
-        result = run(["podman", "run", *podman, "--detach", *args, image, *(extra or [])])
+        result = run(["podman", "run", *podman, "--detach", *args])
         if result.returncode != 0:
             pytest.fail(f"podman run {self.name} failed:\n{result.stderr}", pytrace=False)
 
@@ -391,8 +407,8 @@ class Container:
 def containers(podman, image):
     started: list[Container] = []
 
-    def start(args: list[str], extra: list[str] | None = None) -> Container:
-        container = Container(podman, args, image, extra)
+    def start(args: list[str]) -> Container:
+        container = Container(podman, args)
         started.append(container)
         return container
 
@@ -423,6 +439,7 @@ class Stack:
     analyzer_url: str
     config: dict[str, str]
     volumes: HostVolumes
+    rendered: list[dict]  # the objects of the rendered k8s/overlays/local
 
     def client(self, service: str):
         boto3 = require_module("boto3", "boto3")
@@ -504,14 +521,15 @@ def stack(rendered, manifests, podman, image, image_config, seccomp_profile, hos
         name = f"image-test-analyzer-{uuid.uuid4().hex[:8]}"
         args = container_args(analyzer, image_config, seccomp_profile, endpoints, name=name,
                               volumes=host_volumes, claims={"result-analyzer-data": data},
-                              env={"LISTEN_ADDR": f"127.0.0.1:{analyzer_port}"})
-        result = run(["podman", "run", *podman, "--detach", *args, image])
+                              env={"LISTEN_ADDR": f"127.0.0.1:{analyzer_port}"}, image=image)
+        result = run(["podman", "run", *podman, "--detach", *args])
         assert result.returncode == 0, result.stderr
         names.append(name)
         url = f"http://127.0.0.1:{analyzer_port}"
         wait_for(lambda: http_ok(f"{url}/healthz"), 30, f"the analyzer container to answer on {url}")
         config = find(rendered["local"], "ConfigMap", "video-encoding-config")["data"]
-        yield Stack(f"http://127.0.0.1:{moto_port}", endpoints, manifests, url, config, host_volumes)
+        yield Stack(f"http://127.0.0.1:{moto_port}", endpoints, manifests, url, config, host_volumes,
+                    rendered["local"])
     finally:
         for name in names:
             run(["podman", "rm", "--force", "--time", "0", name])
@@ -537,19 +555,18 @@ def queue(stack):
 
 
 def media_file(name: str) -> Path:
+    """A real file of the sample media set; missing, the test fails (a skipped test proves nothing)."""
     path = Path(os.environ.get("MEDIA_DIR", REPO.parent / "shared" / "media")) / name
     if not path.is_file():
-        message = f"sample media {path} is missing (set MEDIA_DIR)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message, pytrace=False)
-        print(f"\nSKIPPED: {message}")
-        pytest.skip(message)
+        pytest.fail(f"sample media {path} is missing: set MEDIA_DIR to the directory holding the "
+                    "sample media set", pytrace=False)
     return path
 
 
-def encoder_args(stack: Stack, image_config, seccomp, name: str, **env: str) -> list[str]:
+def encoder_args(stack: Stack, image_config, seccomp, name: str, options: list[str] | None = None,
+                 **env: str) -> list[str]:
     return container_args(stack.workloads["encoder"], image_config, seccomp, stack.endpoints, name=name,
-                          volumes=stack.volumes, env=env)
+                          volumes=stack.volumes, env=env, options=options)
 
 
 def unique(prefix: str) -> str:
@@ -563,18 +580,18 @@ def test_every_program_answers_help_without_any_writable_path(podman, image, ima
                                                              seccomp_profile, program):
     """Read-only root and not a single volume: --help must still work (and print usage)."""
     workload = manifests.get(program, manifests["encoder"])  # local-scaler has no manifest
-    args = container_args(workload, image_config, seccomp_profile, Endpoints(), name=unique("image-test-help"))
-    args[args.index("--entrypoint") + 1] = json.dumps([program])
-    result = run(["podman", "run", *podman, "--rm", *args, image, "--help"], timeout=60)
+    args = container_args(workload, image_config, seccomp_profile, Endpoints(), name=unique("image-test-help"),
+                          image=image, command=[program, "--help"])
+    result = run(["podman", "run", *podman, "--rm", *args], timeout=60)
     assert result.returncode == 0, f"{program} --help exited {result.returncode}:\n{result.stdout}{result.stderr}"
     assert "Usage:" in result.stdout, result.stdout
 
 
 def test_local_scaler_plans_without_any_writable_path(podman, image, image_config, manifests, seccomp_profile):
     args = container_args(manifests["encoder"], image_config, seccomp_profile, Endpoints(),
-                          name=unique("image-test-plan"))
-    args[args.index("--entrypoint") + 1] = json.dumps(["local-scaler"])
-    result = run(["podman", "run", *podman, "--rm", *args, image, "plan", "--queue-length", "7", "--max-replicas", "4"])
+                          name=unique("image-test-plan"), image=image,
+                          command=["local-scaler", "plan", "--queue-length", "7", "--max-replicas", "4"])
+    result = run(["podman", "run", *podman, "--rm", *args])
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["jobs_to_create"] == 4, result.stdout
 
@@ -642,7 +659,7 @@ def test_encoder_job_transcodes_a_message_from_the_emulator(podman, stack, queue
     name = unique("image-test-encoder")
     args = encoder_args(stack, image_config, seccomp_profile, name)
     started = time.monotonic()
-    result = run(["podman", "run", *podman, "--rm", *args, TEST_IMAGE], timeout=300)
+    result = run(["podman", "run", *podman, "--rm", *args], timeout=300)
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"the encoder exited {result.returncode} after {time.monotonic() - started:.1f} s:\n{output}"
     messages = [r.get("message") for r in log_records(output)]
@@ -761,28 +778,66 @@ def test_result_analyzer_keeps_its_counts_on_the_volume_across_a_restart(
         assert json.load(answer) == before
 
 
-def test_producer_job_sends_its_requests(podman, stack, queue, image_config, seccomp_profile):
+def s3_location(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def test_producer_job_sends_its_requests_and_completes_once_the_encoder_jobs_processed_them(
+        podman, stack, queue, containers, image_config, seccomp_profile):
+    """The producer Job as k8s/jobs/producer.yaml runs it, command and args (`producer --wait`):
+    it sends COUNT requests per quality of QUALITIES for SOURCE (a real file put there first),
+    then waits for their completion notices on the ConfigMap's results queue, and exits 0 only
+    when every one was processed. Meanwhile encoder Jobs run as KEDA starts them: one container
+    per message waiting on the queue, at most PARALLEL_JOBS at once (the ScaledJob's
+    maxReplicaCount, bounded by this 2-core machine)."""
     workload = stack.workloads["producer"]
     env = workload.env()
-    args = container_args(workload, image_config, seccomp_profile, stack.endpoints, name=unique("image-test-producer"),
-                          volumes=stack.volumes)
-    result = run(["podman", "run", *podman, "--rm", *args, TEST_IMAGE], timeout=120)
-    assert result.returncode == 0, f"the producer exited {result.returncode}:\n{result.stdout}{result.stderr}"
-
+    assert workload.container.get("args"), f"{workload.where}: no args (the test expects `--wait`)"
+    source_bucket, source_key = s3_location(env["SOURCE"])
+    stack.client("s3").upload_file(str(media_file(PRODUCER_SAMPLE)), source_bucket, source_key)
+    results_queue = stack.endpoints.rewrite(stack.config["RESULT_QUEUE_URL"]).replace("//aws-emulator:", "//127.0.0.1:")
+    stack.client("sqs").purge_queue(QueueUrl=results_queue)
+    processed_before = sum("processed count" in line for line in stack.counts())
     qualities = env["QUALITIES"].split(",")
-    count = int(env["COUNT"])
+    expected = sorted((f"{env['VIDEO_ID']}-{i}", q) for i in range(1, int(env["COUNT"]) + 1) for q in qualities)
+
+    producer = containers(container_args(workload, image_config, seccomp_profile, stack.endpoints,
+                                         name=unique("image-test-producer"), volumes=stack.volumes))
+    scaled_job = find(stack.rendered, "ScaledJob", "video-encoder")["spec"]
+    parallel = min(int(scaled_job["maxReplicaCount"]), PARALLEL_JOBS)
     sqs = stack.client("sqs")
-    bodies = []
-    while True:
-        batch = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=0,
-                                    VisibilityTimeout=60).get("Messages", [])
-        if not batch:
-            break
-        bodies += [json.loads(m["Body"]) for m in batch]
-    sent = sorted((b["video_id"], b["quality"]) for b in bodies)
-    expected = sorted((f"{env['VIDEO_ID']}-{i}", q) for i in range(1, count + 1) for q in qualities)
-    assert sent == expected, f"sent {sent}"
-    assert {b["source"] for b in bodies} == {env["SOURCE"]}
+    jobs: list[Container] = []
+    finished: list[tuple[str, int]] = []
+    deadline = time.monotonic() + 60 + 15 * len(expected)
+    while producer.running():
+        assert time.monotonic() < deadline, (
+            f"the producer still waits after {len(finished)} encoder Jobs:\n{producer.logs()[-3000:]}")
+        for job in [j for j in jobs if not j.running()]:
+            jobs.remove(job)
+            finished.append((job.name, int(job.state()["ExitCode"])))
+            assert finished[-1][1] == 0, f"encoder Job {job.name} exited {finished[-1][1]}:\n{job.logs()}"
+            job.remove()
+        visible = int(sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])
+                      ["Attributes"]["ApproximateNumberOfMessages"])
+        if visible and len(jobs) < parallel:
+            jobs.append(containers(encoder_args(stack, image_config, seccomp_profile, unique("image-test-job"))))
+        else:
+            time.sleep(0.5)
+    logs = producer.logs()
+    code = int(producer.state()["ExitCode"])
+    assert code == 0, f"the producer Job exited {code}:\n{logs}"
+
+    outcomes = [r for r in log_records(logs) if r.get("message") == "outcome"]
+    assert sorted((o["video_id"], o["outcome"]) for o in outcomes) == sorted(
+        (v, "processed") for v in {video_id for video_id, _ in expected} for _ in qualities), logs
+    output_bucket, prefix = s3_location(stack.config["OUTPUT_URI"])
+    stored = {o["Key"] for o in stack.client("s3").list_objects_v2(Bucket=output_bucket, Prefix=f"{prefix}/")
+              .get("Contents", [])}
+    missing = [f"{prefix}/{v}/{q}.mp4" for v, q in expected if f"{prefix}/{v}/{q}.mp4" not in stored]
+    assert not missing, f"renditions not stored: {missing}"
+    assert sum("processed count" in line for line in stack.counts()) == processed_before + len(expected)
+    assert stack.queue_depth() == 0, "requests left on the queue"
 
 
 # --- TLS with the image's CA bundle ---------------------------------------------------------
@@ -848,10 +903,9 @@ def test_encoder_verifies_https_with_the_bundle_at_debians_path(podman, stack, t
     env = {"AWS_ENDPOINT_URL": f"https://aws-emulator:{port}", "QUEUE_URL": f"https://aws-emulator:{port}/{path}",
            "RECEIVE_WAIT_SECONDS": "0", "AWS_MAX_ATTEMPTS": "1"}
     for trusted in (True, False):
-        args = encoder_args(stack, image_config, seccomp_profile, unique("image-test-tls"), **env)
-        if trusted:
-            args += ["-v", f"{ca}:/etc/ssl/certs/ca-certificates.crt:ro"]
-        result = run(["podman", "run", *podman, "--rm", *args, TEST_IMAGE], timeout=120)
+        mount = ["-v", f"{ca}:/etc/ssl/certs/ca-certificates.crt:ro"] if trusted else []
+        args = encoder_args(stack, image_config, seccomp_profile, unique("image-test-tls"), options=mount, **env)
+        result = run(["podman", "run", *podman, "--rm", *args], timeout=120)
         output = result.stdout + result.stderr
         messages = [r.get("message") for r in log_records(output)]
         if trusted:
