@@ -122,20 +122,37 @@ pub struct Counters {
     pub lost: u64,
 }
 
-/// The answer of `GET /requests/{request_id}`: where a request stands.
+/// The answer of `GET /requests/{request_id}`: where a request stands. `producer --wait` reads
+/// `outcome`, `final`, `reason` and `outputs` (without a results queue).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RequestState {
     /// The request.
     pub request_id: String,
+    /// Where it stands: `processed` once a run processed it (it stays so), otherwise the outcome
+    /// of its latest run: `duplicate`, `rejected`, `failed`, `killed`, `lost`; `None` while that
+    /// run is still going.
+    pub outcome: Option<String>,
+    /// Whether `outcome` is the end of the request: true for `processed`, `duplicate` and
+    /// `rejected`; false otherwise, as SQS delivers a failed, killed or lost run's message again
+    /// (the analyzer cannot tell a last delivery: the results queue can).
+    #[serde(rename = "final")]
+    pub is_final: bool,
+    /// Why, for `rejected`, `failed`, `lost` (and a `processed` or `duplicate` that skipped the
+    /// work).
+    pub reason: Option<String>,
+    /// The renditions' URIs, for `processed` and `duplicate`.
+    pub outputs: Vec<String>,
     /// Whether a `processed` event was recorded for it (it counts once).
     pub processed: bool,
-    /// The kind of the latest outcome recorded for it (`processed`, `killed`, `failed`,
-    /// `rejected`, `duplicate`), or `None` while no run has ended.
-    pub outcome: Option<String>,
     /// The latest event naming it.
     pub latest: LatestEvent,
     /// The state of that event's run now: `running`, `lost`, or its outcome; `None` without a run.
     pub run_state: Option<String>,
+}
+
+/// Whether a request whose outcome is `outcome` is over for good.
+pub fn is_final(outcome: Option<&str>) -> bool {
+    matches!(outcome, Some("processed" | "duplicate" | "rejected"))
 }
 
 /// The latest event naming a request.

@@ -3,7 +3,7 @@
 //! costs the same at ten events or ten million.
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -87,15 +87,22 @@ pub(super) async fn get_runs(State(s): State<AppState>, params: Result<Query<Run
     }
 }
 
-/// `GET /requests/{request_id}`: whether the request was processed, its latest outcome and event,
-/// and the state of that event's run (`running`, `lost`, or its outcome); 404 when no event names
-/// it.
-pub(super) async fn get_request(State(s): State<AppState>, Path(request_id): Path<String>) -> Response {
+/// `GET /requests/{request_id}`: where the request stands (`outcome`, `final`, `reason`,
+/// `outputs`, what `producer --wait` reads), whether it was processed, its latest event and the
+/// state of that event's run; 404 when no event names it (not known yet).
+pub(super) async fn get_request(
+    State(s): State<AppState>,
+    request_id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let Path(request_id) = match request_id {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("the request id: {}", e.body_text())),
+    };
     match s.store.request(request_id.clone(), Utc::now()).await {
         Ok(Some(state)) => Json(state).into_response(),
         Ok(None) => error(
             StatusCode::NOT_FOUND,
-            format!("no event names request_id {request_id:?}"),
+            format!("no event names request_id {request_id:?} (yet)"),
         ),
         Err(e) => store_error(e),
     }

@@ -88,8 +88,8 @@ struct RunRow {
     host: Option<String>,
     last_report: i64,
     lease: Option<u64>,
-    /// JSON of a [`Progress`].
-    progress: Option<String>,
+    /// Its latest progress report.
+    progress: Option<Progress>,
 }
 
 impl RunRow {
@@ -305,8 +305,8 @@ impl<'c> Apply<'c> {
             row.end = Some(r.at);
             row.outcome = Some(r.kind.as_str().to_owned());
         }
-        if let Some(p) = &r.progress {
-            row.progress = Some(serde_json::to_string(p).expect("progress serializes"));
+        if r.progress.is_some() {
+            row.progress = r.progress;
         }
         let was_open = old.as_ref().is_some_and(|o| o.end.is_none());
         match (was_open, row.end.is_none()) {
@@ -323,12 +323,13 @@ impl<'c> Apply<'c> {
         self.conn
             .prepare_cached(
                 "INSERT INTO runs (run_id, start_us, end_us, outcome, video_id, qualities, host, last_report_us,
-                                   lease_seconds, expiry_us, progress)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                                   lease_seconds, expiry_us, stage, percent, progress_fps, progress_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
                  ON CONFLICT(run_id) DO UPDATE SET end_us = excluded.end_us, outcome = excluded.outcome,
                      video_id = excluded.video_id, qualities = excluded.qualities, host = excluded.host,
                      last_report_us = excluded.last_report_us, lease_seconds = excluded.lease_seconds,
-                     expiry_us = excluded.expiry_us, progress = excluded.progress",
+                     expiry_us = excluded.expiry_us, stage = excluded.stage, percent = excluded.percent,
+                     progress_fps = excluded.progress_fps, progress_us = excluded.progress_us",
             )?
             .execute(params![
                 run_id,
@@ -341,7 +342,10 @@ impl<'c> Apply<'c> {
                 row.last_report,
                 row.lease,
                 row.expiry(),
-                row.progress
+                row.progress.as_ref().and_then(|p| p.stage.as_deref()),
+                row.progress.as_ref().and_then(|p| p.percent),
+                row.progress.as_ref().and_then(|p| p.fps),
+                row.progress.as_ref().map(|p| p.at.timestamp_micros()),
             ])?;
         Ok(())
     }
@@ -350,7 +354,8 @@ impl<'c> Apply<'c> {
         let row = self
             .conn
             .prepare_cached(
-                "SELECT start_us, end_us, outcome, video_id, qualities, host, last_report_us, lease_seconds, progress
+                "SELECT start_us, end_us, outcome, video_id, qualities, host, last_report_us, lease_seconds,
+                        stage, percent, progress_fps, progress_us
                  FROM runs WHERE run_id = ?1",
             )?
             .query_row(params![run_id], |r| {
@@ -363,31 +368,41 @@ impl<'c> Apply<'c> {
                     host: r.get(5)?,
                     last_report: r.get(6)?,
                     lease: r.get(7)?,
-                    progress: r.get(8)?,
+                    progress: progress_of(r, 8)?,
                 })
             })
             .optional()?;
         Ok(row)
     }
 
+    /// Notes `s` in its request's row: its latest event, and, for an outcome, the outcome with its
+    /// reason and outputs, unless the request was already processed (which it stays).
     fn note_request(&mut self, rid: &str, s: &StoredEvent) -> Result<(), StoreError> {
-        let kind = s.event.kind;
+        let e = &s.event;
+        let outcome = e.kind.is_terminal().then(|| e.kind.as_str());
+        let outputs = (outcome.is_some() && !e.outputs.is_empty())
+            .then(|| serde_json::to_string(&e.outputs).expect("strings serialize"));
         self.conn
             .prepare_cached(
-                "INSERT INTO requests (request_id, processed, outcome, last_id, last_kind, last_run, last_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                "INSERT INTO requests (request_id, processed, outcome, last_id, last_kind, last_run, last_at, reason, outputs)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT(request_id) DO UPDATE SET processed = max(processed, excluded.processed),
-                     outcome = coalesce(excluded.outcome, outcome), last_id = excluded.last_id,
-                     last_kind = excluded.last_kind, last_run = excluded.last_run, last_at = excluded.last_at",
+                     outcome = CASE WHEN processed OR excluded.outcome IS NULL THEN outcome ELSE excluded.outcome END,
+                     reason = CASE WHEN processed OR excluded.outcome IS NULL THEN reason ELSE excluded.reason END,
+                     outputs = CASE WHEN processed OR excluded.outcome IS NULL THEN outputs ELSE excluded.outputs END,
+                     last_id = excluded.last_id, last_kind = excluded.last_kind, last_run = excluded.last_run,
+                     last_at = excluded.last_at",
             )?
             .execute(params![
                 rid,
-                kind == EventKind::Processed,
-                kind.is_terminal().then(|| kind.as_str()),
+                e.kind == EventKind::Processed,
+                outcome,
                 s.id,
-                kind.as_str(),
-                s.event.run_id,
-                s.recorded_at
+                e.kind.as_str(),
+                e.run_id,
+                s.recorded_at,
+                outcome.and(e.reason.as_deref()),
+                outputs
             ])?;
         Ok(())
     }
@@ -411,6 +426,20 @@ impl<'c> Apply<'c> {
         self.flush()?;
         save_totals(self.conn, self.totals)
     }
+}
+
+/// The progress in the four columns of a `runs` row from `first` on (stage, percent, fps, time).
+pub(crate) fn progress_of(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Option<Progress>> {
+    let at: Option<i64> = row.get(first + 3)?;
+    Ok(match at {
+        Some(at) => Some(Progress {
+            stage: row.get(first)?,
+            percent: row.get(first + 1)?,
+            fps: row.get(first + 2)?,
+            at: super::time_of(at),
+        }),
+        None => None,
+    })
 }
 
 /// Saves `totals` in `state`.

@@ -10,11 +10,14 @@ use chrono::{DateTime, Utc};
 use encoding_common::EventKind;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::aggregate::{DEFAULT_LEASE_SECONDS, load_totals};
+use super::aggregate::{DEFAULT_LEASE_SECONDS, load_totals, progress_of};
 use super::peak::peak;
 use super::totals::{ENCODE_SECONDS_BUCKETS, Sample};
 use super::{EventQuery, StoreError, StoredEvent, decode_rows, parse_time, raw_row, rfc3339, time_of};
-use crate::summary::{Counters, LOST, LatestEvent, Percentiles, RequestState, Run, RunsPage, Summary};
+use crate::summary::{Counters, LOST, LatestEvent, Percentiles, RequestState, Run, RunsPage, Summary, is_final};
+
+/// The state of a run without an outcome whose lease has not run out.
+const RUNNING: &str = "running";
 
 /// What `GET /runs` asks for.
 #[derive(Debug, Clone)]
@@ -133,7 +136,8 @@ pub(crate) fn counters(conn: &Connection, now: i64) -> Result<Counters, StoreErr
 }
 
 const RUN_COLUMNS: &str =
-    "run_id, start_us, end_us, outcome, video_id, qualities, host, last_report_us, lease_seconds, expiry_us, progress";
+    "run_id, start_us, end_us, outcome, video_id, qualities, host, last_report_us, lease_seconds, expiry_us,
+     stage, percent, progress_fps, progress_us";
 
 /// A `runs` row as the answers show it at `now`: lost when it has no outcome and its expiry has
 /// passed.
@@ -145,7 +149,6 @@ fn run_of(row: &rusqlite::Row<'_>, now: i64) -> rusqlite::Result<Run> {
         _ => (end, outcome),
     };
     let qualities: Option<String> = row.get(5)?;
-    let progress: Option<String> = row.get(10)?;
     Ok(Run {
         run_id: row.get(0)?,
         start: time_of(row.get(1)?),
@@ -158,7 +161,7 @@ fn run_of(row: &rusqlite::Row<'_>, now: i64) -> rusqlite::Result<Run> {
         host: row.get(6)?,
         last_report_at: time_of(row.get(7)?),
         lease_seconds: row.get::<_, Option<u64>>(8)?.unwrap_or(DEFAULT_LEASE_SECONDS),
-        progress: progress.and_then(|p| serde_json::from_str(&p).ok()),
+        progress: progress_of(row, 10)?,
     })
 }
 
@@ -212,25 +215,48 @@ pub(crate) fn runs(conn: &Connection, q: &RunsQuery, now: i64) -> Result<RunsPag
 pub(crate) fn request(conn: &Connection, request_id: &str, now: i64) -> Result<Option<RequestState>, StoreError> {
     let row = conn
         .prepare_cached(
-            "SELECT r.processed, r.outcome, r.last_id, r.last_kind, r.last_run, r.last_at, u.end_us, u.outcome, u.expiry_us
+            "SELECT r.processed, r.outcome, r.reason, r.outputs, r.last_id, r.last_kind, r.last_run, r.last_at,
+                    u.end_us, u.outcome, u.expiry_us, u.lease_seconds
              FROM requests r LEFT JOIN runs u ON u.run_id = r.last_run WHERE r.request_id = ?1",
         )?
         .query_row(params![request_id], |r| {
-            let run_state = match (r.get::<_, Option<i64>>(8)?, r.get::<_, Option<i64>>(6)?) {
+            let run_state = match (r.get::<_, Option<i64>>(10)?, r.get::<_, Option<i64>>(8)?) {
                 (None, _) => None,
-                (Some(_), Some(_)) => r.get::<_, Option<String>>(7)?,
+                (Some(_), Some(_)) => r.get::<_, Option<String>>(9)?,
                 (Some(expiry), None) if expiry < now => Some(LOST.to_owned()),
-                (Some(_), None) => Some("running".to_owned()),
+                (Some(_), None) => Some(RUNNING.to_owned()),
+            };
+            let processed: bool = r.get(0)?;
+            let (stored, reason, outputs): (Option<String>, Option<String>, Option<String>) =
+                (r.get(1)?, r.get(2)?, r.get(3)?);
+            let outputs = outputs.and_then(|o| serde_json::from_str(&o).ok()).unwrap_or_default();
+            let last_run: Option<String> = r.get(6)?;
+            let (outcome, reason, outputs) = match run_state.as_deref() {
+                _ if processed => (Some("processed".to_owned()), reason, outputs),
+                Some(RUNNING) => (None, None, Vec::new()),
+                Some(LOST) => {
+                    let lease = r.get::<_, Option<u64>>(11)?.unwrap_or(DEFAULT_LEASE_SECONDS);
+                    let why = format!(
+                        "run {} sent no report for longer than its lease ({lease} s): it is lost, and SQS \
+                         delivers the message again",
+                        last_run.as_deref().unwrap_or_default()
+                    );
+                    (run_state.clone(), Some(why), Vec::new())
+                }
+                _ => (stored.or_else(|| run_state.clone()), reason, outputs),
             };
             Ok(RequestState {
                 request_id: request_id.to_owned(),
-                processed: r.get(0)?,
-                outcome: r.get(1)?,
+                is_final: is_final(outcome.as_deref()),
+                outcome,
+                reason,
+                outputs,
+                processed,
                 latest: LatestEvent {
-                    id: r.get(2)?,
-                    kind: r.get(3)?,
-                    run_id: r.get(4)?,
-                    recorded_at: parse_time(&r.get::<_, String>(5)?),
+                    id: r.get(4)?,
+                    kind: r.get(5)?,
+                    run_id: last_run,
+                    recorded_at: parse_time(&r.get::<_, String>(7)?),
                 },
                 run_state,
             })

@@ -6,11 +6,12 @@
 //! | `events` | every stored event, with its `/get/count` number (`legacy_n`) |
 //! | `state` | one row: the [`Totals`](super::totals::Totals), as JSON |
 //! | `runs` | one row per run: start, end, outcome, video, qualities, host, last report, lease, expiry, progress |
-//! | `requests` | one row per `request_id`: processed or not, latest outcome, latest event |
+//! | `requests` | one row per `request_id`: processed or not, its outcome with the reason and outputs, latest event |
 //! | `samples` | the encode seconds and fps values, one row per distinct value with its count |
 //! | `peak_points`, `peak_buckets` | the concurrency edges and the tree above them ([`super::peak`]) |
 //!
-//! `PRAGMA user_version` says which of these a database has: 0, the events alone; 2, all of them.
+//! `PRAGMA user_version` says which of these a database has: 0, the events alone; 2, all of them
+//! but the requests' reason and outputs; 3, all of them.
 //! The totals say which events they include (`last_id`): events written after them (by an older
 //! analyzer run on the same file) are counted when the database opens.
 
@@ -22,7 +23,7 @@ use super::aggregate::{Apply, load_totals};
 use super::{StoreError, decode, raw_row};
 
 /// The schema version this analyzer writes.
-const VERSION: i64 = 2;
+const VERSION: i64 = 3;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -51,7 +52,10 @@ CREATE TABLE IF NOT EXISTS runs (
     last_report_us INTEGER NOT NULL,
     lease_seconds INTEGER,
     expiry_us INTEGER NOT NULL,
-    progress TEXT
+    stage TEXT,
+    percent REAL,
+    progress_fps REAL,
+    progress_us INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_start ON runs(start_us, run_id);
 CREATE INDEX IF NOT EXISTS runs_open ON runs(expiry_us, start_us) WHERE end_us IS NULL;
@@ -62,7 +66,9 @@ CREATE TABLE IF NOT EXISTS requests (
     last_id INTEGER NOT NULL,
     last_kind TEXT NOT NULL,
     last_run TEXT,
-    last_at TEXT NOT NULL
+    last_at TEXT NOT NULL,
+    reason TEXT,
+    outputs TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS samples (
     metric INTEGER NOT NULL,
@@ -79,6 +85,16 @@ CREATE TABLE IF NOT EXISTS peak_buckets (
     PRIMARY KEY (level, b)
 ) WITHOUT ROWID;
 ";
+
+/// The columns version 3 added: table, column, type.
+const ADDED_COLUMNS: [(&str, &str, &str); 6] = [
+    ("requests", "reason", "TEXT"),
+    ("requests", "outputs", "TEXT"),
+    ("runs", "stage", "TEXT"),
+    ("runs", "percent", "REAL"),
+    ("runs", "progress_fps", "REAL"),
+    ("runs", "progress_us", "INTEGER"),
+];
 
 /// Every table but `events`, emptied by a reset.
 pub(crate) const AGGREGATE_TABLES: [&str; 6] = ["state", "runs", "requests", "samples", "peak_points", "peak_buckets"];
@@ -113,6 +129,18 @@ pub(crate) fn prepare(conn: &mut Connection) -> Result<usize, StoreError> {
             }
         }
         tx.execute_batch(TABLES)?;
+        // Version 2 lacks these: its requests answer without reason and outputs until their next
+        // outcome, its runs without progress until their next report.
+        for (table, column, ty) in ADDED_COLUMNS {
+            let present: bool = tx.query_row(
+                "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+                [table, column],
+                |r| r.get(0),
+            )?;
+            if !present {
+                tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))?;
+            }
+        }
         tx.pragma_update(None, "user_version", VERSION)?;
     }
     let mut totals = load_totals(&tx)?;

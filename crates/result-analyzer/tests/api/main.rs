@@ -9,11 +9,20 @@
 //! - `durability`: the real binary killed with SIGKILL under load, and stopped with SIGTERM while a
 //!   request is in flight.
 //! - `dashboard`: `GET /` rendered in headless Chromium, and the screenshot in `docs/`.
+//! - `aggregates`: the figures against a full recomputation (`oracle`) after random streams, a
+//!   restart, a `kill -9`, and for a database of an analyzer from before the aggregates.
+//! - `lifecycle`: progress reports, lost runs, `GET /requests/{request_id}`.
+//! - `oracle`: every figure recomputed from the events, the slow way.
+//! - `retention`: `RETENTION_DAYS`, the figures and `/get/count`'s numbers kept.
 
+mod aggregates;
 mod dashboard;
 mod durability;
 mod events;
 mod figures;
 mod helpers;
 mod legacy;
+mod lifecycle;
 mod limits;
+mod oracle;
+mod retention;
