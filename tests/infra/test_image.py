@@ -381,6 +381,10 @@ def test_other_programs_need_nothing_the_base_image_lacks(runtime_closure, progr
 
 # --- build context ---------------------------------------------------------------------------
 
+# The sources are about 3 MB; anything near this limit is something the build does not need.
+CONTEXT_LIMIT_BYTES = 20_000_000
+
+
 def dockerignore_excludes(patterns: list[str], path: str) -> bool:
     """Docker's rule: the last matching pattern wins; a pattern matching a parent excludes it."""
     def to_regex(pattern: str) -> re.Pattern:
@@ -414,9 +418,32 @@ def test_dockerignore_keeps_the_context_small_but_complete():
     patterns = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()
                 if line.strip() and not line.lstrip().startswith("#")]
     for path in ("target/debug/encoder", ".git/HEAD", "tests/infra/test_image.py",
-                 "sample/clip.mp4", "k8s/base/kustomization.yaml"):
+                 "sample/clip.mp4", "k8s/base/kustomization.yaml", "tests/players/node_modules/x/index.js",
+                 "crates/x/node_modules/y.js"):
         assert dockerignore_excludes(patterns, path), f"{path} would be sent to the build"
     # The workspace: cargo needs every member's manifest and sources (tests/ is a member).
     for path in ("Cargo.toml", "Cargo.lock", "crates/encoder/Cargo.toml", "crates/encoder/src/main.rs",
                  "tests/Cargo.toml", "tests/pipeline/main.rs", "tests/support/lib.rs"):
         assert not dockerignore_excludes(patterns, path), f"{path} is excluded, the build needs it"
+
+
+def test_the_build_context_of_this_work_tree_is_small():
+    """What `docker build .` would send from this very work tree, whatever lies around in it (a
+    target/ of its own, node_modules, media): the sources, well under the limit."""
+    patterns = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+    total, biggest = 0, []
+    for directory, subdirs, files in os.walk(REPO):
+        relative = os.path.relpath(directory, REPO)
+        prefix = "" if relative == "." else relative + "/"
+        subdirs[:] = [d for d in subdirs if not dockerignore_excludes(patterns, prefix + d)]
+        for name in files:
+            path = prefix + name
+            if not dockerignore_excludes(patterns, path) and os.path.isfile(REPO / path):
+                size = (REPO / path).stat().st_size
+                total += size
+                biggest.append((size, path))
+    biggest = sorted(biggest, reverse=True)[:5]
+    assert total < CONTEXT_LIMIT_BYTES, (
+        f"the build context is {total / 1e6:.1f} MB (limit {CONTEXT_LIMIT_BYTES / 1e6:.0f} MB); "
+        f"largest: {biggest}: add what the build does not need to {DOCKERIGNORE}")
