@@ -9,13 +9,17 @@
 //! - [`stack`]: one test's whole world: an emulator's queue, dead-letter queue and buckets, a
 //!   result analyzer, scratch space, and the environment the programs need.
 //! - [`proxy`]: a TCP proxy that cuts a program off from the emulator for a while.
+//! - [`players`]: an output folder served over HTTP on loopback and played in headless Chromium
+//!   with hls.js and dash.js (`tests/players`), with a report of what the player did; `ffprobe`
+//!   of a manifest over HTTP.
 //!
-//! A missing part (an emulator, ffprobe, a built program) fails the test with a message naming it;
-//! nothing is silently skipped. The crate depends on no crate of the workspace, so testing
+//! A missing part (an emulator, ffprobe, a built program, node, Chromium) fails the test with a
+//! message naming it; nothing is silently skipped. The crate depends on no crate of the workspace, so testing
 //! `encoding-common` or `producer` does not compile FFmpeg's bindings.
 
 pub mod emulator;
 pub mod files;
+pub mod players;
 pub mod process;
 pub mod proxy;
 pub mod stack;

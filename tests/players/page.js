@@ -1,0 +1,191 @@
+// The browser side of the harness (play.mjs serves it with the vendored hls.js or dash.js): plays
+// one stream in a muted <video> and keeps what happened in `window.harness`, which play.mjs reads
+// and drives (forcing a level, the playback rate, seeking). Nothing here loads from elsewhere.
+/* global Hls, dashjs */
+'use strict';
+
+(() => {
+  const video = document.getElementById('video');
+
+  // What the report is made of; play.mjs reads a snapshot of it through `harness.state()`.
+  const state = {
+    player: null,
+    version: null,
+    // `playing` fired and the clock moved: a frame was shown.
+    started: false,
+    levels: [],
+    audio_tracks: [],
+    subtitle_tracks: [],
+    // The level whose frames are on screen now (hls: the playing fragment's level; dash: the
+    // representation of the last rendered quality change), or null before any.
+    playing_level: null,
+    ended: false,
+    errors: [],
+    segments_loaded: 0,
+    // Every distinct frame size the <video> element showed, in order.
+    sizes_seen: [],
+  };
+
+  let hls = null;
+  let dash = null;
+
+  const error = (e) => {
+    state.errors.push(e);
+  };
+
+  const sizeSeen = () => {
+    const w = video.videoWidth;
+    const h = video.videoHeight;
+    const last = state.sizes_seen[state.sizes_seen.length - 1];
+    if (w && h && (!last || last[0] !== w || last[1] !== h)) state.sizes_seen.push([w, h]);
+  };
+
+  video.addEventListener('playing', () => {
+    const t0 = video.currentTime;
+    const check = () => {
+      if (video.currentTime > t0 || video.currentTime > 0) state.started = true;
+      else if (!state.started) requestAnimationFrame(check);
+    };
+    check();
+  });
+  video.addEventListener('timeupdate', () => {
+    if (video.currentTime > 0 && !video.paused) state.started = true;
+  });
+  video.addEventListener('resize', sizeSeen);
+  video.addEventListener('loadedmetadata', sizeSeen);
+  video.addEventListener('ended', () => {
+    state.ended = true;
+  });
+  video.addEventListener('error', () => {
+    const e = video.error;
+    error({ fatal: true, type: 'media', details: `MediaError ${e && e.code}: ${(e && e.message) || ''}` });
+  });
+
+  function loadHls(url) {
+    if (!Hls.isSupported()) {
+      error({ fatal: true, type: 'harness', details: 'hls.js says this browser has no MSE support' });
+      return;
+    }
+    hls = new Hls({ debug: false, enableWorker: true });
+    state.version = Hls.version;
+    hls.on(Hls.Events.MANIFEST_PARSED, (_e, data) => {
+      state.levels = data.levels.map((l, index) => ({
+        index,
+        width: l.width || 0,
+        height: l.height || 0,
+        bitrate: l.bitrate || 0,
+        codecs: l.attrs.CODECS || [l.videoCodec, l.audioCodec].filter(Boolean).join(','),
+      }));
+    });
+    hls.on(Hls.Events.AUDIO_TRACKS_UPDATED, (_e, data) => {
+      state.audio_tracks = data.audioTracks.map((t, index) => ({
+        index,
+        lang: t.lang || '',
+        label: t.name || '',
+        codecs: t.audioCodec || '',
+        default: !!t.default,
+      }));
+    });
+    hls.on(Hls.Events.SUBTITLE_TRACKS_UPDATED, (_e, data) => {
+      state.subtitle_tracks = data.subtitleTracks.map((t) => ({ lang: t.lang || '', label: t.name || '' }));
+    });
+    hls.on(Hls.Events.FRAG_LOADED, (_e, data) => {
+      if (data.frag.sn !== 'initSegment') state.segments_loaded += 1;
+    });
+    hls.on(Hls.Events.FRAG_CHANGED, (_e, data) => {
+      state.playing_level = data.frag.level;
+    });
+    hls.on(Hls.Events.ERROR, (_e, data) => {
+      error({
+        fatal: !!data.fatal,
+        type: data.type || '',
+        details: data.details || '',
+        url: (data.frag && data.frag.url) || data.url || (data.context && data.context.url) || null,
+        status: (data.response && data.response.code) || null,
+      });
+    });
+    hls.attachMedia(video);
+    hls.loadSource(url);
+  }
+
+  function loadDash(url, forceLevels) {
+    dash = dashjs.MediaPlayer().create();
+    // A forced level must stay: the ABR rules must not switch away from it.
+    if (forceLevels) dash.updateSettings({ streaming: { abr: { autoSwitchBitrate: { video: false } } } });
+    state.version = dash.getVersion();
+    const ev = dashjs.MediaPlayer.events;
+    dash.on(ev.STREAM_INITIALIZED, () => {
+      state.levels = dash.getRepresentationsByType('video').map((r, index) => ({
+        index,
+        width: r.width || 0,
+        height: r.height || 0,
+        bitrate: r.bandwidth || 0,
+        codecs: r.codecs || '',
+        id: r.id,
+      }));
+      state.audio_tracks = dash.getTracksFor('audio').map((t, index) => ({
+        index,
+        lang: t.lang || '',
+        label: (t.labels && t.labels[0] && t.labels[0].text) || '',
+        codecs: t.codec || '',
+        default: false,
+      }));
+      state.subtitle_tracks = dash.getTracksFor('text').map((t) => ({
+        lang: t.lang || '',
+        label: (t.labels && t.labels[0] && t.labels[0].text) || '',
+      }));
+    });
+    dash.on(ev.FRAGMENT_LOADING_COMPLETED, (e) => {
+      if (e.request && e.request.type === 'MediaSegment') state.segments_loaded += 1;
+    });
+    dash.on(ev.QUALITY_CHANGE_RENDERED, (e) => {
+      if (e.mediaType !== 'video' || !e.newRepresentation) return;
+      const i = state.levels.findIndex((l) => l.id === e.newRepresentation.id);
+      state.playing_level = i >= 0 ? i : null;
+    });
+    // dash.js retries on its own and raises `error` only when it gives up: every one is fatal.
+    dash.on(ev.ERROR, (e) => {
+      const err = e.error || {};
+      error({ fatal: true, type: 'dash', details: `${err.code || ''} ${err.message || ''}`.trim(), url: null, status: null });
+    });
+    dash.on(ev.PLAYBACK_ERROR, (e) => {
+      error({ fatal: true, type: 'playback', details: String((e.error && e.error.message) || e.error || ''), url: null, status: null });
+    });
+    dash.initialize(video, url, true);
+  }
+
+  window.harness = {
+    load(player, url, forceLevels) {
+      state.player = player;
+      if (player === 'hls') loadHls(url);
+      else loadDash(url, forceLevels);
+      const p = video.play();
+      if (p) p.catch(() => {});
+    },
+    // Shows level `i` as soon as possible (the buffer ahead is dropped).
+    forceLevel(i) {
+      if (hls) hls.currentLevel = i;
+      else dash.setRepresentationForTypeByIndex('video', i, true);
+    },
+    setRate(r) {
+      video.playbackRate = r;
+    },
+    seek(t) {
+      video.currentTime = t;
+    },
+    state() {
+      sizeSeen();
+      const { levels, ...rest } = state;
+      return {
+        ...rest,
+        levels: levels.map(({ id: _id, ...l }) => l),
+        duration: Number.isFinite(video.duration) ? video.duration : null,
+        current_time: video.currentTime,
+        paused: video.paused,
+        video_width: video.videoWidth,
+        video_height: video.videoHeight,
+        ended: state.ended || video.ended,
+      };
+    },
+  };
+})();
