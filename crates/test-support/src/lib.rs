@@ -14,8 +14,8 @@
 //!   of a manifest over HTTP.
 //!
 //! A missing part (an emulator, ffprobe, a built program, node, Chromium) fails the test with a
-//! message naming it; nothing is silently skipped. The crate depends on no crate of the workspace, so testing
-//! `encoding-common` or `producer` does not compile FFmpeg's bindings.
+//! message naming it; nothing is silently skipped. The crate depends on no crate of the workspace,
+//! so testing `encoding-common` or `producer` does not compile FFmpeg's bindings.
 
 pub mod emulator;
 pub mod files;
