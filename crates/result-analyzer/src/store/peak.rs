@@ -237,6 +237,63 @@ mod tests {
         assert_eq!(a.then(Fold::default()), a);
     }
 
+    /// The peak by brute force: every edge sorted, ends before starts at the same instant.
+    fn swept(intervals: &[(i64, i64)]) -> u64 {
+        let mut edges: Vec<(i64, i64)> = intervals
+            .iter()
+            .filter(|(s, e)| e > s)
+            .flat_map(|&(s, e)| [(s, 1), (e, -1)])
+            .collect();
+        edges.sort_unstable();
+        let (mut at_once, mut peak) = (0i64, 0i64);
+        for (_, d) in edges {
+            at_once += d;
+            peak = peak.max(at_once);
+        }
+        peak as u64
+    }
+
+    #[test]
+    fn the_peak_read_at_any_instant_is_the_sweep_of_every_interval_at_every_scale() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::prepare(&mut conn).unwrap();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let base = 1_780_000_000_000_000i64;
+        let mut live: Vec<(i64, i64)> = Vec::new();
+        for batch in 0..40 {
+            let mut changes = PeakChanges::default();
+            for _ in 0..25 {
+                // From microseconds to days long, anywhere in a year; some removed again.
+                let scale = 1i64 << [3, 10, 17, 23, 29, 35, 41][next(7) as usize];
+                let start = base + next(1 << 45) as i64;
+                let i = (start, start + next(scale as u64) as i64);
+                changes.interval(i, 1);
+                live.push(i);
+                if next(4) == 0 {
+                    let gone = live.swap_remove(next(live.len() as u64) as usize);
+                    changes.interval(gone, -1);
+                }
+            }
+            changes.apply(&conn).unwrap();
+            let want = swept(&live);
+            // Without runs in progress, the peak is the same read at any instant: at the edges,
+            // next to them, and anywhere.
+            let mut nows: Vec<i64> = (0..20).map(|_| base + next(1 << 46) as i64).collect();
+            for &(s, e) in live.iter().rev().take(10) {
+                nows.extend([s - 1, s, s + 1, e - 1, e, e + 1]);
+            }
+            for now in nows {
+                assert_eq!(peak(&conn, now).unwrap(), (want, 0), "batch {batch}, now {now}");
+            }
+        }
+    }
+
     #[test]
     fn buckets_nest_and_hold_negative_times() {
         for level in 1..TOP {
