@@ -13,7 +13,7 @@ use crate::{EncodeRequest, Quality};
 
 /// Identifies the encoding settings in the renditions' metadata, for the duplicate check: bump it
 /// when the ladder changes so that old renditions are made again.
-pub const SETTINGS_VERSION: &str = "h264-high-aac-v1";
+pub const SETTINGS_VERSION: &str = "h264-high-aac-v2";
 
 /// User-metadata key: the source object's bucket.
 pub const META_SOURCE_BUCKET: &str = "source-bucket";

@@ -91,10 +91,12 @@ impl VideoSettings {
         }
     }
 
-    /// The `x264-params` string: GOP and VBV, scene-cut keyframes off so renditions align.
+    /// The `x264-params` string: GOP and VBV, scene-cut keyframes off so renditions align, and
+    /// closed GOPs (every keyframe an IDR, libavcodec asks x264 for open ones unless told), so
+    /// that a segment or a chunk starting at a keyframe needs nothing before it.
     pub fn x264_params(&self) -> String {
         format!(
-            "keyint={k}:min-keyint={k}:scenecut=0:vbv-maxrate={m}:vbv-bufsize={b}",
+            "keyint={k}:min-keyint={k}:scenecut=0:open-gop=0:vbv-maxrate={m}:vbv-bufsize={b}",
             k = self.keyint,
             m = self.maxrate_kbps,
             b = self.bufsize_kbits
@@ -148,7 +150,7 @@ mod tests {
         let s = VideoSettings::new(720, 25.0, DEFAULT_PRESET, DEFAULT_CRF);
         assert_eq!(
             s.x264_params(),
-            "keyint=50:min-keyint=50:scenecut=0:vbv-maxrate=4000:vbv-bufsize=8000"
+            "keyint=50:min-keyint=50:scenecut=0:open-gop=0:vbv-maxrate=4000:vbv-bufsize=8000"
         );
     }
 }

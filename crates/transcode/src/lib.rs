@@ -8,6 +8,9 @@
 //! - [`transcode()`] decodes once and encodes one rendition per [`RenditionSpec`], upright, with
 //!   square pixels, 8-bit 4:2:0 limited range, even dimensions, never upscaled, with a progress
 //!   callback and a [`CancelHandle`]. It blocks: run it on a blocking thread.
+//! - [`package::package()`] packages the renditions for streaming without re-encoding: one set of
+//!   CMAF media behind an HLS master playlist and a DASH MPD, with a poster, seek-bar thumbnails
+//!   and the source's text subtitles as WebVTT.
 //! - [`TranscodeError::is_rejection`] tells a bad input (never worth a retry) from a failure.
 //!
 //! # Layout
@@ -17,6 +20,9 @@
 //!   demuxing loop and one thread per rendition), `video` and `audio` (decode once), `mux` (one
 //!   rendition: scale, x264, MP4), `graph` (the filter graphs), `report` (progress, the report and
 //!   the damage policy), `time` (timestamps).
+//! - [`package`]: streaming output, one module per part (its own docs draw the folder): `boxes`
+//!   (the byte layout of a fragmented MP4), `cmaf` (a track remuxed), `manifest` (playlists and
+//!   MPD), `subtitles`, `thumbnails`.
 //! - [`geometry`] (which way up, displayed and rendition sizes) and [`ladder`] (x264 and AAC
 //!   settings per size): pure arithmetic the pipeline applies.
 //! - [`error`]: why a transcode failed, rejections apart.
@@ -41,6 +47,7 @@
 pub mod error;
 pub mod geometry;
 pub mod ladder;
+pub mod package;
 pub mod pipeline;
 pub mod probe;
 

@@ -449,12 +449,13 @@ mod tests {
         assert_eq!(
             out.settings,
             "libx264 preset=veryfast crf=23 profile=high \
-             keyint=50:min-keyint=50:scenecut=0:vbv-maxrate=1000:vbv-bufsize=2000"
+             keyint=50:min-keyint=50:scenecut=0:open-gop=0:vbv-maxrate=1000:vbv-bufsize=2000"
         );
         let options = x264_options(&path);
         for want in [
             "keyint=50",
             "scenecut=0",
+            "open_gop=0",
             "crf=23.0",
             "vbv_maxrate=1000",
             "vbv_bufsize=2000",
