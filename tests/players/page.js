@@ -16,6 +16,9 @@
     levels: [],
     audio_tracks: [],
     subtitle_tracks: [],
+    // The most cues the <video> element's enabled text tracks held at once: the first subtitle
+    // track is turned on when there is one, so its WebVTT is fetched and parsed.
+    subtitle_cues: 0,
     // The level whose frames are on screen now (hls: the playing fragment's level; dash: the
     // representation of the last rendered quality change), or null before any.
     playing_level: null,
@@ -31,6 +34,14 @@
 
   const error = (e) => {
     state.errors.push(e);
+  };
+
+  const countCues = () => {
+    let n = 0;
+    for (const t of video.textTracks) {
+      if (t.mode !== 'disabled' && t.cues) n += t.cues.length;
+    }
+    state.subtitle_cues = Math.max(state.subtitle_cues, n);
   };
 
   const sizeSeen = () => {
@@ -88,12 +99,22 @@
     });
     hls.on(Hls.Events.SUBTITLE_TRACKS_UPDATED, (_e, data) => {
       state.subtitle_tracks = data.subtitleTracks.map((t) => ({ lang: t.lang || '', label: t.name || '' }));
+      setTimeout(subtitlesOn, 0);
     });
     hls.on(Hls.Events.FRAG_LOADED, (_e, data) => {
       if (data.frag.sn !== 'initSegment') state.segments_loaded += 1;
     });
+    // The first subtitle track, on: set while hls.js starts loading, it is reset to none (no
+    // DEFAULT=YES), so it is set again once playback runs.
+    const subtitlesOn = () => {
+      if (hls.subtitleTrack < 0 && hls.subtitleTracks.length) {
+        hls.subtitleDisplay = true;
+        hls.subtitleTrack = 0;
+      }
+    };
     hls.on(Hls.Events.FRAG_CHANGED, (_e, data) => {
       state.playing_level = data.frag.level;
+      subtitlesOn();
     });
     hls.on(Hls.Events.ERROR, (_e, data) => {
       error({
@@ -135,6 +156,10 @@
         label: (t.labels && t.labels[0] && t.labels[0].text) || '',
       }));
     });
+      if (state.subtitle_tracks.length) {
+        dash.enableText(true);
+        dash.setTextTrack(0);
+      }
     dash.on(ev.FRAGMENT_LOADING_COMPLETED, (e) => {
       if (e.request && e.request.type === 'MediaSegment') state.segments_loaded += 1;
     });
@@ -175,6 +200,7 @@
     },
     state() {
       sizeSeen();
+      countCues();
       const { levels, ...rest } = state;
       return {
         ...rest,

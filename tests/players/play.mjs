@@ -266,6 +266,7 @@ async function play() {
     levels: s.levels,
     audio_tracks: s.audio_tracks,
     subtitle_tracks: s.subtitle_tracks,
+    subtitle_cues: s.subtitle_cues,
     forced: opts['force-levels'],
     switches,
     ended: s.ended,

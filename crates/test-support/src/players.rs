@@ -204,8 +204,12 @@ pub struct Report {
     pub levels: Vec<Level>,
     /// The audio tracks the player found.
     pub audio_tracks: Vec<Track>,
-    /// The subtitle tracks the player found.
+    /// The subtitle tracks the player found. The first is turned on, so that its WebVTT loads.
     pub subtitle_tracks: Vec<Track>,
+    /// The most cues the `<video>` element's enabled text tracks held at once (from the first
+    /// subtitle track).
+    #[serde(default)]
+    pub subtitle_cues: u32,
     /// Whether the levels were forced ([`Options::force_levels`]).
     pub forced: bool,
     /// Each forced level, in the order forced.
@@ -355,6 +359,12 @@ impl Report {
                 }
             }
         }
+        if !self.subtitle_tracks.is_empty() && self.subtitle_cues == 0 {
+            p.push(format!(
+                "the subtitle track {:?} was turned on but no cue was loaded",
+                self.subtitle_tracks[0].lang
+            ));
+        }
         if !self.ended {
             p.push(format!(
                 "it did not reach the end (at {:.2} s of {})",
@@ -457,6 +467,9 @@ impl Report {
         }
         for t in &self.subtitle_tracks {
             s += &format!("  subtitles: {:?} {:?}\n", t.lang, t.label);
+        }
+        if !self.subtitle_tracks.is_empty() {
+            s += &format!("  subtitle cues loaded: {}\n", self.subtitle_cues);
         }
         for w in &self.switches {
             s += &format!(
@@ -1082,6 +1095,97 @@ pub fn ffprobe_served(dir: &Path, entry: Entry) -> Result<serde_json::Value, Pla
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A report of a good play of a 2-level ladder, as play.mjs prints it.
+    fn good() -> Report {
+        serde_json::from_value(serde_json::json!({
+            "player": "hls", "version": "1.7.4", "url": "http://127.0.0.1:1/master.m3u8", "started": true,
+            "levels": [
+                {"index": 0, "width": 640, "height": 360, "bitrate": 1_000_000, "codecs": "avc1.64001e,mp4a.40.2"},
+                {"index": 1, "width": 1280, "height": 720, "bitrate": 4_000_000, "codecs": "avc1.64001f,mp4a.40.2"}
+            ],
+            "audio_tracks": [{"index": 0, "lang": "en", "label": "English", "codecs": "mp4a.40.2", "default": true}],
+            "subtitle_tracks": [], "subtitle_cues": 0, "forced": true,
+            "switches": [
+                {"to_level": 0, "width": 640, "height": 360, "reached": true, "seconds": 1.5},
+                {"to_level": 1, "width": 1280, "height": 720, "reached": true, "seconds": 1.2}
+            ],
+            "ended": true, "duration": 8.0, "current_time": 8.0,
+            "errors": [{"fatal": false, "type": "networkError", "details": "aborted", "url": null, "status": null}],
+            "http_errors": [], "blocked_requests": [], "segments_loaded": 9, "video_width": 1280,
+            "video_height": 720, "sizes_seen": [[640, 360], [1280, 720]], "stalled": false, "timed_out": false,
+            "rate": 16, "mse": {"h264": true, "aac": true}, "elapsed_seconds": 9.5
+        }))
+        .expect("play.mjs's report parses")
+    }
+
+    #[test]
+    fn a_good_play_has_no_problem_and_a_non_fatal_error_is_none() {
+        let r = good();
+        assert_eq!(r.problems(), Vec::<String>::new());
+        assert!(r.check().is_ok());
+        assert_eq!(r.level_sizes(), [(640, 360), (1280, 720)]);
+    }
+
+    #[test]
+    fn every_way_a_play_goes_wrong_is_a_problem_of_its_own() {
+        type Spoil = fn(&mut Report);
+        let cases: [(&str, Spoil); 10] = [
+            ("never started", |r| r.started = false),
+            ("no video level", |r| r.levels.clear()),
+            ("level 1 (1280x720) was forced but not shown", |r| {
+                r.switches[1].reached = false
+            }),
+            ("level 1 (1280x720) was never forced", |r| {
+                r.switches.pop();
+            }),
+            ("did not reach the end (at 3.00 s of 8.00 s)", |r| {
+                r.ended = false;
+                r.current_time = 3.0;
+            }),
+            ("ended at 6.00 s, before the duration", |r| r.current_time = 6.0),
+            ("fatal networkError error fragLoadError (http://x/a.m4s)", |r| {
+                r.errors.push(PlayerEvent {
+                    fatal: true,
+                    kind: "networkError".into(),
+                    details: "fragLoadError".into(),
+                    url: Some("http://x/a.m4s".into()),
+                    status: Some(404),
+                })
+            }),
+            ("the server answered 404 to GET /v/a.m4s", |r| {
+                r.served.push(Served {
+                    method: "GET".into(),
+                    path: "/v/a.m4s".into(),
+                    range: None,
+                    status: 404,
+                    bytes: 0,
+                })
+            }),
+            ("not on loopback", |r| {
+                r.blocked_requests.push("https://cdn.example/hls.js".into())
+            }),
+            ("no cue was loaded", |r| {
+                r.subtitle_tracks.push(Track {
+                    lang: "en".into(),
+                    label: String::new(),
+                })
+            }),
+        ];
+        for (want, spoil) in cases {
+            let mut r = good();
+            spoil(&mut r);
+            let p = r.problems();
+            assert!(p.len() == 1 && p[0].contains(want), "{want}: {p:?}");
+            assert!(r.check().unwrap_err().contains(want));
+        }
+    }
+
+    #[test]
+    fn a_missing_node_package_names_the_install_script() {
+        let e = PlayerError::Packages("dashjs is not installed".into());
+        assert!(e.to_string().contains("scripts/install-players.sh"), "{e}");
+    }
 
     #[test]
     fn ranges_are_read_as_rfc_9110_says() {

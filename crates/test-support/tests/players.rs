@@ -156,6 +156,41 @@ fn make_dash(dir: &Path, media: Media) {
     }
 }
 
+/// A WebVTT cue file for the whole clip.
+const VTT: &str = "WEBVTT\n\n00:00:00.500 --> 00:00:03.000\nHello\n\n00:00:04.000 --> 00:00:07.000\nWorld\n";
+
+/// Adds an English WebVTT subtitle rendition to an HLS ladder (ffmpeg 5.1 cannot write one next
+/// to fMP4 segments): `subs_en.m3u8` with one segment, `subs_en.vtt`.
+fn add_hls_subtitles(dir: &Path) {
+    std::fs::write(dir.join("subs_en.vtt"), VTT).unwrap();
+    let playlist = format!(
+        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{SECONDS}\n#EXT-X-PLAYLIST-TYPE:VOD\n\
+         #EXTINF:{SECONDS}.0,\nsubs_en.vtt\n#EXT-X-ENDLIST\n"
+    );
+    std::fs::write(dir.join("subs_en.m3u8"), playlist).unwrap();
+    let master = std::fs::read_to_string(dir.join("master.m3u8")).unwrap();
+    let master = master
+        .replacen(
+            "#EXT-X-STREAM-INF",
+            "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",NAME=\"English\",LANGUAGE=\"en\",\
+             DEFAULT=NO,AUTOSELECT=YES,URI=\"subs_en.m3u8\"\n#EXT-X-STREAM-INF",
+            1,
+        )
+        .replace("AUDIO=\"group_aud\"", "AUDIO=\"group_aud\",SUBTITLES=\"subs\"");
+    std::fs::write(dir.join("master.m3u8"), master).unwrap();
+}
+
+/// Adds an English WebVTT subtitle adaptation set (one side file) to a DASH ladder.
+fn add_dash_subtitles(dir: &Path) {
+    std::fs::write(dir.join("subs_en.vtt"), VTT).unwrap();
+    let mpd = std::fs::read_to_string(dir.join("manifest.mpd")).unwrap();
+    let set = "<AdaptationSet id=\"2\" contentType=\"text\" mimeType=\"text/vtt\" lang=\"en\">\
+               <Label>English</Label><Role schemeIdUri=\"urn:mpeg:dash:role:2011\" value=\"subtitle\"/>\
+               <Representation id=\"subs_en\" bandwidth=\"256\"><BaseURL>subs_en.vtt</BaseURL></Representation>\
+               </AdaptationSet>\n</Period>";
+    std::fs::write(dir.join("manifest.mpd"), mpd.replace("</Period>", set)).unwrap();
+}
+
 fn run(dir: &Path, entry: Entry) -> Report {
     run_with(dir, entry, &Options::default())
 }
@@ -221,9 +256,21 @@ fn assert_fails_on_missing(r: &Report, missing: &str) {
 fn an_hls_ladder_in_segment_files_plays_every_level_to_the_end() {
     let dir = TempDir::new("players-hls");
     make_hls(&dir, Media::Segments);
+    add_hls_subtitles(&dir);
     let r = run(&dir, Entry::Hls);
     assert_ladder_played(&r);
     assert_eq!(r.player, "hls");
+    assert_eq!(r.subtitle_tracks.len(), 1, "{}", r.summary());
+    assert_eq!(
+        (r.subtitle_tracks[0].lang.as_str(), r.subtitle_tracks[0].label.as_str()),
+        ("en", "English")
+    );
+    assert_eq!(r.subtitle_cues, 2, "{}", r.summary());
+    assert!(
+        r.served.iter().any(|s| s.path == "/subs_en.vtt" && s.status == 200),
+        "{:?}",
+        r.served
+    );
     assert!(
         r.served.iter().all(|s| s.range.is_none() || s.status == 206),
         "{:?}",
@@ -248,9 +295,21 @@ fn an_hls_ladder_in_byte_ranges_plays_every_level_to_the_end() {
 fn a_dash_ladder_in_segment_files_plays_every_representation_to_the_end() {
     let dir = TempDir::new("players-dash");
     make_dash(&dir, Media::Segments);
+    add_dash_subtitles(&dir);
     let r = run(&dir, Entry::Dash);
     assert_ladder_played(&r);
     assert_eq!(r.player, "dash");
+    assert_eq!(r.subtitle_tracks.len(), 1, "{}", r.summary());
+    assert_eq!(
+        (r.subtitle_tracks[0].lang.as_str(), r.subtitle_tracks[0].label.as_str()),
+        ("en", "English")
+    );
+    assert_eq!(r.subtitle_cues, 2, "{}", r.summary());
+    assert!(
+        r.served.iter().any(|s| s.path == "/subs_en.vtt" && s.status == 200),
+        "{:?}",
+        r.served
+    );
 }
 
 #[test]
