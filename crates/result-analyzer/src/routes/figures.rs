@@ -33,6 +33,7 @@ pub(super) struct RunsParams {
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
     cursor: Option<String>,
+    state: Option<String>,
 }
 
 /// Default `limit` of `GET /runs`.
@@ -40,9 +41,10 @@ const DEFAULT_RUNS: u32 = 500;
 /// Largest `limit` of `GET /runs`.
 const MAX_RUNS: u32 = 10_000;
 
-/// `GET /runs?limit=&order=newest|oldest&since=&until=&cursor=`: encoder runs by start, newest
-/// first unless `order=oldest`, started in `[since, until)` when given; `total` counts the runs in
-/// that window, `next_cursor` continues the listing (null at the end).
+/// `GET /runs?limit=&order=newest|oldest&since=&until=&cursor=&state=running`: encoder runs by
+/// start, newest first unless `order=oldest`, started in `[since, until)` when given, only those
+/// running now with `state=running`; `total` counts the runs so chosen, `next_cursor` continues the
+/// listing (null at the end).
 pub(super) async fn get_runs(State(s): State<AppState>, params: Result<Query<RunsParams>, QueryRejection>) -> Response {
     let Query(p) = match params {
         Ok(p) => p,
@@ -70,6 +72,16 @@ pub(super) async fn get_runs(State(s): State<AppState>, params: Result<Query<Run
     {
         return error(StatusCode::BAD_REQUEST, "since must not be later than until");
     }
+    let running_only = match p.state.as_deref() {
+        None => false,
+        Some("running") => true,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("state must be running (or left out for every run), got {other:?}"),
+            );
+        }
+    };
     let cursor = match p.cursor.as_deref().map(Cursor::parse).transpose() {
         Ok(c) => c,
         Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
@@ -80,6 +92,7 @@ pub(super) async fn get_runs(State(s): State<AppState>, params: Result<Query<Run
         since: p.since,
         until: p.until,
         cursor,
+        running_only,
     };
     match s.store.runs(query, Utc::now()).await {
         Ok(page) => Json(page).into_response(),

@@ -32,6 +32,8 @@ pub struct RunsQuery {
     pub until: Option<DateTime<Utc>>,
     /// Where to continue: a page's `next_cursor`.
     pub cursor: Option<Cursor>,
+    /// Only the runs running now (no outcome, lease not run out).
+    pub running_only: bool,
 }
 
 /// A place in the runs' order: a start and a run id.
@@ -170,8 +172,16 @@ pub(crate) fn runs(conn: &Connection, q: &RunsQuery, now: i64) -> Result<RunsPag
     let since = q.since.map_or(i64::MIN, |t| t.timestamp_micros());
     let until = q.until.map_or(i64::MAX, |t| t.timestamp_micros());
     let (order, after) = if q.newest_first { ("DESC", "<") } else { ("", ">") };
+    // The runs running now are found through the index of the runs without an outcome (a few at
+    // a time: at most the encoders at work), and sorted.
+    let (from, running) = if q.running_only {
+        ("runs INDEXED BY runs_open", "end_us IS NULL AND expiry_us >= ?6 AND")
+    } else {
+        ("runs", "?6 = ?6 AND")
+    };
     let sql = format!(
-        "SELECT {RUN_COLUMNS} FROM runs WHERE start_us >= ?1 AND start_us < ?2 AND (start_us, run_id) {after} (?3, ?4)
+        "SELECT {RUN_COLUMNS} FROM {from} WHERE {running} start_us >= ?1 AND start_us < ?2
+             AND (start_us, run_id) {after} (?3, ?4)
          ORDER BY start_us {order}, run_id {order} LIMIT ?5"
     );
     // Without a cursor, one before the first run: run ids are never empty, and no run starts at
@@ -182,7 +192,7 @@ pub(crate) fn runs(conn: &Connection, q: &RunsQuery, now: i64) -> Result<RunsPag
         None => (i64::MIN, ""),
     };
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![since, until, c_start, c_run, q.limit], |r| {
+    let rows = stmt.query_map(params![since, until, c_start, c_run, q.limit, now], |r| {
         Ok((r.get::<_, i64>(1)?, run_of(r, now)?))
     })?;
     let mut out = Vec::new();
@@ -195,7 +205,13 @@ pub(crate) fn runs(conn: &Connection, q: &RunsQuery, now: i64) -> Result<RunsPag
         });
         out.push(run);
     }
-    let total = if q.since.is_none() && q.until.is_none() {
+    let total = if q.running_only {
+        conn.prepare_cached(
+            "SELECT count(*) FROM runs INDEXED BY runs_open
+             WHERE end_us IS NULL AND expiry_us >= ?3 AND start_us >= ?1 AND start_us < ?2",
+        )?
+        .query_row(params![since, until, now], |r| r.get(0))?
+    } else if q.since.is_none() && q.until.is_none() {
         load_totals(conn)?.runs
     } else {
         conn.prepare_cached("SELECT count(*) FROM runs WHERE start_us >= ?1 AND start_us < ?2")?

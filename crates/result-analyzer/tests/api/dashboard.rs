@@ -87,6 +87,7 @@ async fn chromium_renders_the_counts_and_one_bar_per_run_coloured_by_outcome() {
         ("rejected", "0"),
         ("duplicate", "0"),
         ("empty", "1"),
+        ("lost", "0"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -118,10 +119,69 @@ async fn chromium_renders_the_counts_and_one_bar_per_run_coloured_by_outcome() {
             .iter()
             .filter(|a| a.contains_key("data-legend"))
             .count(),
-        7,
+        8,
         "the legend"
     );
     assert!(dom.contains("Refreshes every 3 s"), "no error banner");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_shows_a_progress_bar_per_running_run_and_lost_runs_as_lost() {
+    chromium();
+    let app = spawn_app("dom-live").await;
+    // r1 reports progress, r2 has not yet; r3 went silent longer than its lease; r4 is done.
+    for run in ["r1", "r2", "r4"] {
+        app.event(json!({"kind": "started", "run_id": run, "video_id": format!("video-{run}"), "lease_seconds": 600}))
+            .await;
+    }
+    let resp = app
+        .post_json(
+            "/events",
+            &json!({"kind": "progress", "run_id": "r1", "stage": "encoding", "percent": 42.5, "fps": 61.0}),
+        )
+        .await;
+    assert_eq!(resp.status(), 202);
+    let mut lost = Event::new(EventKind::Started);
+    (lost.run_id, lost.video_id, lost.lease_seconds) = (Some("r3".into()), Some("video-r3".into()), Some(30));
+    app.store
+        .record_at(lost, Utc::now() - Duration::seconds(40))
+        .await
+        .unwrap();
+    app.event(json!({"kind": "processed", "run_id": "r4"})).await;
+
+    let dom = run_chromium(
+        TestDir::new("dom-live-chromium").path(),
+        &format!("{}/", app.url),
+        &["--dump-dom".into()],
+    )
+    .await;
+    let live: BTreeMap<String, (String, String)> = tags_with(&dom, "<li data-progress-run=")
+        .into_iter()
+        .map(|a| {
+            (
+                a["data-progress-run"].clone(),
+                (a["data-stage"].clone(), a["data-percent"].clone()),
+            )
+        })
+        .collect();
+    let want: BTreeMap<String, (String, String)> = [("r1", ("encoding", "42.5")), ("r2", ("", ""))]
+        .into_iter()
+        .map(|(r, (s, p))| (r.to_owned(), (s.to_owned(), p.to_owned())))
+        .collect();
+    assert_eq!(live, want, "one progress bar per running run");
+    assert!(dom.contains("encoding 43% · 61 fps"), "{dom}");
+    assert!(
+        dom.contains(r#"aria-valuenow="42.5""#),
+        "the bar is a progressbar at 42.5%"
+    );
+    assert!(dom.contains("width: 42.5%"), "the bar is filled to 42.5%");
+    let bars: BTreeMap<String, String> = tags_with(&dom, "<div class=\"bar\"")
+        .into_iter()
+        .map(|b| (b["data-run-id"].clone(), b["data-outcome"].clone()))
+        .collect();
+    assert_eq!(bars["r3"], "lost");
+    assert_eq!(bars["r1"], "running");
+    assert_eq!(dump_counts(&dom)["lost"], "1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,6 +195,7 @@ async fn chromium_shows_the_empty_state_before_any_run() {
     )
     .await;
     assert!(dom.contains("No encoder run recorded yet."), "{dom}");
+    assert!(dom.contains("No run in progress."), "{dom}");
     assert!(dump_counts(&dom).values().all(|n| n == "0"));
     assert!(tags_with(&dom, "<div class=\"bar\"").is_empty());
 }
@@ -145,12 +206,13 @@ type FixtureRun = (&'static str, &'static [&'static str], f64, f64, EventKind, &
 
 /// A realistic first two minutes of a batch: KEDA fans twelve requests out to encoder Jobs (eight at
 /// the first poll, four as the first ones finish), one is killed by a node drain and its message
-/// retried, one fails and is retried, one is rejected, one was a duplicate; then two Jobs find
-/// the queue empty.
+/// retried, one fails and is retried, one is rejected, one was a duplicate, one goes silent (its
+/// pod evicted: lost once its 30 s lease runs out after its last progress report); then two Jobs
+/// find the queue empty.
 async fn seed_fan_out(app: &TestApp) -> usize {
     let t0: DateTime<Utc> = "2026-01-17T05:50:00Z".parse().unwrap();
     let at = |s: f64| t0 + Duration::milliseconds((s * 1000.0) as i64);
-    let runs: [FixtureRun; 14] = [
+    let runs: [FixtureRun; 15] = [
         (
             "big-buck-bunny",
             &["480p", "720p", "1080p"],
@@ -191,6 +253,8 @@ async fn seed_fan_out(app: &TestApp) -> usize {
         ),
         ("spring", &["720p"], 34.5, 36.2, EventKind::Duplicate, "v8l1q"),
         ("tears-of-steel", &["720p"], 64.2, 104.7, EventKind::Processed, "c5y9e"),
+        // `Progress`: no outcome; lost at the end time.
+        ("sprite-fright", &["1080p"], 36.0, 89.5, EventKind::Progress, "f2k8w"),
         ("", &[], 94.0, 114.0, EventKind::Empty, "j7s3a"),
         ("", &[], 95.1, 115.1, EventKind::Empty, "n4u8r"),
     ];
@@ -204,7 +268,14 @@ async fn seed_fan_out(app: &TestApp) -> usize {
             e.request_id = Some(format!("req-{video}"));
             e.message_id = Some(format!("msg-{i:02}"));
             e.receive_count = Some(if i == 9 || i == 11 { 2 } else { 1 });
+            e.lease_seconds = (*outcome == EventKind::Progress).then_some(30);
             app.store.record_at(e.clone(), at(*start)).await.unwrap();
+        }
+        if *outcome == EventKind::Progress {
+            (e.kind, e.stage, e.percent, e.fps) = (*outcome, Some("encoding".into()), Some(64.0), Some(38.5));
+            e.elapsed_seconds = Some(end - 30.0 - start);
+            app.store.report_progress(e, Some(at(end - 30.0))).unwrap();
+            continue;
         }
         e.kind = *outcome;
         e.elapsed_seconds = Some(end - start);
@@ -236,6 +307,7 @@ async fn a_screenshot_of_a_realistic_fan_out_is_saved_to_docs_dashboard_png() {
     let dom = run_chromium(dir.path(), &url, &["--dump-dom".into()]).await;
     assert_eq!(tags_with(&dom, "<div class=\"bar\"").len(), runs);
     assert_eq!(dump_counts(&dom)["processed"], "8");
+    assert_eq!(dump_counts(&dom)["lost"], "1");
 
     let shot = dir.path().join("dashboard.png");
     run_chromium(

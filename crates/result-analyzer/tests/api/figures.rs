@@ -202,6 +202,9 @@ async fn runs_come_a_page_at_a_time_in_either_order_and_within_a_window() {
     assert_eq!(ids(&window), ["c", "b"]);
     assert_eq!(window["total"], 2);
     assert_eq!(window["next_cursor"], Value::Null);
+    // Running now: c alone.
+    let running = app.get_json("/runs?state=running").await;
+    assert_eq!((ids(&running), running["total"].as_u64()), (vec!["c"], Some(1)));
 }
 
 #[tokio::test]
@@ -213,6 +216,9 @@ async fn bad_runs_parameters_are_refused_400() {
         "limit=10001",
         "page=1",
         "order=sideways",
+        "state=lost",
+        "cursor=12_",
+        "cursor=x_run",
         "cursor=nope",
         "since=2026-01-17T06:00:00Z&until=2026-01-17T05:00:00Z",
     ] {
