@@ -56,6 +56,19 @@ pub fn rendition_metadata(request: &EncodeRequest, source_etag: &str, quality: Q
     ])
 }
 
+/// The user metadata of the streaming files of `request` (the manifests, the media beside them):
+/// like a rendition's, with the settings `{SETTINGS_VERSION}/stream/{qualities}` naming every
+/// quality in the request's order, so that a set for other qualities is made again.
+pub fn stream_metadata(request: &EncodeRequest, source_etag: &str) -> HashMap<String, String> {
+    let qualities: Vec<&str> = request.qualities.iter().map(|q| q.as_str()).collect();
+    let mut m = rendition_metadata(request, source_etag, request.qualities[0]);
+    m.insert(
+        META_SETTINGS.to_owned(),
+        format!("{SETTINGS_VERSION}/stream/{}", qualities.join("+")),
+    );
+    m
+}
+
 /// Whether `found` (a stored rendition's metadata) describes the rendition `expected` describes.
 pub fn same_rendition(found: &HashMap<String, String>, expected: &HashMap<String, String>) -> bool {
     SAME_RENDITION_KEYS
@@ -74,6 +87,21 @@ mod tests {
 
     fn request(json: &str) -> EncodeRequest {
         EncodeRequest::from_json(json).unwrap()
+    }
+
+    #[test]
+    fn a_stream_matches_only_for_the_same_qualities_in_the_same_order() {
+        let a = request(r#"{"video_id":"v","source":"s3://b/k.mp4","qualities":["720p","480p"]}"#);
+        let b = request(r#"{"video_id":"v","source":"s3://b/k.mp4","qualities":["480p","720p"]}"#);
+        let m = stream_metadata(&a, "\"e\"");
+        assert_eq!(m[META_SETTINGS], format!("{SETTINGS_VERSION}/stream/720p+480p"));
+        assert!(same_rendition(&m, &stream_metadata(&a, "\"e\"")));
+        assert!(!same_rendition(&m, &stream_metadata(&b, "\"e\"")));
+        assert!(!same_rendition(&m, &stream_metadata(&a, "\"f\"")));
+        assert!(
+            !same_rendition(&m, &rendition_metadata(&a, "\"e\"", Quality::P720)),
+            "a stream is not an MP4"
+        );
     }
 
     #[test]

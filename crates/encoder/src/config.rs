@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use encoding_common::S3Uri;
+use encoding_common::format::parse_formats;
+use encoding_common::{Format, S3Uri};
 
 /// Default lease on a received message, in seconds.
 pub const DEFAULT_VISIBILITY_TIMEOUT_SECONDS: u32 = 120;
@@ -42,6 +43,10 @@ pub struct WorkerArgs {
     /// or failed on its last delivery); unset or empty: no notices.
     #[arg(long, env = "RESULT_QUEUE_URL")]
     pub result_queue_url: Option<String>,
+    /// The output formats of a request that names none: a comma-separated list of `mp4` (one
+    /// MP4 file per quality), `hls` and `dash` (one set of streaming media, with the manifests).
+    #[arg(long, env = "FORMATS", default_value = "mp4")]
+    pub formats: String,
 }
 
 /// Validated worker settings.
@@ -65,6 +70,8 @@ pub struct WorkerConfig {
     pub host: String,
     /// The results queue for completion notices, if any.
     pub result_queue_url: Option<String>,
+    /// The formats of a request that names none.
+    pub formats: Vec<Format>,
 }
 
 impl std::fmt::Debug for WorkerConfig {
@@ -79,6 +86,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("work_dir", &self.work_dir)
             .field("host", &self.host)
             .field("result_queue_url", &self.result_queue_url)
+            .field("formats", &self.formats)
             .finish()
     }
 }
@@ -131,6 +139,8 @@ impl WorkerConfig {
                 args.receive_wait_seconds
             );
         }
+        let names: Vec<&str> = args.formats.split(',').filter(|f| !f.trim().is_empty()).collect();
+        let formats = parse_formats(&names).with_context(|| format!("FORMATS {:?} is invalid", args.formats))?;
         let host = std::env::var("HOSTNAME")
             .ok()
             .filter(|h| !h.is_empty())
@@ -147,6 +157,7 @@ impl WorkerConfig {
             work_dir: args.work_dir.unwrap_or_else(std::env::temp_dir),
             host,
             result_queue_url,
+            formats,
         })
     }
 }
@@ -165,6 +176,7 @@ mod tests {
             receive_wait_seconds: 20,
             work_dir: None,
             result_queue_url: None,
+            formats: "mp4".into(),
         }
     }
 
@@ -174,6 +186,13 @@ mod tests {
         assert_eq!(c.analyzer_url.as_deref(), Some("http://127.0.0.1:8080"));
         assert_eq!(c.default_output.unwrap().to_string(), "s3://out-b/renditions");
         assert_eq!(c.visibility_timeout, Duration::from_secs(120));
+        assert_eq!(c.formats, [Format::Mp4]);
+        let c = WorkerConfig::from_args(WorkerArgs {
+            formats: " hls, dash ".into(),
+            ..args()
+        })
+        .unwrap();
+        assert_eq!(c.formats, [Format::Hls, Format::Dash]);
     }
 
     #[test]
@@ -242,6 +261,27 @@ mod tests {
                     ..args()
                 },
                 "RESULT_QUEUE_URL must be",
+            ),
+            (
+                WorkerArgs {
+                    formats: "hls,webm".into(),
+                    ..args()
+                },
+                "FORMATS \"hls,webm\" is invalid: unknown format \"webm\"",
+            ),
+            (
+                WorkerArgs {
+                    formats: "mp4,mp4".into(),
+                    ..args()
+                },
+                "repeats mp4",
+            ),
+            (
+                WorkerArgs {
+                    formats: " ".into(),
+                    ..args()
+                },
+                "must not be empty",
             ),
         ];
         for (a, expect) in cases {

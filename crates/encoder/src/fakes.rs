@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use transcode::RenditionSpec;
 
-use crate::media::{Encoded, EncodedFile, Media, MediaError};
+use crate::media::{Encoded, EncodedFile, Media, MediaError, PackageJob, Packaged};
 use crate::progress::Progress;
 use crate::queue::{Queue, Received};
 use crate::report::Reports;
@@ -275,6 +275,8 @@ pub struct Object {
     pub metadata: HashMap<String, String>,
     /// Its ETag.
     pub etag: String,
+    /// Its `Content-Type`.
+    pub content_type: String,
 }
 
 /// How the in-memory store misbehaves.
@@ -297,6 +299,7 @@ pub enum StoreFault {
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     objects: Arc<Mutex<HashMap<String, Object>>>,
+    order: Arc<Mutex<Vec<String>>>,
     /// The fault to play.
     pub fault: StoreFault,
 }
@@ -310,6 +313,7 @@ impl MemoryStore {
                 bytes: bytes.to_vec(),
                 metadata,
                 etag: etag.to_owned(),
+                content_type: "binary/octet-stream".into(),
             },
         );
     }
@@ -317,6 +321,11 @@ impl MemoryStore {
     /// An object, if stored.
     pub fn get(&self, uri: &str) -> Option<Object> {
         self.objects.lock().unwrap().get(uri).cloned()
+    }
+
+    /// The URIs uploaded, in the order of their uploads.
+    pub fn uploads(&self) -> Vec<String> {
+        self.order.lock().unwrap().clone()
     }
 
     /// Every stored URI, sorted.
@@ -370,6 +379,7 @@ impl Store for MemoryStore {
         &self,
         path: &Path,
         uri: &S3Uri,
+        content_type: &str,
         metadata: &HashMap<String, String>,
         cancel: &CancellationToken,
     ) -> Result<Stored, TransferError> {
@@ -382,6 +392,10 @@ impl Store for MemoryStore {
         let bytes = std::fs::read(path).map_err(|e| TransferError::Failed(e.into()))?;
         let size = bytes.len() as u64;
         self.put(&uri.to_string(), &bytes, "\"new\"", metadata.clone());
+        if let Some(o) = self.objects.lock().unwrap().get_mut(&uri.to_string()) {
+            o.content_type = content_type.to_owned();
+        }
+        self.order.lock().unwrap().push(uri.to_string());
         Ok(Stored {
             size,
             crc32: "AAAAAA==".into(),
@@ -414,6 +428,24 @@ pub struct FakeMedia {
     pub answer: MediaAnswer,
     /// The inputs and spec names it was called with.
     pub calls: Calls,
+    /// Packaging fails.
+    pub package_fails: bool,
+    /// The packaging jobs it was given.
+    pub packaged: Arc<Mutex<Vec<PackageJob>>>,
+}
+
+/// Writes `text` at `dir/name` and describes it as a packaged file.
+fn fake_file(dir: &Path, name: &str, text: &str) -> Result<transcode::package::PackagedFile, MediaError> {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| MediaError::Failed(e.into()))?;
+    }
+    std::fs::write(&path, text).map_err(|e| MediaError::Failed(e.into()))?;
+    Ok(transcode::package::PackagedFile {
+        name: name.to_owned(),
+        path,
+        content_type: transcode::package::content_type(name),
+    })
 }
 
 impl Media for FakeMedia {
@@ -459,6 +491,45 @@ impl Media for FakeMedia {
             frames: 150,
             source_seconds: Some(5.0),
             encode_seconds: 2.5,
+        })
+    }
+
+    /// A track file per rendition and the audio, with their playlists for HLS; the poster, then
+    /// the thumbnail track and the manifests asked for.
+    async fn package(&self, job: PackageJob) -> Result<Packaged, MediaError> {
+        self.packaged.lock().unwrap().push(job.clone());
+        if self.package_fails {
+            return Err(MediaError::Failed(anyhow!(
+                "packaging the stream: the fragments of 480p do not line up"
+            )));
+        }
+        let folder = format!("stream/{}", job.version);
+        let mut media = Vec::new();
+        let tracks = job.renditions.iter().map(|(n, _)| n.as_str()).chain(["audio"]);
+        for track in tracks {
+            media.push(fake_file(
+                &job.dir,
+                &format!("{folder}/{track}.mp4"),
+                &format!("track {track}"),
+            )?);
+            if job.manifests.hls {
+                media.push(fake_file(&job.dir, &format!("{folder}/{track}.m3u8"), "#EXTM3U\n")?);
+            }
+        }
+        media.push(fake_file(&job.dir, "poster.jpg", "poster")?);
+        let mut entry_points = vec![fake_file(&job.dir, "thumbnails.vtt", "WEBVTT\n")?];
+        if job.manifests.hls {
+            entry_points.push(fake_file(&job.dir, "master.m3u8", "#EXTM3U\n")?);
+        }
+        if job.manifests.dash {
+            entry_points.push(fake_file(&job.dir, "manifest.mpd", "<MPD/>\n")?);
+        }
+        Ok(Packaged {
+            media,
+            entry_points,
+            duration_seconds: 5.0,
+            codecs: vec!["avc1.64001f".into(), "mp4a.40.2".into()],
+            subtitles: 0,
         })
     }
 }

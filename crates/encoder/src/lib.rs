@@ -145,6 +145,7 @@ async fn serve_one(config: WorkerConfig) -> Outcome {
         store: storage::S3Store::new(encoding_common::aws::s3_client(&sdk)),
         media: media::FfmpegMedia,
         default_output: config.default_output.clone(),
+        formats: config.formats.clone(),
         work_dir: config.work_dir.clone(),
     };
     let reporter = report::Reporter::new(config.analyzer_url.as_deref(), config.analyzer_token.as_deref());

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
+use transcode::package::{Manifests, PackagedFile};
 use transcode::{CancelHandle, RenditionSpec, TranscodeError, TranscodeOptions};
 
 use crate::progress::Progress;
@@ -45,6 +46,36 @@ pub struct Encoded {
     pub encode_seconds: f64,
 }
 
+/// What to package for streaming.
+#[derive(Debug, Clone)]
+pub struct PackageJob {
+    /// The renditions (name, MP4 file), in the order asked.
+    pub renditions: Vec<(String, PathBuf)>,
+    /// The downloaded source (for its subtitles).
+    pub source: PathBuf,
+    /// Where the package is written.
+    pub dir: PathBuf,
+    /// The media folder's version (unique per run).
+    pub version: String,
+    /// Which manifests.
+    pub manifests: Manifests,
+}
+
+/// A stream packaged and read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Packaged {
+    /// Media, track playlists and pictures: stored first.
+    pub media: Vec<PackagedFile>,
+    /// The manifests and the thumbnail track: stored last.
+    pub entry_points: Vec<PackagedFile>,
+    /// Seconds.
+    pub duration_seconds: f64,
+    /// The video codec strings, one per rendition, and the audio's (`avc1.64001f`, `mp4a.40.2`).
+    pub codecs: Vec<String>,
+    /// Subtitle tracks in the manifests.
+    pub subtitles: usize,
+}
+
 /// Why a transcode made nothing to publish.
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
@@ -71,6 +102,9 @@ pub trait Media: Send + Sync {
         cancel: CancellationToken,
         progress: Progress,
     ) -> impl Future<Output = Result<Encoded, MediaError>> + Send;
+
+    /// Packages verified renditions for streaming (HLS, DASH) and reads the manifests back.
+    fn package(&self, job: PackageJob) -> impl Future<Output = Result<Packaged, MediaError>> + Send;
 }
 
 /// How often progress is logged while encoding.
@@ -171,6 +205,53 @@ impl Media for FfmpegMedia {
             encode_seconds,
         })
     }
+
+    async fn package(&self, job: PackageJob) -> Result<Packaged, MediaError> {
+        package_on_a_blocking_thread(job).await
+    }
+}
+
+async fn package_on_a_blocking_thread(job: PackageJob) -> Result<Packaged, MediaError> {
+    let span = tracing::Span::current();
+    let started = Instant::now();
+    let result = tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        let package = transcode::package::package(&job.renditions, &job.source, &job.dir, &job.version, job.manifests)?;
+        transcode::package::verify(&package)?;
+        Ok::<_, TranscodeError>(package)
+    })
+    .await;
+    let package = match result {
+        Ok(Ok(p)) => p,
+        // Packaging our own verified renditions: a failure is never the source's fault.
+        Ok(Err(e)) => {
+            return Err(MediaError::Failed(
+                anyhow::Error::new(e).context("packaging the stream"),
+            ));
+        }
+        Err(e) => return Err(MediaError::Failed(anyhow::anyhow!("the packaging thread failed: {e}"))),
+    };
+    let set = &package.set;
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        files = package.media.len() + package.entry_points.len(),
+        subtitles = set.subtitles.len(),
+        skipped_subtitles = package.skipped_subtitles.len(),
+        "packaged the stream"
+    );
+    Ok(Packaged {
+        codecs: set
+            .videos
+            .iter()
+            .map(|(_, t)| t)
+            .chain(set.audio.iter())
+            .map(|t| t.codecs.clone())
+            .collect(),
+        subtitles: set.subtitles.len(),
+        duration_seconds: set.duration,
+        media: package.media,
+        entry_points: package.entry_points,
+    })
 }
 
 /// A rendition that failed verification.

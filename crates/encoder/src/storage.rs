@@ -67,11 +67,13 @@ pub trait Store: Send + Sync {
         uri: &S3Uri,
     ) -> impl Future<Output = anyhow::Result<Option<HashMap<String, String>>>> + Send;
 
-    /// Uploads `path` to `uri` with `metadata`; returns what is stored, read back.
+    /// Uploads `path` to `uri` as `content_type` with `metadata`; returns what is stored, read
+    /// back.
     fn upload(
         &self,
         path: &Path,
         uri: &S3Uri,
+        content_type: &str,
         metadata: &HashMap<String, String>,
         cancel: &CancellationToken,
     ) -> impl Future<Output = Result<Stored, TransferError>> + Send;
@@ -147,6 +149,7 @@ impl Store for S3Store {
         &self,
         path: &Path,
         uri: &S3Uri,
+        content_type: &str,
         metadata: &HashMap<String, String>,
         cancel: &CancellationToken,
     ) -> Result<Stored, TransferError> {
@@ -158,7 +161,7 @@ impl Store for S3Store {
             path,
             size,
             target: uri,
-            content_type: "video/mp4",
+            content_type,
             metadata: metadata.clone(),
         };
         match upload_file(&self.s3, &file, &|_| {}, cancel).await {
@@ -208,7 +211,13 @@ mod tests {
         let path = dir.noise_file("big.mp4", size);
         let meta = HashMap::from([("source-key".to_owned(), "k".to_owned())]);
         let stored = storage
-            .upload(&path, &uri(&bucket, "r/big.mp4"), &meta, &CancellationToken::new())
+            .upload(
+                &path,
+                &uri(&bucket, "r/big.mp4"),
+                "video/mp4",
+                &meta,
+                &CancellationToken::new(),
+            )
             .await
             .unwrap();
         assert_eq!(stored.size, size as u64);
@@ -234,7 +243,7 @@ mod tests {
         let stop = CancellationToken::new();
         stop.cancel();
         let result = storage
-            .upload(&path, &uri(&bucket, "r/big.mp4"), &HashMap::new(), &stop)
+            .upload(&path, &uri(&bucket, "r/big.mp4"), "video/mp4", &HashMap::new(), &stop)
             .await;
         assert!(matches!(result, Err(TransferError::Cancelled)), "{result:?}");
         let s3 = aws.s3().await;

@@ -1,6 +1,7 @@
-//! The work on one request, from the source lookup to stored renditions: find the source, skip
-//! the work when the renditions are already stored for the same source and settings, download,
-//! transcode and verify, upload.
+//! The work on one request, from the source lookup to stored outputs: find the source, skip the
+//! work when the outputs are already stored for the same source and settings, download,
+//! transcode and verify, package for streaming when asked (HLS, DASH), upload: the MP4
+//! renditions, the stream's media, and the manifests last.
 //!
 //! The work knows nothing of the message: it answers [`Done`] or a [`Stop`], and the lifecycle
 //! ([`crate::lifecycle`]) decides the message's fate from that. It reaches S3 and FFmpeg through
@@ -11,13 +12,14 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use encoding_common::identity::{rendition_metadata, same_rendition, same_request};
+use encoding_common::identity::{rendition_metadata, same_rendition, same_request, stream_metadata};
 use encoding_common::notice::NoticeOutput;
-use encoding_common::{EncodeRequest, Quality, S3Uri};
+use encoding_common::{EncodeRequest, Format, Quality, S3Uri};
 use tokio_util::sync::CancellationToken;
 use transcode::RenditionSpec;
+use transcode::package::{self, Manifests};
 
-use crate::media::{Encoded, Media, MediaError};
+use crate::media::{Encoded, EncodedFile, Media, MediaError, PackageJob, Packaged};
 use crate::progress::{Progress, Stage};
 use crate::storage::{SourceError, Store, TransferError};
 
@@ -93,6 +95,8 @@ pub struct Job<S, M> {
     pub media: M,
     /// Where renditions go when the request names no `output` (the encoder's `OUTPUT_URI`).
     pub default_output: Option<S3Uri>,
+    /// The formats of a request that names none (the encoder's `FORMATS`).
+    pub formats: Vec<Format>,
     /// Scratch space: each run works in a directory of its own under it, removed at the end.
     pub work_dir: PathBuf,
 }
@@ -105,31 +109,21 @@ impl<S: Store, M: Media> Work for Job<S, M> {
         cancel: &CancellationToken,
         progress: &Progress,
     ) -> Result<Done, Stop> {
-        let targets = self.targets(request)?;
+        let plan = self.plan(request)?;
         let source = match self.store.head_source(&request.source).await {
             Ok(s) => s,
             Err(e @ SourceError::Missing(_)) => return Err(Stop::Reject(e.to_string())),
             Err(SourceError::Other(e)) => return Err(Stop::Fail(e)),
         };
         let metadata = |q: Quality| rendition_metadata(request, &source.etag, q);
+        let stream_meta = stream_metadata(request, &source.etag);
 
-        // At-least-once delivery: skip the work when every rendition is already stored from the
+        // At-least-once delivery: skip the work when every output is already stored from the
         // same source content with the same settings.
-        if let Some(same_request) = self.already_stored(&targets, &metadata).await? {
+        if let Some(same_request) = self.already_stored(&plan, &metadata, &stream_meta).await? {
             return Ok(Done::AlreadyStored {
                 same_request,
-                outputs: targets
-                    .iter()
-                    .map(|(_, u)| NoticeOutput {
-                        uri: u.to_string(),
-                        size: None,
-                        duration_seconds: None,
-                        video_codec: None,
-                        audio_codec: None,
-                        width: None,
-                        height: None,
-                    })
-                    .collect(),
+                outputs: plan.output_uris().into_iter().map(bare_output).collect(),
             });
         }
 
@@ -150,9 +144,10 @@ impl<S: Store, M: Media> Work for Job<S, M> {
             return Err(Stop::Cancelled);
         }
 
-        let specs = targets
+        let specs = request
+            .qualities
             .iter()
-            .map(|(q, _)| RenditionSpec {
+            .map(|q| RenditionSpec {
                 name: q.as_str().to_owned(),
                 short_side: q.short_side(),
             })
@@ -160,19 +155,50 @@ impl<S: Store, M: Media> Work for Job<S, M> {
         progress.stage(Stage::Encoding);
         let encoded = self
             .media
-            .encode(input, specs, scratch.path.join("out"), cancel.clone(), progress.clone())
+            .encode(
+                input.clone(),
+                specs,
+                scratch.path.join("out"),
+                cancel.clone(),
+                progress.clone(),
+            )
             .await?;
-        if encoded.files.len() != targets.len() {
+        if encoded.files.len() != request.qualities.len() {
             return Err(Stop::Fail(anyhow::anyhow!(
                 "the transcode made {} renditions of the {} asked",
                 encoded.files.len(),
-                targets.len()
+                request.qualities.len()
             )));
         }
+        let packaged = match &plan.stream {
+            Some(stream) => {
+                let job = PackageJob {
+                    renditions: request
+                        .qualities
+                        .iter()
+                        .zip(&encoded.files)
+                        .map(|(q, f)| (q.as_str().to_owned(), f.path.clone()))
+                        .collect(),
+                    source: input,
+                    dir: scratch.path.join("stream"),
+                    version: media_version(run_id),
+                    manifests: stream.manifests,
+                };
+                Some(self.media.package(job).await?)
+            }
+            None => None,
+        };
+        if cancel.is_cancelled() {
+            return Err(Stop::Cancelled);
+        }
+
         progress.stage(Stage::Uploading);
         let mut outputs = Vec::new();
-        for ((q, uri), file) in targets.iter().zip(&encoded.files) {
-            let object = self.store.upload(&file.path, uri, &metadata(*q), cancel).await?;
+        for ((q, uri), file) in plan.mp4.iter().zip(&encoded.files) {
+            let object = self
+                .store
+                .upload(&file.path, uri, "video/mp4", &metadata(*q), cancel)
+                .await?;
             tracing::info!(%uri, bytes = object.size, crc32 = %object.crc32, width = file.width, height = file.height, "stored the rendition");
             outputs.push(NoticeOutput {
                 uri: uri.to_string(),
@@ -184,44 +210,186 @@ impl<S: Store, M: Media> Work for Job<S, M> {
                 height: Some(file.height),
             });
         }
+        if let (Some(stream), Some(packaged)) = (&plan.stream, &packaged) {
+            let top = encoded
+                .files
+                .iter()
+                .max_by_key(|f| u64::from(f.width) * u64::from(f.height));
+            outputs.extend(self.store_stream(stream, packaged, top, &stream_meta, cancel).await?);
+        }
         Ok(Done::Encoded { encoded, outputs })
     }
 }
 
+/// Where each output of a request goes.
+#[derive(Debug)]
+struct Plan {
+    /// The MP4 renditions (format `mp4`): each quality and its file.
+    mp4: Vec<(Quality, S3Uri)>,
+    /// The stream (formats `hls`, `dash`).
+    stream: Option<StreamPlan>,
+}
+
+#[derive(Debug)]
+struct StreamPlan {
+    /// The video's folder: the manifests go in it, the media below it.
+    folder: S3Uri,
+    manifests: Manifests,
+}
+
+impl StreamPlan {
+    /// The manifests' names.
+    fn entry_points(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.manifests.hls {
+            names.push(package::MASTER_PLAYLIST);
+        }
+        if self.manifests.dash {
+            names.push(package::MPD);
+        }
+        names
+    }
+}
+
+impl Plan {
+    /// Every output a notice names: the MP4 files, then the manifests.
+    fn output_uris(&self) -> Vec<S3Uri> {
+        let mut uris: Vec<S3Uri> = self.mp4.iter().map(|(_, u)| u.clone()).collect();
+        if let Some(s) = &self.stream {
+            uris.extend(s.entry_points().into_iter().map(|n| s.folder.join(n)));
+        }
+        uris
+    }
+}
+
+/// An output known by its URI only.
+fn bare_output(uri: S3Uri) -> NoticeOutput {
+    NoticeOutput {
+        uri: uri.to_string(),
+        size: None,
+        duration_seconds: None,
+        video_codec: None,
+        audio_codec: None,
+        width: None,
+        height: None,
+    }
+}
+
+/// The media folder's version: the run's id, as letters, digits and dashes. Each run writes a
+/// folder of its own, so a re-run never changes a file a player may be reading.
+fn media_version(run_id: &str) -> String {
+    let v: String = run_id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    if v.is_empty() { "run".into() } else { v }
+}
+
 impl<S: Store, M: Media> Job<S, M> {
-    /// Each asked quality and where it goes.
-    fn targets(&self, request: &EncodeRequest) -> Result<Vec<(Quality, S3Uri)>, Stop> {
-        request
-            .qualities
-            .iter()
-            .map(|q| {
-                request
-                    .rendition_uri(self.default_output.as_ref(), *q)
-                    .map(|uri| (*q, uri))
-                    .ok_or_else(|| {
-                        Stop::Reject("the request has no \"output\" and the encoder has no OUTPUT_URI".into())
-                    })
-            })
-            .collect()
+    /// Where each output of `request` goes, in the formats it asks for (or the encoder's).
+    fn plan(&self, request: &EncodeRequest) -> Result<Plan, Stop> {
+        let no_output = || Stop::Reject("the request has no \"output\" and the encoder has no OUTPUT_URI".into());
+        let formats = request.formats.as_deref().unwrap_or(&self.formats);
+        let mp4 = if formats.contains(&Format::Mp4) {
+            request
+                .qualities
+                .iter()
+                .map(|q| {
+                    request
+                        .rendition_uri(self.default_output.as_ref(), *q)
+                        .map(|uri| (*q, uri))
+                        .ok_or_else(no_output)
+                })
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
+        let manifests = Manifests {
+            hls: formats.contains(&Format::Hls),
+            dash: formats.contains(&Format::Dash),
+        };
+        let stream = if manifests.hls || manifests.dash {
+            let folder = request
+                .video_folder(self.default_output.as_ref())
+                .ok_or_else(no_output)?;
+            Some(StreamPlan { folder, manifests })
+        } else {
+            None
+        };
+        Ok(Plan { mp4, stream })
     }
 
-    /// `Some(same_request)` when every target is stored as this request would make it.
+    /// `Some(same_request)` when every output is stored as this request would make it: each MP4
+    /// rendition, and each manifest (written last, so its presence means its media is there).
     async fn already_stored(
         &self,
-        targets: &[(Quality, S3Uri)],
+        plan: &Plan,
         metadata: &impl Fn(Quality) -> HashMap<String, String>,
+        stream_meta: &HashMap<String, String>,
     ) -> Result<Option<bool>, Stop> {
+        let mut expected: Vec<(S3Uri, HashMap<String, String>)> =
+            plan.mp4.iter().map(|(q, uri)| (uri.clone(), metadata(*q))).collect();
+        if let Some(s) = &plan.stream {
+            expected.extend(
+                s.entry_points()
+                    .into_iter()
+                    .map(|n| (s.folder.join(n), stream_meta.clone())),
+            );
+        }
         let mut all_by_this_request = true;
-        for (q, uri) in targets {
-            let expected = metadata(*q);
+        for (uri, expected) in &expected {
             match self.store.existing_metadata(uri).await.map_err(Stop::Fail)? {
-                Some(found) if same_rendition(&found, &expected) => {
-                    all_by_this_request &= same_request(&found, &expected);
+                Some(found) if same_rendition(&found, expected) => {
+                    all_by_this_request &= same_request(&found, expected);
                 }
                 _ => return Ok(None),
             }
         }
         Ok(Some(all_by_this_request))
+    }
+
+    /// Stores a packaged stream: its media first, the thumbnail track and the manifests last,
+    /// so that a player never finds a manifest naming media that is not there yet, and a re-run
+    /// (its media in a folder of its own) replaces the set at once.
+    async fn store_stream(
+        &self,
+        stream: &StreamPlan,
+        packaged: &Packaged,
+        top: Option<&EncodedFile>,
+        metadata: &HashMap<String, String>,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<NoticeOutput>, Stop> {
+        let mut bytes = 0u64;
+        for f in &packaged.media {
+            let uri = stream.folder.join(&f.name);
+            bytes += self
+                .store
+                .upload(&f.path, &uri, f.content_type, metadata, cancel)
+                .await?
+                .size;
+        }
+        tracing::info!(folder = %stream.folder, files = packaged.media.len(), bytes, "stored the stream's media");
+        let mut outputs = Vec::new();
+        for f in &packaged.entry_points {
+            let uri = stream.folder.join(&f.name);
+            let object = self
+                .store
+                .upload(&f.path, &uri, f.content_type, metadata, cancel)
+                .await?;
+            tracing::info!(%uri, bytes = object.size, "stored");
+            if f.name == package::MASTER_PLAYLIST || f.name == package::MPD {
+                outputs.push(NoticeOutput {
+                    uri: uri.to_string(),
+                    size: Some(object.size),
+                    duration_seconds: Some(packaged.duration_seconds),
+                    video_codec: Some("h264".into()),
+                    audio_codec: top.and_then(|t| t.audio.then(|| "aac".into())),
+                    width: top.map(|t| t.width),
+                    height: top.map(|t| t.height),
+                });
+            }
+        }
+        Ok(outputs)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use encoding_common::identity::{META_REQUEST_ID, META_SOURCE_ETAG, rendition_metadata};
+use encoding_common::identity::{META_REQUEST_ID, META_SOURCE_ETAG, rendition_metadata, stream_metadata};
 use encoding_common::{EncodeRequest, Quality};
 use test_support::TempDir;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +32,7 @@ fn job(dir: &TempDir) -> Job<MemoryStore, FakeMedia> {
         store,
         media: FakeMedia::default(),
         default_output: Some(S3Uri::parse("OUTPUT_URI", "s3://out-b/r", false).unwrap()),
+        formats: vec![encoding_common::Format::Mp4],
         work_dir: dir.to_path_buf(),
     }
 }
@@ -208,4 +209,167 @@ async fn a_cancelled_run_downloads_nothing() {
         .await;
     assert!(matches!(result, Err(Stop::Cancelled)), "{result:?}");
     assert!(job.media.calls.lock().unwrap().is_empty());
+}
+
+fn streaming(formats: &str) -> EncodeRequest {
+    request(&format!(
+        r#"{{"video_id":"clip","source":"s3://in-b/uploads/clip.mp4","qualities":["720p","480p"],"request_id":"req-1","formats":{formats}}}"#
+    ))
+}
+
+#[tokio::test]
+async fn a_stream_is_packaged_from_the_renditions_and_its_manifests_are_stored_last() {
+    let dir = TempDir::new("work-stream");
+    let job = job(&dir);
+    let r = streaming(r#"["hls","dash"]"#);
+    let Done::Encoded { outputs, .. } = work(&job, &r).await.unwrap() else {
+        panic!("expected a new stream");
+    };
+    let uris: Vec<&str> = outputs.iter().map(|o| o.uri.as_str()).collect();
+    assert_eq!(
+        uris,
+        ["s3://out-b/r/clip/master.m3u8", "s3://out-b/r/clip/manifest.mpd"]
+    );
+    assert_eq!(
+        (outputs[0].width, outputs[0].height),
+        (Some(1280), Some(720)),
+        "the largest rendition"
+    );
+    assert_eq!(outputs[0].duration_seconds, Some(5.0));
+
+    let jobs = job.media.packaged.lock().unwrap().clone();
+    assert_eq!(jobs.len(), 1);
+    let names: Vec<&str> = jobs[0].renditions.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["720p", "480p"]);
+    assert_eq!((jobs[0].manifests.hls, jobs[0].manifests.dash), (true, true));
+    assert_eq!(jobs[0].version, "run-1", "the media folder is the run's own");
+    assert!(
+        jobs[0].source.ends_with("source"),
+        "subtitles come from the downloaded source"
+    );
+
+    // No MP4 files were asked for; the media first, the thumbnail track and manifests last.
+    let uploads = job.store.uploads();
+    assert!(
+        uploads
+            .iter()
+            .all(|u| !u.ends_with("/720p.mp4") || u.contains("/stream/")),
+        "{uploads:?}"
+    );
+    let last = [
+        "s3://out-b/r/clip/thumbnails.vtt",
+        "s3://out-b/r/clip/master.m3u8",
+        "s3://out-b/r/clip/manifest.mpd",
+    ];
+    let n = uploads.len();
+    assert_eq!(uploads[n - 3..], last, "{uploads:?}");
+    assert!(
+        uploads[..n - 3].iter().all(|u| !last.contains(&u.as_str())),
+        "each once, after all media: {uploads:?}"
+    );
+    assert!(
+        uploads.contains(&"s3://out-b/r/clip/stream/run-1/720p.mp4".to_owned()),
+        "{uploads:?}"
+    );
+    for (suffix, content_type) in [
+        ("master.m3u8", "application/vnd.apple.mpegurl"),
+        ("manifest.mpd", "application/dash+xml"),
+        ("stream/run-1/720p.mp4", "video/mp4"),
+        ("stream/run-1/audio.mp4", "audio/mp4"),
+        ("stream/run-1/480p.m3u8", "application/vnd.apple.mpegurl"),
+        ("poster.jpg", "image/jpeg"),
+        ("thumbnails.vtt", "text/vtt"),
+    ] {
+        let o = job
+            .store
+            .get(&format!("s3://out-b/r/clip/{suffix}"))
+            .unwrap_or_else(|| panic!("{suffix} stored"));
+        assert_eq!(o.content_type, content_type, "{suffix}");
+        assert_eq!(o.metadata, stream_metadata(&r, "\"etag-1\""), "{suffix}");
+    }
+
+    // Delivered again: the manifests say it is done.
+    match work(&job, &r).await.unwrap() {
+        Done::AlreadyStored { same_request, outputs } => {
+            assert!(same_request);
+            let uris: Vec<&str> = outputs.iter().map(|o| o.uri.as_str()).collect();
+            assert_eq!(
+                uris,
+                ["s3://out-b/r/clip/master.m3u8", "s3://out-b/r/clip/manifest.mpd"]
+            );
+        }
+        other => panic!("expected the work skipped, got {other:?}"),
+    }
+    // Asked for other qualities, the stream is made again.
+    let other = request(
+        r#"{"video_id":"clip","source":"s3://in-b/uploads/clip.mp4","qualities":["480p"],"request_id":"req-1","formats":["hls","dash"]}"#,
+    );
+    assert!(matches!(work(&job, &other).await.unwrap(), Done::Encoded { .. }));
+}
+
+#[tokio::test]
+async fn mp4_and_a_stream_together_and_the_encoder_default_for_requests_without_formats() {
+    let dir = TempDir::new("work-both");
+    let mut job = job(&dir);
+    let Done::Encoded { outputs, .. } = work(&job, &streaming(r#"["mp4","hls"]"#)).await.unwrap() else {
+        panic!("expected new outputs");
+    };
+    let uris: Vec<&str> = outputs.iter().map(|o| o.uri.as_str()).collect();
+    assert_eq!(
+        uris,
+        [
+            "s3://out-b/r/clip/720p.mp4",
+            "s3://out-b/r/clip/480p.mp4",
+            "s3://out-b/r/clip/master.m3u8"
+        ]
+    );
+    assert!(
+        job.store.get("s3://out-b/r/clip/manifest.mpd").is_none(),
+        "no DASH asked for"
+    );
+
+    // Without "formats", the encoder's FORMATS decides.
+    job.formats = vec![encoding_common::Format::Dash];
+    let Done::Encoded { outputs, .. } = work(&job, &two_qualities()).await.unwrap() else {
+        panic!("expected new outputs");
+    };
+    assert_eq!(outputs.len(), 1);
+    assert_eq!(outputs[0].uri, "s3://out-b/r/clip/manifest.mpd");
+    let jobs = job.media.packaged.lock().unwrap().clone();
+    assert_eq!((jobs[1].manifests.hls, jobs[1].manifests.dash), (false, true));
+}
+
+#[tokio::test]
+async fn stored_mp4_files_without_the_manifests_are_not_a_finished_stream() {
+    let dir = TempDir::new("work-half");
+    let job = job(&dir);
+    let r = streaming(r#"["mp4","hls"]"#);
+    for q in [Quality::P480, Quality::P720] {
+        let uri = format!("s3://out-b/r/clip/{q}.mp4");
+        job.store
+            .put(&uri, b"old", "\"e\"", rendition_metadata(&r, "\"etag-1\"", q));
+    }
+    assert!(
+        matches!(work(&job, &r).await.unwrap(), Done::Encoded { .. }),
+        "the master playlist is missing"
+    );
+}
+
+#[tokio::test]
+async fn a_packaging_failure_stores_nothing_and_a_stream_needs_an_output() {
+    let dir = TempDir::new("work-package-fails");
+    let mut job = job(&dir);
+    job.media.package_fails = true;
+    assert!(failure(work(&job, &streaming(r#"["mp4","hls"]"#)).await).contains("do not line up"));
+    assert_eq!(job.store.uris(), [SOURCE], "not even the MP4 files: nothing is stored");
+    job.default_output = None;
+    let why = rejection(work(&job, &streaming(r#"["dash"]"#)).await);
+    assert!(why.contains("no \"output\""), "{why}");
+}
+
+#[test]
+fn a_media_version_is_letters_digits_and_dashes() {
+    assert_eq!(media_version("run-1"), "run-1");
+    assert_eq!(media_version("pod_7/2026-12-01T10:00"), "pod-7-2026-12-01T10-00");
+    assert_eq!(media_version(""), "run");
 }
