@@ -91,8 +91,8 @@ mod tests {
 
     #[test]
     fn a_stream_matches_only_for_the_same_qualities_in_the_same_order() {
-        let a = request(r#"{"video_id":"v","source":"s3://b/k.mp4","qualities":["720p","480p"]}"#);
-        let b = request(r#"{"video_id":"v","source":"s3://b/k.mp4","qualities":["480p","720p"]}"#);
+        let a = request(r#"{"video_id":"v","source":"s3://in-b/k.mp4","qualities":["720p","480p"]}"#);
+        let b = request(r#"{"video_id":"v","source":"s3://in-b/k.mp4","qualities":["480p","720p"]}"#);
         let m = stream_metadata(&a, "\"e\"");
         assert_eq!(m[META_SETTINGS], format!("{SETTINGS_VERSION}/stream/720p+480p"));
         assert!(same_rendition(&m, &stream_metadata(&a, "\"e\"")));

@@ -432,18 +432,34 @@ mod tests {
 
     #[test]
     fn formats_are_optional_checked_and_written_back() {
-        let r = parse(r#"{"video_id":"v","source":"s3://in-b/a.mp4","quality":"480p","formats":["hls","dash"]}"#)
-            .unwrap();
+        let r =
+            parse(r#"{"video_id":"v","source":"s3://in-b/a.mp4","quality":"480p","formats":["hls","dash"]}"#).unwrap();
         assert_eq!(r.formats, Some(vec![Format::Hls, Format::Dash]));
         assert!(r.to_json().contains(r#""formats":["hls","dash"]"#));
         assert_eq!(parse(&r.to_json()).unwrap(), r);
-        assert_eq!(parse(VALID).unwrap().formats, None, "absent: the encoder's FORMATS decides");
+        assert_eq!(
+            parse(VALID).unwrap().formats,
+            None,
+            "absent: the encoder's FORMATS decides"
+        );
         assert!(!parse(VALID).unwrap().to_json().contains("formats"));
         for (body, says) in [
-            (r#"{"video_id":"v","source":"s3://in-b/a.mp4","quality":"480p","formats":[]}"#, "must not be empty"),
-            (r#"{"video_id":"v","source":"s3://in-b/a.mp4","quality":"480p","formats":["hls","hls"]}"#, "repeats hls"),
-            (r#"{"video_id":"v","source":"s3://in-b/a.mp4","quality":"480p","formats":["webm"]}"#, "unknown format \"webm\""),
-            (r#"{"video_id":"v","source":"s3://in-b/a.mp4","quality":"480p","formats":"hls"}"#, "not a valid encode request"),
+            (
+                r#"{"video_id":"v","source":"s3://in-b/a.mp4","quality":"480p","formats":[]}"#,
+                "must not be empty",
+            ),
+            (
+                r#"{"video_id":"v","source":"s3://in-b/a.mp4","quality":"480p","formats":["hls","hls"]}"#,
+                "repeats hls",
+            ),
+            (
+                r#"{"video_id":"v","source":"s3://in-b/a.mp4","quality":"480p","formats":["webm"]}"#,
+                "unknown format \"webm\"",
+            ),
+            (
+                r#"{"video_id":"v","source":"s3://in-b/a.mp4","quality":"480p","formats":"hls"}"#,
+                "not a valid encode request",
+            ),
         ] {
             let e = parse(body).unwrap_err().to_string();
             assert!(e.contains(says), "{body}: {e}");
