@@ -20,7 +20,7 @@ use clap::builder::BoolishValueParser;
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
-use encoding_common::Quality;
+use encoding_common::{Format, Quality};
 
 /// Command line of `producer`.
 #[derive(Debug, Clone, Parser)]
@@ -65,6 +65,12 @@ pub struct Config {
     /// A rendition to ask for; repeat (or comma-separate, as in QUALITIES) for several.
     #[arg(long = "quality", env = "QUALITIES", value_delimiter = ',', value_parser = parse_quality)]
     pub qualities: Vec<Quality>,
+
+    /// An output format to ask for: `mp4` (one file per quality), `hls`, `dash` (one stream of
+    /// every quality: implies --one-message); repeat or comma-separate for several. Default: the
+    /// encoder's FORMATS.
+    #[arg(long = "format", value_delimiter = ',', value_parser = parse_format)]
+    pub formats: Vec<Format>,
 
     /// Names the output folder; default: the source's file name, made safe. With --upload, only
     /// for a single file.
@@ -126,8 +132,9 @@ pub enum Mode<'a> {
 }
 
 /// Flags that only `--source` and `--upload` use: (clap id, flag).
-const TEMPLATE_FLAGS: [(&str, &str); 5] = [
+const TEMPLATE_FLAGS: [(&str, &str); 6] = [
     ("qualities", "--quality"),
+    ("formats", "--format"),
     ("video_id", "--video-id"),
     ("output", "--output"),
     ("count", "--count"),
@@ -266,6 +273,12 @@ pub fn is_fifo_queue(queue_url: &str) -> bool {
 
 fn typed(matches: &ArgMatches, id: &str) -> bool {
     matches.value_source(id) == Some(ValueSource::CommandLine)
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    s.trim()
+        .parse()
+        .map_err(|e: encoding_common::format::UnknownFormat| e.to_string())
 }
 
 fn parse_quality(s: &str) -> Result<Quality, String> {

@@ -7,8 +7,9 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use encoding_common::format::parse_formats;
 use encoding_common::request::{MAX_VIDEO_ID_LEN, check_video_id};
-use encoding_common::{EncodeRequest, Quality, RequestError, S3Uri};
+use encoding_common::{EncodeRequest, Format, Quality, RequestError, S3Uri};
 
 use crate::config::Config;
 
@@ -23,6 +24,8 @@ pub struct Template {
     pub count: u32,
     /// Where the renditions go; `None` leaves it to the encoder's `OUTPUT_URI`.
     pub output: Option<S3Uri>,
+    /// The formats asked for (`--format`); `None` leaves them to the encoder's `FORMATS`.
+    pub formats: Option<Vec<Format>>,
 }
 
 impl Template {
@@ -50,9 +53,19 @@ impl Template {
         if qualities.is_empty() {
             bail!("--quality is required");
         }
+        let formats = if config.formats.is_empty() {
+            None
+        } else {
+            Some(parse_formats(
+                &config.formats.iter().map(|f| f.as_str()).collect::<Vec<_>>(),
+            )?)
+        };
+        // A stream is one ladder: every quality in one request, so one Job packages them all.
+        let streaming = formats.iter().flatten().any(|f| f.is_streaming());
         Ok(Self {
             qualities,
-            one_message: config.one_message,
+            formats,
+            one_message: config.one_message || streaming,
             count: config.count,
             output,
         })
@@ -81,6 +94,7 @@ impl Template {
             for group in &groups {
                 let mut r = EncodeRequest::new(id.clone(), source.clone(), group.clone())?;
                 r.output.clone_from(&self.output);
+                r.formats.clone_from(&self.formats);
                 r.request_id = Some(new_request_id());
                 requests.push(r);
             }
@@ -263,6 +277,37 @@ mod tests {
         assert_eq!(reqs.len(), 1);
         assert_eq!(reqs[0].qualities, vec![Quality::P480, Quality::P720]);
         assert!(reqs[0].to_json().contains("\"qualities\""));
+    }
+
+    #[test]
+    fn formats_go_in_every_request_and_a_stream_is_one_request_of_every_quality() {
+        let reqs = build(&["--quality", "480p,720p", "--format", "mp4"]).unwrap();
+        assert_eq!(reqs.len(), 2, "MP4 files alone: one message per quality as before");
+        assert_eq!(reqs[0].formats, Some(vec![Format::Mp4]));
+        let reqs = build(&["--quality", "480p,720p", "--format", "hls", "--format", "dash"]).unwrap();
+        assert_eq!(reqs.len(), 1, "one stream, one Job");
+        assert_eq!(reqs[0].qualities, vec![Quality::P480, Quality::P720]);
+        assert_eq!(reqs[0].formats, Some(vec![Format::Hls, Format::Dash]));
+        assert!(reqs[0].to_json().contains(r#""formats":["hls","dash"]"#));
+        assert_eq!(
+            build(&["--quality", "480p"]).unwrap()[0].formats,
+            None,
+            "the encoder's FORMATS decides"
+        );
+        let err = build(&["--quality", "480p", "--format", "hls,hls"]).unwrap_err();
+        assert!(format!("{err:#}").contains("repeats hls"), "{err:#}");
+        let mut full = vec![
+            "producer",
+            "--queue-url",
+            "http://q",
+            "--source",
+            "s3://in-b/a.mp4",
+            "--quality",
+            "480p",
+        ];
+        full.extend(["--format", "webm"]);
+        let err = Config::try_load_from(full).unwrap_err().to_string();
+        assert!(err.contains("unknown format \"webm\""), "{err}");
     }
 
     #[test]
