@@ -501,7 +501,7 @@ pub struct Served {
     pub range: Option<String>,
     /// The status answered.
     pub status: u16,
-    /// Body bytes sent.
+    /// Body bytes sent (those to send, while they are being sent).
     pub bytes: u64,
 }
 
@@ -632,94 +632,121 @@ fn connection(stream: TcpStream, root: &Path, log: &Mutex<Vec<Served>>) -> io::R
         }
         io::copy(&mut (&mut reader).take(body_len), &mut io::sink())?;
 
-        let (status, bytes) = respond(&mut out, root, &method, &target, range.as_deref())?;
-        log.lock().unwrap_or_else(|e| e.into_inner()).push(Served {
-            method,
-            path: decode_path(&target),
-            range,
-            status,
-            bytes,
-        });
+        let response = respond(root, &method, &target, range.as_deref())?;
+        // Logged before it is sent: whoever got the answer finds it in the log.
+        let entry = {
+            let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+            log.push(Served {
+                method,
+                path: decode_path(&target),
+                range,
+                status: response.status,
+                bytes: if response.body.is_some() { response.len } else { 0 },
+            });
+            log.len() - 1
+        };
+        let sent = response.write(&mut out)?;
+        log.lock().unwrap_or_else(|e| e.into_inner())[entry].bytes = sent;
         if close {
             return Ok(());
         }
     }
 }
 
-/// Writes the response to one request; returns its status and the body bytes sent.
-fn respond(
-    out: &mut TcpStream,
-    root: &Path,
-    method: &str,
-    target: &str,
-    range: Option<&str>,
-) -> io::Result<(u16, u64)> {
-    const CORS: &str = "Access-Control-Allow-Origin: *\r\n\
-        Access-Control-Expose-Headers: Content-Length, Content-Range, Accept-Ranges\r\n";
-    let head = |out: &mut TcpStream, status: u16, reason: &str, extra: &str, len: u64| {
+/// The answer to one request, before it is written.
+struct Response {
+    status: u16,
+    reason: &'static str,
+    /// Header lines beyond those every answer has, each ending in CRLF.
+    headers: String,
+    /// `Content-Length`.
+    len: u64,
+    /// The file and the first byte to send `len` bytes of (`None` for `HEAD` and errors).
+    body: Option<(std::fs::File, u64)>,
+}
+
+impl Response {
+    fn bare(status: u16, reason: &'static str, headers: &str) -> Self {
+        Self {
+            status,
+            reason,
+            headers: headers.to_owned(),
+            len: 0,
+            body: None,
+        }
+    }
+
+    /// Writes it; returns the body bytes sent.
+    fn write(self, out: &mut TcpStream) -> io::Result<u64> {
         write!(
             out,
-            "HTTP/1.1 {status} {reason}\r\n{CORS}Cache-Control: no-store\r\nAccept-Ranges: bytes\r\n\
-             Content-Length: {len}\r\n{extra}\r\n"
-        )
-    };
-    let bare = |out: &mut TcpStream, status: u16, reason: &str, extra: &str| -> io::Result<(u16, u64)> {
-        head(out, status, reason, extra, 0)?;
+            "HTTP/1.1 {} {}\r\nAccess-Control-Allow-Origin: *\r\n\
+             Access-Control-Expose-Headers: Content-Length, Content-Range, Accept-Ranges\r\n\
+             Cache-Control: no-store\r\nAccept-Ranges: bytes\r\nContent-Length: {}\r\n{}\r\n",
+            self.status, self.reason, self.len, self.headers
+        )?;
+        let mut sent = 0;
+        if let Some((mut file, start)) = self.body {
+            file.seek(SeekFrom::Start(start))?;
+            sent = io::copy(&mut file.take(self.len), out)?;
+        }
         out.flush()?;
-        Ok((status, 0))
-    };
+        Ok(sent)
+    }
+}
+
+/// The answer to one request.
+fn respond(root: &Path, method: &str, target: &str, range: Option<&str>) -> io::Result<Response> {
     match method {
         "GET" | "HEAD" => {}
         "OPTIONS" => {
-            return bare(
-                out,
+            return Ok(Response::bare(
                 204,
                 "No Content",
                 "Access-Control-Allow-Methods: GET, HEAD, OPTIONS\r\n\
                  Access-Control-Allow-Headers: Range, Content-Type\r\nAccess-Control-Max-Age: 600\r\n",
-            );
+            ));
         }
-        _ => return bare(out, 405, "Method Not Allowed", "Allow: GET, HEAD, OPTIONS\r\n"),
+        _ => {
+            return Ok(Response::bare(
+                405,
+                "Method Not Allowed",
+                "Allow: GET, HEAD, OPTIONS\r\n",
+            ));
+        }
     }
     let Some(path) = resolve(root, target) else {
-        return bare(out, 404, "Not Found", "");
+        return Ok(Response::bare(404, "Not Found", ""));
     };
-    let Ok(mut file) = std::fs::File::open(&path) else {
-        return bare(out, 404, "Not Found", "");
+    let Ok(file) = std::fs::File::open(&path) else {
+        return Ok(Response::bare(404, "Not Found", ""));
     };
     let len = file.metadata()?.len();
     let ctype = format!("Content-Type: {}\r\n", content_type(&path));
-    let (status, start, count) = match range.map(|r| parse_range(r, len)) {
-        None | Some(Range::Whole) => {
-            head(out, 200, "OK", &ctype, len)?;
-            (200, 0, len)
-        }
-        Some(Range::Part(a, b)) => {
-            head(
-                out,
-                206,
-                "Partial Content",
-                &format!("{ctype}Content-Range: bytes {a}-{b}/{len}\r\n"),
-                b - a + 1,
-            )?;
-            (206, a, b - a + 1)
-        }
+    let (status, reason, headers, start, count) = match range.map(|r| parse_range(r, len)) {
+        None | Some(Range::Whole) => (200, "OK", ctype, 0, len),
+        Some(Range::Part(a, b)) => (
+            206,
+            "Partial Content",
+            format!("{ctype}Content-Range: bytes {a}-{b}/{len}\r\n"),
+            a,
+            b - a + 1,
+        ),
         Some(Range::Unsatisfiable) => {
-            return bare(
-                out,
+            return Ok(Response::bare(
                 416,
                 "Range Not Satisfiable",
                 &format!("Content-Range: bytes */{len}\r\n"),
-            );
+            ));
         }
     };
-    let mut sent = 0;
-    if method == "GET" {
-        file.seek(SeekFrom::Start(start))?;
-        sent = io::copy(&mut file.take(count), out)?;
-    }
-    out.flush()?;
-    Ok((status, sent))
+    Ok(Response {
+        status,
+        reason,
+        headers,
+        len: count,
+        body: (method == "GET").then_some((file, start)),
+    })
 }
 
 /// A `Range` header read against a file of `len` bytes.
