@@ -29,6 +29,14 @@
     sizes_seen: [],
   };
 
+  // A frame rate as a number: 29.97, "30", "30000/1001"; null when unsaid.
+  const rate = (r) => {
+    if (r === undefined || r === null || r === '') return null;
+    const [n, d] = String(r).split('/').map(Number);
+    const v = d ? n / d : n;
+    return Number.isFinite(v) && v > 0 ? Math.round(v * 1000) / 1000 : null;
+  };
+
   let hls = null;
   let dash = null;
 
@@ -85,6 +93,8 @@
         width: l.width || 0,
         height: l.height || 0,
         bitrate: l.bitrate || 0,
+        average_bitrate: Number(l.attrs['AVERAGE-BANDWIDTH']) || null,
+        frame_rate: rate(l.attrs['FRAME-RATE']),
         codecs: l.attrs.CODECS || [l.videoCodec, l.audioCodec].filter(Boolean).join(','),
       }));
     });
@@ -141,6 +151,8 @@
         width: r.width || 0,
         height: r.height || 0,
         bitrate: r.bandwidth || 0,
+        average_bitrate: null,
+        frame_rate: rate(r.frameRate),
         codecs: r.codecs || '',
         id: r.id,
       }));

@@ -255,6 +255,12 @@ pub struct Level {
     pub height: u32,
     /// `BANDWIDTH` (HLS) or `@bandwidth` (DASH), bit/s.
     pub bitrate: u64,
+    /// `AVERAGE-BANDWIDTH` (HLS only), bit/s, when the manifest says.
+    #[serde(default)]
+    pub average_bitrate: Option<u64>,
+    /// `FRAME-RATE` (HLS) or `@frameRate` (DASH), frames per second, when the manifest says.
+    #[serde(default)]
+    pub frame_rate: Option<f64>,
     /// The codecs string, e.g. `avc1.64001f,mp4a.40.2`.
     pub codecs: String,
 }
@@ -458,8 +464,8 @@ impl Report {
         );
         for l in &self.levels {
             s += &format!(
-                "  level {}: {}x{} {} bit/s {}\n",
-                l.index, l.width, l.height, l.bitrate, l.codecs
+                "  level {}: {}x{} {} bit/s (average {:?}), {:?} fps, {}\n",
+                l.index, l.width, l.height, l.bitrate, l.average_bitrate, l.frame_rate, l.codecs
             );
         }
         for t in &self.audio_tracks {

@@ -160,7 +160,8 @@ fn make_dash(dir: &Path, media: Media) {
 const VTT: &str = "WEBVTT\n\n00:00:00.500 --> 00:00:03.000\nHello\n\n00:00:04.000 --> 00:00:07.000\nWorld\n";
 
 /// Adds an English WebVTT subtitle rendition to an HLS ladder (ffmpeg 5.1 cannot write one next
-/// to fMP4 segments): `subs_en.m3u8` with one segment, `subs_en.vtt`.
+/// to fMP4 segments): `subs_en.m3u8` with one segment, `subs_en.vtt`; and `AVERAGE-BANDWIDTH`
+/// and `FRAME-RATE` to each variant.
 fn add_hls_subtitles(dir: &Path) {
     std::fs::write(dir.join("subs_en.vtt"), VTT).unwrap();
     let playlist = format!(
@@ -176,7 +177,12 @@ fn add_hls_subtitles(dir: &Path) {
              DEFAULT=NO,AUTOSELECT=YES,URI=\"subs_en.m3u8\"\n#EXT-X-STREAM-INF",
             1,
         )
-        .replace("AUDIO=\"group_aud\"", "AUDIO=\"group_aud\",SUBTITLES=\"subs\"");
+        .replace("AUDIO=\"group_aud\"", "AUDIO=\"group_aud\",SUBTITLES=\"subs\"")
+        // What ffmpeg 5.1 leaves out and the packager writes: read back in the report.
+        .replace(
+            ",RESOLUTION=",
+            ",AVERAGE-BANDWIDTH=123000,FRAME-RATE=30.000,RESOLUTION=",
+        );
     std::fs::write(dir.join("master.m3u8"), master).unwrap();
 }
 
@@ -260,6 +266,13 @@ fn an_hls_ladder_in_segment_files_plays_every_level_to_the_end() {
     let r = run(&dir, Entry::Hls);
     assert_ladder_played(&r);
     assert_eq!(r.player, "hls");
+    assert!(
+        r.levels
+            .iter()
+            .all(|l| l.frame_rate == Some(30.0) && l.average_bitrate == Some(123_000)),
+        "{}",
+        r.summary()
+    );
     assert_eq!(r.subtitle_tracks.len(), 1, "{}", r.summary());
     assert_eq!(
         (r.subtitle_tracks[0].lang.as_str(), r.subtitle_tracks[0].label.as_str()),
