@@ -41,6 +41,11 @@
 //! [`PlayerError`] means the harness itself could not run: node, Chromium or the npm packages
 //! missing (the message names the fix), play.mjs failing or hanging. Nothing is ever skipped.
 //!
+//! Why the server's and the page's HTTP errors count even when the player goes on: hls.js 1.7
+//! treats a missing segment as non-fatal (two `fragLoadError`s), skips the gap and reaches
+//! `ended`; dash.js 5.2 retries and then raises a fatal error. A malformed manifest is fatal
+//! in both (`manifestParsingError`; dash.js `10 parsing failed`).
+//!
 //! At most `$PLAYERS_AT_ONCE` (default 2) plays run at once in one test binary: a play mostly
 //! waits for playback at 1x, but Chromium is heavy and the checks are timed.
 
