@@ -16,6 +16,9 @@ POLICY_DIR="$AWS_SCRIPTS_DIR/policies"
 # explicitly with --region.
 : "${AWS_REGION:=${AWS_DEFAULT_REGION:-us-east-1}}"
 : "${QUEUE_NAME:=video-encode-requests}"
+# Where the encoder sends one completion notice per request (RESULT_QUEUE_URL), and `producer
+# --wait` reads them; a name ending in .fifo makes it FIFO (independent of QUEUE_NAME's type).
+: "${RESULT_QUEUE_NAME:=video-encode-results}"
 : "${INPUT_BUCKET:=media-in}"
 : "${OUTPUT_BUCKET:=media-out}"
 : "${INPUT_PREFIX:=uploads/}"
@@ -122,6 +125,45 @@ check_aws_access() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# SQS queues (create-queue.sh, create-results-queue.sh)
+# ---------------------------------------------------------------------------------------------
+
+# ensure_queue NAME prints the URL of queue NAME, creating the queue when it does not exist.
+ensure_queue() {
+    local name=$1 url
+    if url=$(aws_cli sqs get-queue-url --queue-name "$name" --query QueueUrl --output text 2>"$AWS_ERR"); then
+        log "queue $name exists: $url"
+    elif aws_error_is NonExistentQueue QueueDoesNotExist; then
+        local create_args=(--queue-name "$name")
+        # A queue's type is fixed at creation; the caller converges every other attribute with
+        # set_attributes.
+        [[ "$name" == *.fifo ]] && create_args+=(--attributes FifoQueue=true)
+        if ! url=$(aws_cli sqs create-queue "${create_args[@]}" --query QueueUrl --output text 2>"$AWS_ERR"); then
+            aws_error_is QueueDeletedRecently &&
+                aws_fail "queue $name was deleted less than 60 seconds ago; SQS refuses the name until then, retry in a minute"
+            aws_fail "cannot create queue $name"
+        fi
+        log "created queue $name: $url"
+    else
+        aws_fail "cannot look up queue $name"
+    fi
+    printf '%s\n' "$url"
+}
+
+queue_arn() {
+    aws_cli sqs get-queue-attributes --queue-url "$1" --attribute-names QueueArn \
+        --query Attributes.QueueArn --output text 2>"$AWS_ERR" || aws_fail "cannot read the ARN of $1"
+}
+
+# set_attributes URL JSON sets the attributes in the JSON map (attribute name -> string value).
+set_attributes() {
+    local url=$1 file="$TMP_DIR/attributes.json"
+    printf '%s\n' "$2" >"$file"
+    aws_cli sqs set-queue-attributes --queue-url "$url" --attributes "file://$file" 2>"$AWS_ERR" ||
+        aws_fail "cannot set the attributes of $url"
+}
+
+# ---------------------------------------------------------------------------------------------
 # Input validation: values end up inside JSON documents and ARNs, so only plain names get through.
 # ---------------------------------------------------------------------------------------------
 
@@ -130,6 +172,15 @@ validate_queue_name() {
     local var=$1 value=${!1}
     [[ "$value" =~ ^[A-Za-z0-9_-]{1,80}$ || "$value" =~ ^[A-Za-z0-9_-]{1,75}\.fifo$ ]] ||
         die "invalid $var '$value': up to 80 of A-Z a-z 0-9 _ - (a FIFO queue's name ends in .fifo)"
+}
+
+# validate_result_queue_name checks RESULT_QUEUE_NAME, and that it names neither the request queue
+# nor its DLQ: the encoder may send to the results queue, and must never be able to send itself
+# requests (or dead letters) under that name.
+validate_result_queue_name() {
+    validate_queue_name RESULT_QUEUE_NAME
+    [[ "$RESULT_QUEUE_NAME" != "$QUEUE_NAME" && "$RESULT_QUEUE_NAME" != "$DLQ_NAME" ]] ||
+        die "RESULT_QUEUE_NAME '$RESULT_QUEUE_NAME' must differ from QUEUE_NAME and DLQ_NAME: the encoder may send to the results queue"
 }
 
 validate_bucket_name() {

@@ -57,6 +57,7 @@ Creates or updates the IAM roles and policies, prints NAME=arn lines.
   CLUSTER_NAME              ${CLUSTER_NAME:-(unset)}  (IDENTITY=pod-identity: named in the printed association commands)
   AWS_REGION                ${AWS_REGION}
   QUEUE_NAME / DLQ_NAME     ${QUEUE_NAME} / ${DLQ_NAME}
+  RESULT_QUEUE_NAME         ${RESULT_QUEUE_NAME}  (the encoder sends completion notices there, the producer reads them)
   INPUT_BUCKET/INPUT_PREFIX   ${INPUT_BUCKET}/${INPUT_PREFIX}
   OUTPUT_BUCKET/OUTPUT_PREFIX ${OUTPUT_BUCKET}/${OUTPUT_PREFIX}
   NAME_PREFIX               ${NAME_PREFIX}  (roles ${NAME_PREFIX}-keda-reader, -encoder, -producer)
@@ -89,6 +90,7 @@ done
 
 validate_queue_name QUEUE_NAME
 validate_queue_name DLQ_NAME
+validate_result_queue_name
 validate_bucket_name INPUT_BUCKET
 validate_bucket_name OUTPUT_BUCKET
 normalize_prefix INPUT_PREFIX
@@ -136,6 +138,7 @@ fi
 
 QUEUE_ARN="arn:${AWS_PARTITION}:sqs:${AWS_REGION}:${ACCOUNT_ID}:${QUEUE_NAME}"
 DLQ_ARN="arn:${AWS_PARTITION}:sqs:${AWS_REGION}:${ACCOUNT_ID}:${DLQ_NAME}"
+RESULT_QUEUE_ARN="arn:${AWS_PARTITION}:sqs:${AWS_REGION}:${ACCOUNT_ID}:${RESULT_QUEUE_NAME}"
 role_arn() { printf 'arn:%s:iam::%s:role/%s' "$AWS_PARTITION" "$ACCOUNT_ID" "$1"; }
 policy_arn() { printf 'arn:%s:iam::%s:policy/%s' "$AWS_PARTITION" "$ACCOUNT_ID" "$1"; }
 
@@ -173,13 +176,13 @@ encoder_trust() { pod_trust "$K8S_NAMESPACE" "$ENCODER_SERVICE_ACCOUNT"; }
 encoder_policy() {
     render_template "$POLICY_DIR/encoder-policy.json" \
         PARTITION="$AWS_PARTITION" QUEUE_ARN="$QUEUE_ARN" DLQ_ARN="$DLQ_ARN" \
-        INPUT_BUCKET="$INPUT_BUCKET" INPUT_PREFIX="$INPUT_PREFIX" \
+        RESULT_QUEUE_ARN="$RESULT_QUEUE_ARN" INPUT_BUCKET="$INPUT_BUCKET" INPUT_PREFIX="$INPUT_PREFIX" \
         OUTPUT_BUCKET="$OUTPUT_BUCKET" OUTPUT_PREFIX="$OUTPUT_PREFIX"
 }
 producer_trust() { pod_trust "$K8S_NAMESPACE" "$PRODUCER_SERVICE_ACCOUNT"; }
 producer_policy() {
     render_template "$POLICY_DIR/producer-policy.json" \
-        PARTITION="$AWS_PARTITION" QUEUE_ARN="$QUEUE_ARN" \
+        PARTITION="$AWS_PARTITION" QUEUE_ARN="$QUEUE_ARN" RESULT_QUEUE_ARN="$RESULT_QUEUE_ARN" \
         INPUT_BUCKET="$INPUT_BUCKET" INPUT_PREFIX="$INPUT_PREFIX"
 }
 
@@ -372,14 +375,14 @@ encoder_role_arn=$(ensure_role "$ENCODER_ROLE" "$doc" \
     "${NAME_PREFIX}: encoder pods (${via} ${K8S_NAMESPACE}:${ENCODER_SERVICE_ACCOUNT})")
 encoder_policy >"$doc"
 arn=$(ensure_policy "$ENCODER_POLICY" "$doc" \
-    "${NAME_PREFIX}: consume ${QUEUE_NAME}, dead-letter to ${DLQ_NAME}, read s3://${INPUT_BUCKET}/${INPUT_PREFIX}, write s3://${OUTPUT_BUCKET}/${OUTPUT_PREFIX}")
+    "${NAME_PREFIX}: consume ${QUEUE_NAME}, dead-letter to ${DLQ_NAME}, notify ${RESULT_QUEUE_NAME}, read s3://${INPUT_BUCKET}/${INPUT_PREFIX}, write s3://${OUTPUT_BUCKET}/${OUTPUT_PREFIX}")
 attach "$ENCODER_ROLE" "$arn"
 
 producer_trust >"$doc"
 producer_role_arn=$(ensure_role "$PRODUCER_ROLE" "$doc" \
     "${NAME_PREFIX}: producer (${via} ${K8S_NAMESPACE}:${PRODUCER_SERVICE_ACCOUNT})")
 producer_policy >"$doc"
-arn=$(ensure_policy "$PRODUCER_POLICY" "$doc" "${NAME_PREFIX}: send to ${QUEUE_NAME}, upload to s3://${INPUT_BUCKET}/${INPUT_PREFIX}")
+arn=$(ensure_policy "$PRODUCER_POLICY" "$doc" "${NAME_PREFIX}: send to ${QUEUE_NAME}, read notices from ${RESULT_QUEUE_NAME}, upload to s3://${INPUT_BUCKET}/${INPUT_PREFIX}")
 attach "$PRODUCER_ROLE" "$arn"
 
 # With Pod Identity, a role reaches a pod through an association of the cluster, which IAM cannot

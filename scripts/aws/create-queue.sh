@@ -53,40 +53,6 @@ validate_uint DLQ_RETENTION_SECONDS 60 1209600
 
 check_aws_access
 
-# ensure_queue NAME prints the URL of queue NAME, creating the queue when it does not exist.
-ensure_queue() {
-    local name=$1 url
-    if url=$(aws_cli sqs get-queue-url --queue-name "$name" --query QueueUrl --output text 2>"$AWS_ERR"); then
-        log "queue $name exists: $url"
-    elif aws_error_is NonExistentQueue QueueDoesNotExist; then
-        local create_args=(--queue-name "$name")
-        # A queue's type is fixed at creation; every other attribute is converged below.
-        [[ "$name" == *.fifo ]] && create_args+=(--attributes FifoQueue=true)
-        if ! url=$(aws_cli sqs create-queue "${create_args[@]}" --query QueueUrl --output text 2>"$AWS_ERR"); then
-            aws_error_is QueueDeletedRecently &&
-                aws_fail "queue $name was deleted less than 60 seconds ago; SQS refuses the name until then, retry in a minute"
-            aws_fail "cannot create queue $name"
-        fi
-        log "created queue $name: $url"
-    else
-        aws_fail "cannot look up queue $name"
-    fi
-    printf '%s\n' "$url"
-}
-
-queue_arn() {
-    aws_cli sqs get-queue-attributes --queue-url "$1" --attribute-names QueueArn \
-        --query Attributes.QueueArn --output text 2>"$AWS_ERR" || aws_fail "cannot read the ARN of $1"
-}
-
-# set_attributes URL JSON sets the attributes in the JSON map (attribute name -> string value).
-set_attributes() {
-    local url=$1 file="$TMP_DIR/attributes.json"
-    printf '%s\n' "$2" >"$file"
-    aws_cli sqs set-queue-attributes --queue-url "$url" --attributes "file://$file" 2>"$AWS_ERR" ||
-        aws_fail "cannot set the attributes of $url"
-}
-
 dlq_url=$(ensure_queue "$DLQ_NAME")
 queue_url=$(ensure_queue "$QUEUE_NAME")
 dlq_arn=$(queue_arn "$dlq_url")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Deletes what create-queue.sh, create-buckets.sh and create-iam.sh created, for the same settings:
-# both queues, both buckets with every object, version, delete marker and unfinished upload in them,
+# Deletes what create-queue.sh, create-results-queue.sh, create-buckets.sh and create-iam.sh created,
+# for the same settings: the request queue, its DLQ and the results queue, both buckets with every object, version, delete marker and unfinished upload in them,
 # the roles and the managed policies.
 #
 # Destructive, so it refuses to run without --yes (or CONFIRM=yes). Safe to re-run: what is
@@ -24,13 +24,13 @@ usage() {
 usage: $0 --yes        (or CONFIRM=yes $0)
 
 Deletes, in region ${AWS_REGION}${AWS_ENDPOINT_URL:+ at ${AWS_ENDPOINT_URL}}:
-  queues:        ${QUEUE_NAME} ${DLQ_NAME}
+  queues:        ${QUEUE_NAME} ${DLQ_NAME} ${RESULT_QUEUE_NAME}
   buckets:       ${buckets[*]}  (with all their objects and versions)
   roles:         ${roles[*]}
   KEDA's role:   ${operator_role}
   policies:      ${policies[*]}
-Names come from the same variables as the create scripts (QUEUE_NAME, INPUT_BUCKET, OUTPUT_BUCKET,
-NAME_PREFIX, KEDA_OPERATOR_ROLE, MANAGE_KEDA_OPERATOR_ROLE, AWS_REGION, AWS_ENDPOINT_URL).
+Names come from the same variables as the create scripts (QUEUE_NAME, RESULT_QUEUE_NAME,
+INPUT_BUCKET, OUTPUT_BUCKET, NAME_PREFIX, KEDA_OPERATOR_ROLE, MANAGE_KEDA_OPERATOR_ROLE, AWS_REGION, AWS_ENDPOINT_URL).
 EOF
 }
 
@@ -44,6 +44,7 @@ done
 
 validate_queue_name QUEUE_NAME
 validate_queue_name DLQ_NAME
+validate_result_queue_name
 validate_bucket_name INPUT_BUCKET
 validate_bucket_name OUTPUT_BUCKET
 validate_iam_name NAME_PREFIX
@@ -246,6 +247,7 @@ delete_policy() {
 
 delete_queue "$QUEUE_NAME"
 delete_queue "$DLQ_NAME"
+delete_queue "$RESULT_QUEUE_NAME"
 for bucket in "${buckets[@]}"; do
     delete_bucket "$bucket"
 done

@@ -5,13 +5,13 @@ free port; what they made is read back with boto3. Test modules import the fixtu
 
     from aws_helpers import moto  # noqa: F401  (a pytest fixture)
 
-The queue and bucket scripts also run against LocalStack (the `emulator` fixture runs a test once
-on each), because two independent emulators disagreeing is how an emulator's quirk gets told from
-a script's bug. Our LocalStack runs SQS and S3 only (scripts/localstack.sh: SERVICES=sqs,s3; its
-IAM and STS are not enabled), so the IAM scripts stay on moto, whose IAM enforcement the
-permission tests rely on, and the scripts' STS and IAM calls (the caller-identity check,
-teardown's IAM part) go to moto through AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL_IAM even when
-SQS and S3 are LocalStack's.
+The queue scripts (create-queue.sh, create-results-queue.sh) and the bucket script also run
+against LocalStack (the `emulator` fixture runs a test once on each), because two independent
+emulators disagreeing is how an emulator's quirk gets told from a script's bug. Our LocalStack
+runs SQS and S3 only (scripts/localstack.sh: SERVICES=sqs,s3; its IAM and STS are not enabled), so
+the IAM scripts stay on moto, whose IAM enforcement the permission tests rely on, and the scripts'
+STS and IAM calls (the caller-identity check, teardown's IAM part) go to moto through
+AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL_IAM even when SQS and S3 are LocalStack's.
 """
 
 from __future__ import annotations
@@ -251,8 +251,8 @@ def localstack(tmp_path_factory):
 
 @dataclass
 class Emulator:
-    """SQS and S3 of one emulator, as a test of create-queue.sh, create-buckets.sh or teardown.sh
-    sees them. STS and IAM are always moto's (see the module's docstring)."""
+    """SQS and S3 of one emulator, as a test of create-queue.sh, create-results-queue.sh,
+    create-buckets.sh or teardown.sh sees them. STS and IAM are always moto's (see the module's docstring)."""
 
     name: str
     url: str
@@ -284,6 +284,7 @@ class Emulator:
         names = {}
         if self.prefix:
             names = {"QUEUE_NAME": self.named("video-encode-requests"),
+                     "RESULT_QUEUE_NAME": self.named("video-encode-results"),
                      "INPUT_BUCKET": self.named("media-in"), "OUTPUT_BUCKET": self.named("media-out")}
         return script_env(AWS_ENDPOINT_URL=self.url, AWS_ENDPOINT_URL_STS=self.moto.url,
                           AWS_ENDPOINT_URL_IAM=self.moto.url, **{**names, **overrides})

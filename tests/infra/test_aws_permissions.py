@@ -12,6 +12,8 @@ test_aws_provisioning.py and test_aws_policies.py.
 
 from __future__ import annotations
 
+import json
+
 import botocore.exceptions
 import pytest
 
@@ -19,6 +21,9 @@ from aws_helpers import MOTO_ACCOUNT, run_script, start_moto_server, stop_moto_s
 
 QUEUE = "video-encode-requests"
 DLQ = "video-encode-requests-dlq"
+RESULTS = "video-encode-results"
+# A queue in the same account that none of our policies names.
+OTHER = "someone-elses-queue"
 IN = "media-in"
 OUT = "media-out"
 
@@ -27,11 +32,16 @@ class Probe:
     """Clients acting as an IAM user that carries exactly one of our managed policies."""
 
     def __init__(self, server, key_id: str, secret: str):
+        self.server = server
+        self.key_id = key_id
+        self.secret = secret
         self.sqs = server.client("sqs", key_id=key_id, secret=secret)
         self.s3 = server.client("s3", key_id=key_id, secret=secret)
         self.sts = server.client("sts", key_id=key_id, secret=secret)
         self.queue_url = f"{server.url}/{MOTO_ACCOUNT}/{QUEUE}"
         self.dlq_url = f"{server.url}/{MOTO_ACCOUNT}/{DLQ}"
+        self.results_url = f"{server.url}/{MOTO_ACCOUNT}/{RESULTS}"
+        self.other_url = f"{server.url}/{MOTO_ACCOUNT}/{OTHER}"
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +50,14 @@ def probes(tmp_path_factory):
     try:
         env = server.env()
         run_script("create-queue.sh", env)
+        run_script("create-results-queue.sh", env)
         run_script("create-buckets.sh", env)
         run_script("create-iam.sh", env)
 
         # Set-up as an administrator, while moto still lets any credentials do anything.
         iam = server.client("iam")
         s3 = server.client("s3")
+        server.client("sqs").create_queue(QueueName=OTHER)
         s3.put_object(Bucket=IN, Key="uploads/clip.mov", Body=b"source")
         s3.put_object(Bucket=IN, Key="private/secret.mov", Body=b"not for the encoder")
         s3.put_object(Bucket=OUT, Key="elsewhere/report.txt", Body=b"not a rendition")
@@ -58,6 +70,17 @@ def probes(tmp_path_factory):
                                    PolicyArn=f"arn:aws:iam::{MOTO_ACCOUNT}:policy/{policy}")
             key = iam.create_access_key(UserName=user)["AccessKey"]
             found[policy] = Probe(server, key["AccessKeyId"], key["SecretAccessKey"])
+
+        # Operators allowed only part of what create-results-queue.sh needs (see
+        # test_create_results_queue_names_the_step_it_was_refused).
+        for name, actions in PARTIAL_OPERATORS.items():
+            document = {"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": ["sts:GetCallerIdentity", *actions], "Resource": "*"}]}
+            policy = iam.create_policy(PolicyName=name, PolicyDocument=json.dumps(document))
+            iam.create_user(UserName=name)
+            iam.attach_user_policy(UserName=name, PolicyArn=policy["Policy"]["Arn"])
+            key = iam.create_access_key(UserName=name)["AccessKey"]
+            found[name] = Probe(server, key["AccessKeyId"], key["SecretAccessKey"])
 
         server.enforce_iam(True)
         yield found
@@ -144,6 +167,100 @@ def test_encoder_may_consume_read_sources_and_write_renditions_only(probes):
     assert denied(encoder.s3.put_object, Bucket=OUT, Key="elsewhere/x", Body=b"x")
     assert denied(encoder.s3.delete_object, Bucket=OUT, Key="renditions/clip/720p.mp4")
     assert denied(encoder.s3.head_object, Bucket=IN, Key="private/secret.mov")
+
+
+def notice(request_id: str, outcome: str = "processed") -> str:
+    return json.dumps({"request_id": request_id, "video_id": "clip", "outcome": outcome})
+
+
+def test_encoder_may_send_completion_notices_but_not_read_them(probes):
+    encoder = probes["video-encoding-encoder"]
+    encoder.sqs.send_message(QueueUrl=encoder.results_url, MessageBody=notice("enc-1"))
+
+    # Sending is all: it reads no notices, and sends nowhere but the results queue and the DLQ.
+    assert denied(encoder.sqs.receive_message, QueueUrl=encoder.results_url, WaitTimeSeconds=1)
+    assert denied(encoder.sqs.get_queue_attributes, QueueUrl=encoder.results_url, AttributeNames=["All"])
+    assert denied(encoder.sqs.purge_queue, QueueUrl=encoder.results_url)
+    assert denied(encoder.sqs.send_message, QueueUrl=encoder.other_url, MessageBody=notice("enc-2"))
+    assert denied(encoder.sqs.send_message, QueueUrl=encoder.queue_url, MessageBody=notice("enc-3"))
+    # The producer, which may read the queue, sees the notice: it did arrive.
+    producer = probes["video-encoding-producer"]
+    bodies = drain_notices(producer)
+    assert notice("enc-1") in bodies
+
+
+def drain_notices(probe) -> list[str]:
+    """Receives and deletes every notice on the results queue, as the producer; returns the bodies."""
+    bodies = []
+    while True:
+        messages = probe.sqs.receive_message(QueueUrl=probe.results_url, MaxNumberOfMessages=10,
+                                             WaitTimeSeconds=1).get("Messages", [])
+        if not messages:
+            return bodies
+        for message in messages:
+            probe.sqs.delete_message(QueueUrl=probe.results_url, ReceiptHandle=message["ReceiptHandle"])
+            bodies.append(message["Body"])
+
+
+def test_producer_may_wait_for_notices_but_not_send_them(probes):
+    producer = probes["video-encoding-producer"]
+    encoder = probes["video-encoding-encoder"]
+    drain_notices(producer)
+    encoder.sqs.send_message(QueueUrl=encoder.results_url, MessageBody=notice("theirs"))
+
+    # producer --wait: long-poll, give back a notice of someone else's request (the producer
+    # leaves it hidden 5 s; 0 here, so that the test need not wait)...
+    (message,) = producer.sqs.receive_message(QueueUrl=producer.results_url, WaitTimeSeconds=1)["Messages"]
+    assert message["Body"] == notice("theirs")
+    producer.sqs.change_message_visibility(QueueUrl=producer.results_url,
+                                           ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+    # ...which is visible again for the producer it belongs to, who deletes it.
+    (again,) = producer.sqs.receive_message(QueueUrl=producer.results_url, WaitTimeSeconds=1)["Messages"]
+    assert again["Body"] == notice("theirs")
+    producer.sqs.delete_message(QueueUrl=producer.results_url, ReceiptHandle=again["ReceiptHandle"])
+
+    # It cannot forge a notice, read the queue's attributes (not needed to wait), or take requests.
+    assert denied(producer.sqs.send_message, QueueUrl=producer.results_url, MessageBody=notice("forged"))
+    assert denied(producer.sqs.get_queue_attributes, QueueUrl=producer.results_url, AttributeNames=["All"])
+    assert denied(producer.sqs.purge_queue, QueueUrl=producer.results_url)
+    assert denied(producer.sqs.receive_message, QueueUrl=producer.queue_url, WaitTimeSeconds=1)
+    assert denied(producer.sqs.receive_message, QueueUrl=producer.other_url, WaitTimeSeconds=1)
+    encoder.sqs.send_message(QueueUrl=encoder.results_url, MessageBody=notice("kept"))
+    (kept,) = producer.sqs.receive_message(QueueUrl=producer.results_url, WaitTimeSeconds=1)["Messages"]
+    assert denied(producer.sqs.delete_message, QueueUrl=producer.queue_url, ReceiptHandle=kept["ReceiptHandle"])
+    producer.sqs.delete_message(QueueUrl=producer.results_url, ReceiptHandle=kept["ReceiptHandle"])
+
+    # Nobody else reads the notices.
+    reader = probes["video-encoding-keda-reader"]
+    assert denied(reader.sqs.receive_message, QueueUrl=reader.results_url, WaitTimeSeconds=1)
+
+
+# Operators that may do only the first steps of create-results-queue.sh: name -> SQS actions.
+PARTIAL_OPERATORS = {
+    "operator-no-sqs": [],
+    "operator-lookup-only": ["sqs:GetQueueUrl"],
+    "operator-no-attributes": ["sqs:GetQueueUrl", "sqs:CreateQueue"],
+    "operator-read-only": ["sqs:GetQueueUrl", "sqs:CreateQueue", "sqs:GetQueueAttributes"],
+}
+
+
+@pytest.mark.parametrize("operator, queue, message", [
+    ("operator-no-sqs", RESULTS, f"cannot look up queue {RESULTS}"),
+    ("operator-lookup-only", "results-not-there-yet", "cannot create queue results-not-there-yet"),
+    ("operator-no-attributes", RESULTS, "cannot read the attributes of"),
+    ("operator-read-only", RESULTS, "cannot set the attributes of"),
+])
+def test_create_results_queue_names_the_step_it_was_refused(probes, operator, queue, message):
+    """Run by someone allowed less than it needs, the script stops at the first refused call,
+    shows AWS's error and says what it could not do; stdout (the URL) stays empty."""
+    probe = probes[operator]
+    env = probe.server.env(AWS_ACCESS_KEY_ID=probe.key_id, AWS_SECRET_ACCESS_KEY=probe.secret,
+                           RESULT_QUEUE_NAME=queue)
+    result = run_script("create-results-queue.sh", env, check=False)
+    assert result.returncode != 0, result.stderr
+    assert message in result.stderr
+    assert "AccessDenied" in result.stderr, "AWS's own error is shown"
+    assert result.stdout == ""
 
 
 def test_encoder_may_list_the_input_bucket_within_its_prefix(probes):

@@ -15,6 +15,7 @@ REGION = "eu-west-1"
 OIDC = "oidc.eks.eu-west-1.amazonaws.com/id/0123456789ABCDEF0123456789ABCDEF"
 QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:video-encode-requests"
 DLQ_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:video-encode-requests-dlq"
+RESULTS_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:video-encode-results"
 
 # Every permission each role gets, on what: any change to a role's rights changes this table, so it
 # shows up in review. (action, resource)
@@ -32,6 +33,8 @@ EXPECTED_PERMISSIONS = {
         ("sqs:GetQueueAttributes", QUEUE_ARN),
         ("sqs:GetQueueUrl", DLQ_ARN),
         ("sqs:SendMessage", DLQ_ARN),
+        # One completion notice per request; nothing else on the results queue.
+        ("sqs:SendMessage", RESULTS_ARN),
         ("s3:GetObject", "arn:aws:s3:::media-in/uploads/*"),
         ("s3:ListBucket", "arn:aws:s3:::media-in"),  # within uploads/ only: EXPECTED_CONDITIONS
         ("s3:PutObject", "arn:aws:s3:::media-out/renditions/*"),
@@ -41,6 +44,11 @@ EXPECTED_PERMISSIONS = {
     },
     "video-encoding-producer.policy.json": {
         ("sqs:SendMessage", QUEUE_ARN),
+        # producer --wait: read the notices, delete its own, give the others back. No
+        # sqs:GetQueueAttributes: waiting needs none.
+        ("sqs:ReceiveMessage", RESULTS_ARN),
+        ("sqs:DeleteMessage", RESULTS_ARN),
+        ("sqs:ChangeMessageVisibility", RESULTS_ARN),
         ("s3:PutObject", "arn:aws:s3:::media-in/uploads/*"),
         # The upload reads back what it stored: HeadObject (checksum mode) needs s3:GetObject.
         ("s3:GetObject", "arn:aws:s3:::media-in/uploads/*"),
@@ -218,13 +226,16 @@ def test_keda_reader_is_assumable_by_the_keda_operator_role_only(irsa, pod_ident
 
 def test_settings_flow_into_the_documents(tmp_path):
     documents = render_policies(
-        tmp_path, QUEUE_NAME="jobs.fifo", INPUT_BUCKET="in-b", INPUT_PREFIX="incoming", OUTPUT_BUCKET="out-b",
+        tmp_path, QUEUE_NAME="jobs.fifo", RESULT_QUEUE_NAME="done.fifo", INPUT_BUCKET="in-b", INPUT_PREFIX="incoming", OUTPUT_BUCKET="out-b",
         OUTPUT_PREFIX="/a/b/", NAME_PREFIX="staging", KEDA_OPERATOR_ROLE="keda", K8S_NAMESPACE="media",
         AWS_REGION="cn-north-1", OIDC_PROVIDER=f"https://{OIDC}")
     encoder = {s["Sid"]: s for s in documents["staging-encoder.policy.json"]["Statement"]}
     assert encoder["ConsumeEncodeRequests"]["Resource"] == f"arn:aws-cn:sqs:cn-north-1:{ACCOUNT}:jobs.fifo"
     assert (encoder["MoveInvalidRequestsToDeadLetterQueue"]["Resource"]
             == f"arn:aws-cn:sqs:cn-north-1:{ACCOUNT}:jobs-dlq.fifo")
+    assert encoder["SendCompletionNotices"]["Resource"] == f"arn:aws-cn:sqs:cn-north-1:{ACCOUNT}:done.fifo"
+    producer = {s["Sid"]: s for s in documents["staging-producer.policy.json"]["Statement"]}
+    assert producer["WaitForCompletionNotices"]["Resource"] == f"arn:aws-cn:sqs:cn-north-1:{ACCOUNT}:done.fifo"
     # A prefix always ends with "/": "incoming" must not also match "incoming-private/...".
     assert encoder["ReadSourceVideos"]["Resource"] == "arn:aws-cn:s3:::in-b/incoming/*"
     assert encoder["SeeMissingSourcesAsNotFound"]["Resource"] == "arn:aws-cn:s3:::in-b"
@@ -249,6 +260,21 @@ def test_settings_flow_into_the_pod_identity_trust(tmp_path):
                         "aws:RequestTag/kubernetes-service-account": "keda"}
 
 
+@pytest.mark.parametrize("setting", [
+    {"RESULT_QUEUE_NAME": "video-encode-requests"},
+    {"RESULT_QUEUE_NAME": "video-encode-requests-dlq"},
+    {"QUEUE_NAME": "jobs.fifo", "RESULT_QUEUE_NAME": "jobs-dlq.fifo"},
+])
+def test_the_results_queue_cannot_be_the_request_queue_or_its_dlq(tmp_path, setting):
+    """The encoder may send to the results queue: naming the request queue (or the DLQ) there
+    would let it send itself requests."""
+    env = script_env(ACCOUNT_ID=ACCOUNT, OIDC_PROVIDER=OIDC, **setting)
+    result = run_script("create-iam.sh", env, "--render", str(tmp_path), check=False)
+    assert result.returncode != 0
+    assert "RESULT_QUEUE_NAME" in result.stderr and "must differ from QUEUE_NAME and DLQ_NAME" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_unknown_identity_is_refused(tmp_path):
     env = script_env(ACCOUNT_ID=ACCOUNT, OIDC_PROVIDER=OIDC, IDENTITY="kiam")
     result = run_script("create-iam.sh", env, "--render", str(tmp_path), check=False)
@@ -265,6 +291,7 @@ def test_unknown_identity_is_refused(tmp_path):
     {"OUTPUT_PREFIX": 'renditions/"x"/'},
     {"OUTPUT_BUCKET": "media-*"},
     {"QUEUE_NAME": "video-*"},
+    {"RESULT_QUEUE_NAME": "video-*"},
     {"OIDC_PROVIDER": 'oidc.example.com/id/"x"'},
     {"K8S_NAMESPACE": "*"},
     {"ACCOUNT_ID": "*"},

@@ -1,7 +1,8 @@
 """scripts/aws/*.sh against an emulator: each script runs twice (it must converge, not fail), and
 what it made is read back with boto3.
 
-create-queue.sh, create-buckets.sh and the SQS/S3 part of teardown.sh run on both moto and
+create-queue.sh, create-results-queue.sh, create-buckets.sh and the SQS/S3 part of teardown.sh run
+on both moto and
 LocalStack (the `emulator` fixture: test ids [moto] and [localstack]); create-iam.sh and
 teardown's IAM part on moto only, as LocalStack's IAM is not enabled here (aws_helpers.py)."""
 
@@ -155,6 +156,105 @@ def test_create_queue_refuses_bad_settings_before_creating_anything(fresh_moto, 
 
 
 # -------------------------------------------------------------------------------------------------
+# create-results-queue.sh
+# -------------------------------------------------------------------------------------------------
+
+
+def test_create_results_queue_twice_prints_only_the_url_and_configures_it(emulator):
+    env = emulator.env()
+    name = emulator.named("video-encode-results")
+    url = emulator.queue_url(name)
+    for _ in range(2):
+        result = run_script("create-results-queue.sh", env)
+        # stdout is exactly the URL: RESULT_QUEUE_URL=$(scripts/aws/create-results-queue.sh).
+        assert result.stdout == f"{url}\n"
+        assert "[create-results-queue]" in result.stderr
+
+    # One queue, no dead-letter queue: a producer's give-backs count as receives.
+    assert emulator.our_queue_urls() == [url]
+    queue = emulator.queue_attributes(name)
+    assert queue["SqsManagedSseEnabled"] == "true"
+    assert queue["ReceiveMessageWaitTimeSeconds"] == "20"  # long polling for the waiting producer
+    assert queue["MessageRetentionPeriod"] == "345600"  # 4 days
+    assert queue["VisibilityTimeout"] == "30"
+    assert "RedrivePolicy" not in queue
+    assert queue.get("FifoQueue", "false") == "false"
+
+
+def test_create_results_queue_fifo_and_converging_changed_settings(emulator):
+    name = emulator.named("encode-results.fifo")
+    url = emulator.queue_url(name)
+    env = emulator.env(RESULT_QUEUE_NAME=name)
+    for _ in range(2):
+        assert run_script("create-results-queue.sh", env).stdout == f"{url}\n"
+    queue = emulator.queue_attributes(name)
+    assert queue["FifoQueue"] == "true"
+    # The encoder sends a MessageDeduplicationId; bodies of one outcome sent twice differ.
+    assert queue["ContentBasedDeduplication"] == "false"
+    assert queue["SqsManagedSseEnabled"] == "true"
+    assert queue["ReceiveMessageWaitTimeSeconds"] == "20"
+
+    changed = emulator.env(RESULT_QUEUE_NAME=name, RESULT_RETENTION_SECONDS="86400",
+                           RECEIVE_WAIT_SECONDS="10", RESULT_VISIBILITY_TIMEOUT_SECONDS="60")
+    assert run_script("create-results-queue.sh", changed).stdout == f"{url}\n"
+    queue = emulator.queue_attributes(name)
+    assert (queue["MessageRetentionPeriod"], queue["ReceiveMessageWaitTimeSeconds"],
+            queue["VisibilityTimeout"]) == ("86400", "10", "60")
+    assert emulator.our_queue_urls() == [url]
+
+
+def test_create_results_queue_takes_away_a_redrive_policy_it_finds(emulator):
+    """Someone gave the results queue a dead-letter queue: every give-back of a waiting producer
+    counts as a receive, so notices would be moved away unread. Converging removes it."""
+    env = emulator.env()
+    name = emulator.named("video-encode-results")
+    sqs = emulator.client("sqs")
+    dlq = sqs.create_queue(QueueName=emulator.named("results-dlq"))["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    url = run_script("create-results-queue.sh", env).stdout.strip()
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": json.dumps(
+        {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3})})
+    assert "RedrivePolicy" in emulator.queue_attributes(name)
+
+    result = run_script("create-results-queue.sh", env)
+    assert result.stdout == f"{url}\n"
+    assert f"removed the redrive policy of {name}" in result.stderr
+    assert "RedrivePolicy" not in emulator.queue_attributes(name)
+    # Once gone, a run has nothing to remove.
+    assert "removed the redrive policy" not in run_script("create-results-queue.sh", env).stderr
+
+
+def test_create_results_queue_usage(fresh_moto):
+    helped = run_script("create-results-queue.sh", fresh_moto.env(), "--help")
+    assert "usage:" in helped.stderr and "RESULT_QUEUE_NAME" in helped.stderr
+    assert helped.stdout == ""
+    wrong = run_script("create-results-queue.sh", fresh_moto.env(), "--fifo", check=False)
+    assert wrong.returncode != 0
+    assert "unknown argument: --fifo" in wrong.stderr and "usage:" in wrong.stderr
+    assert wrong.stdout == ""
+    assert fresh_moto.client("sqs").list_queues().get("QueueUrls", []) == []
+
+
+@pytest.mark.parametrize("setting, message", [
+    # The encoder may send to the results queue: it must never be the request queue or its DLQ.
+    ({"RESULT_QUEUE_NAME": "video-encode-requests"}, "must differ from QUEUE_NAME and DLQ_NAME"),
+    ({"RESULT_QUEUE_NAME": "video-encode-requests-dlq"}, "must differ from QUEUE_NAME and DLQ_NAME"),
+    ({"QUEUE_NAME": "jobs", "RESULT_QUEUE_NAME": "jobs"}, "must differ from QUEUE_NAME and DLQ_NAME"),
+    ({"RESULT_QUEUE_NAME": "results*"}, "invalid RESULT_QUEUE_NAME"),
+    ({"RESULT_RETENTION_SECONDS": "30"}, "invalid RESULT_RETENTION_SECONDS"),
+    ({"RECEIVE_WAIT_SECONDS": "21"}, "invalid RECEIVE_WAIT_SECONDS"),
+    ({"RESULT_VISIBILITY_TIMEOUT_SECONDS": "43201"}, "invalid RESULT_VISIBILITY_TIMEOUT_SECONDS"),
+    ({"QUEUE_NAME": "jobs*"}, "invalid QUEUE_NAME"),
+])
+def test_create_results_queue_refuses_bad_settings_before_creating_anything(fresh_moto, setting, message):
+    result = run_script("create-results-queue.sh", fresh_moto.env(**setting), check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert result.stdout == ""
+    assert fresh_moto.client("sqs").list_queues().get("QueueUrls", []) == []
+
+
+# -------------------------------------------------------------------------------------------------
 # create-buckets.sh
 # -------------------------------------------------------------------------------------------------
 
@@ -234,6 +334,7 @@ def irsa_condition(subject: str) -> dict:
 
 def test_create_iam_twice_makes_least_privilege_roles(fresh_moto, tmp_path):
     run_script("create-queue.sh", fresh_moto.env())
+    run_script("create-results-queue.sh", fresh_moto.env())
     env = fresh_moto.env(OIDC_PROVIDER=OIDC)
     first = run_script("create-iam.sh", env)
     second = run_script("create-iam.sh", env)
@@ -271,6 +372,7 @@ def test_create_iam_twice_makes_least_privilege_roles(fresh_moto, tmp_path):
 
     queue_arn = queue_attributes(fresh_moto, "video-encode-requests")["QueueArn"]
     dlq_arn = queue_attributes(fresh_moto, "video-encode-requests-dlq")["QueueArn"]
+    results_arn = queue_attributes(fresh_moto, "video-encode-results")["QueueArn"]
     permissions = {policy: {s["Sid"]: s for s in policy_document(iam, arn("policy", policy))["Statement"]}
                    for policy in ROLE_POLICIES.values()}
 
@@ -284,6 +386,9 @@ def test_create_iam_twice_makes_least_privilege_roles(fresh_moto, tmp_path):
     encoder = permissions["video-encoding-encoder"]
     assert encoder["ConsumeEncodeRequests"]["Resource"] == queue_arn
     assert encoder["MoveInvalidRequestsToDeadLetterQueue"]["Resource"] == dlq_arn
+    assert encoder["SendCompletionNotices"] == {
+        "Sid": "SendCompletionNotices", "Effect": "Allow", "Action": "sqs:SendMessage",
+        "Resource": results_arn}
     assert encoder["ReadSourceVideos"]["Resource"] == "arn:aws:s3:::media-in/uploads/*"
     assert encoder["SeeMissingSourcesAsNotFound"]["Resource"] == "arn:aws:s3:::media-in"
     assert encoder["SeeMissingSourcesAsNotFound"]["Condition"] == {
@@ -294,6 +399,9 @@ def test_create_iam_twice_makes_least_privilege_roles(fresh_moto, tmp_path):
     producer = permissions["video-encoding-producer"]
     assert producer["SendEncodeRequests"] == {
         "Sid": "SendEncodeRequests", "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": queue_arn}
+    assert producer["WaitForCompletionNotices"]["Resource"] == results_arn
+    assert sorted(producer["WaitForCompletionNotices"]["Action"]) == [
+        "sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage"]
     assert producer["UploadAndCheckSourceVideos"]["Resource"] == "arn:aws:s3:::media-in/uploads/*"
     assert sorted(producer["UploadAndCheckSourceVideos"]["Action"]) == [
         "s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"]
@@ -462,6 +570,7 @@ def test_teardown_needs_confirmation_then_twice_leaves_nothing_behind(emulator):
     env = emulator.env()
     with_iam = emulator.name == "moto"
     run_script("create-queue.sh", env)
+    run_script("create-results-queue.sh", env)
     run_script("create-buckets.sh", env)
     if with_iam:
         run_script("create-iam.sh", env)
@@ -471,7 +580,7 @@ def test_teardown_needs_confirmation_then_twice_leaves_nothing_behind(emulator):
     refused = run_script("teardown.sh", env, check=False)
     assert refused.returncode != 0
     assert "refusing to delete anything without --yes" in refused.stderr
-    assert len(emulator.our_queue_urls()) == 2
+    assert len(emulator.our_queue_urls()) == 3
     assert emulator.our_buckets() == [media_in, media_out]
     assert len(iam.list_roles()["Roles"]) == (4 if with_iam else 0)
 
@@ -491,6 +600,7 @@ def test_teardown_needs_confirmation_then_twice_leaves_nothing_behind(emulator):
     run_script("teardown.sh", env, "--yes")
     again = run_script("teardown.sh", emulator.env(CONFIRM="yes"))
     assert f"queue {emulator.named('video-encode-requests')}: already gone" in again.stderr
+    assert f"queue {emulator.named('video-encode-results')}: already gone" in again.stderr
     assert f"bucket {media_in}: already gone" in again.stderr
 
     assert emulator.our_queue_urls() == []
