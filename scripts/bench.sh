@@ -6,7 +6,11 @@
 #   transcode frames per second for one rendition, a 480p+720p+1080p ladder from one decode, and
 #             peak memory, beside the ffmpeg tool doing the same work with the same x264 settings
 #   analyzer  durable events per second under wrk, beside a Python standard-library server that
-#             behaves like the original analyzer
+#             behaves like the original analyzer and beside the previous version (before the
+#             aggregates); every read route's latency and the start-up time at 10^4, 10^5 and 10^6
+#             events, beside the previous version (scripts/bench/analyzer.sh; ANALYZER_BASELINE_REV,
+#             default the last commit before the aggregates, is built into
+#             target/analyzer-baseline; "none" skips it; BENCH_ANALYZER_DIR keeps the databases)
 #   chaos     CHAOS_REQUESTS (default 100) requests on LocalStack, encoder runs killed at random
 #             (SIGTERM and SIGKILL, seeded by CHAOS_SEED): the end-to-end chaos test at scale, its
 #             figures printed (runs, kills, outputs, counts, time); it fails if any request does not
@@ -203,9 +207,25 @@ bench_transcode() {
   row "same, clip 3× longer, MB" "$((m_long_ours / 1024))" "$((m_long_ref / 1024)) (ffmpeg)" "$(ratio "$m_long_ours" "$m_ours")× of the short clip" "not growing with length"
 }
 
+# The analyzer before its aggregates (every read scanned the events): the reference of its reads
+# and of its write throughput.
+ANALYZER_BASELINE_REV_DEFAULT=9f60f26
+build_analyzer_baseline() { # REV: builds that revision's result-analyzer, prints its path
+  local rev=$1 src="$WORK/analyzer-baseline" target=${ANALYZER_BASELINE_TARGET_DIR:-$REPO_ROOT/target/analyzer-baseline}
+  mkdir -p "$src"
+  git -C "$REPO_ROOT" archive "$rev" | tar -x -C "$src" || die "cannot read revision $rev of the repository"
+  say "building the analyzer of $rev (the previous version) into $target"
+  CARGO_TARGET_DIR=$target cargo build --release -q -p result-analyzer --manifest-path "$src/Cargo.toml" >&2 ||
+    die "building the analyzer of $rev failed"
+  echo "$target/release/result-analyzer"
+}
+
 bench_analyzer() {
-  say "analyzer: durable events per second under wrk"
-  scripts/bench/analyzer.sh "$WORK" >>"$WORK/analyzer_rows"
+  say "analyzer: durable events per second under wrk; reads and start-up at 10^4 to 10^6 events"
+  local rev=${ANALYZER_BASELINE_REV:-$ANALYZER_BASELINE_REV_DEFAULT} baseline=""
+  [[ $rev == none ]] || baseline=$(build_analyzer_baseline "$rev")
+  ANALYZER_BIN="$BIN/result-analyzer" ANALYZER_BASELINE_BIN="$baseline" \
+    scripts/bench/analyzer.sh "${BENCH_ANALYZER_DIR:-$WORK/analyzer}" >>"$WORK/analyzer_rows"
   while IFS= read -r line; do ROWS+=("$line"); done <"$WORK/analyzer_rows"
 }
 

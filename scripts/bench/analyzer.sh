@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# The result analyzer's durable writes per second under wrk, beside a Python standard-library
+# The result analyzer's benchmarks, in two parts (BENCH_ANALYZER_PARTS, default "writes reads").
+#
+# writes: its durable writes per second under wrk, beside the previous version of the analyzer
+# (ANALYZER_BASELINE_BIN, when given: within 10% is the goal) and a Python standard-library
 # server that behaves like the original example's analyzer (a list of strings in memory), in two
 # forms:
 #
@@ -22,11 +25,25 @@
 # more rows are expected: the requests still in flight when wrk stopped were committed, but wrk
 # no longer counted their answers). Then the same wrk runs against both forms of the reference.
 #
-# Prints markdown table rows on stdout (the two figures, and a warning row if the durability check
+# reads: the latency of every read route and the start-up time on databases of realistic history
+# (BENCH_ANALYZER_SIZES events, default 10^4, 10^5 and 10^6, made by make_analyzer_db.py: one
+# `started` and one `processed` per run), beside the previous version, which read and decoded
+# every stored event on each call (measured when ANALYZER_BASELINE_BIN is given; otherwise the
+# figures issue 17 quotes). Each route: the median of BENCH_ANALYZER_READS calls with curl (5 for
+# the previous version, whose calls take seconds). Start-up: from exec to the first 200 of
+# /healthz, the first time on a database of the events alone (an older analyzer's: its events are
+# counted into the aggregates once) and again after a clean stop. The goal: every read route but
+# /get/count (which lists every line, as the original does) under 20 ms at 10^6 events, and
+# growing by less than 2x from 10^4 to 10^6.
+#
+# Prints markdown table rows on stdout (the figures, and a warning row if the durability check
 # fails); everything else goes to stderr.
 #
 # Knobs: BENCH_ANALYZER_SECONDS (10), BENCH_ANALYZER_CONNECTIONS (32), BENCH_ANALYZER_THREADS (1),
-# ANALYZER_BIN (target/release/result-analyzer), DATABASE_SYNCHRONOUS (full: the analyzer's default).
+# ANALYZER_BIN (target/release/result-analyzer), ANALYZER_BASELINE_BIN (none), DATABASE_SYNCHRONOUS
+# (full: the analyzer's default), BENCH_ANALYZER_SIZES ("10000 100000 1000000"),
+# BENCH_ANALYZER_READS (15), BENCH_ANALYZER_PARTS ("writes reads"). The databases are kept in
+# WORKDIR/db-N.sqlite for the next run (delete them to make them again).
 set -eo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -41,10 +58,14 @@ WORKDIR=$(cd "$WORKDIR" && pwd)
 : "${BENCH_ANALYZER_THREADS:=1}"
 : "${ANALYZER_BIN:=$REPO_ROOT/target/release/result-analyzer}"
 : "${DATABASE_SYNCHRONOUS:=full}"
+: "${BENCH_ANALYZER_SIZES:=10000 100000 1000000}"
+: "${BENCH_ANALYZER_READS:=15}"
+: "${BENCH_ANALYZER_PARTS:=writes reads}"
 export DATABASE_SYNCHRONOUS
 
 [[ -x $ANALYZER_BIN ]] || die "$ANALYZER_BIN is missing: build it first (cargo build --release -p result-analyzer)"
-command -v wrk >/dev/null || die "wrk is missing: apt-get install wrk (scripts/bench.sh installs it)"
+[[ -z $ANALYZER_BASELINE_BIN || -x $ANALYZER_BASELINE_BIN ]] ||
+  die "ANALYZER_BASELINE_BIN=$ANALYZER_BASELINE_BIN is not a program (scripts/bench.sh analyzer builds it)"
 command -v python3 >/dev/null || die "python3 is missing"
 
 trap 'stop_all' EXIT
@@ -216,14 +237,14 @@ EOF
 
 WARNINGS=()
 
-# bench_ours NAME PATH LUA: fresh database, wrk, clean stop, durability check.
+# bench_ours NAME PATH LUA [BIN]: fresh database, wrk, clean stop, durability check.
 bench_ours() {
-  local name=$1 path=$2 lua=$3 port db pid
+  local name=$1 path=$2 lua=$3 bin=${4:-$ANALYZER_BIN} port db pid
   port=$(free_port)
   db="$WORKDIR/$name.db"
   rm -f "$db" "$db-wal" "$db-shm"
   say "result-analyzer on 127.0.0.1:$port, database $db (synchronous=$DATABASE_SYNCHRONOUS)"
-  start_bg "$WORKDIR/$name.log" env LISTEN_ADDR="127.0.0.1:$port" DATABASE_PATH="$db" RUST_LOG=warn "$ANALYZER_BIN"
+  start_bg "$WORKDIR/$name.log" env LISTEN_ADDR="127.0.0.1:$port" DATABASE_PATH="$db" RUST_LOG=warn "$bin"
   pid=${BG_PIDS[-1]}
   wait_http "http://127.0.0.1:$port/healthz" "result-analyzer"
   run_wrk "$name" "http://127.0.0.1:$port$path" "$lua"
@@ -251,30 +272,212 @@ bench_reference() { # NAME PATH LUA PORT
   run_wrk "$1" "http://127.0.0.1:$4$2" "$3"
 }
 
-say "analyzer benchmark: ${BENCH_ANALYZER_SECONDS}s per run, $BENCH_ANALYZER_CONNECTIONS connections, $BENCH_ANALYZER_THREADS wrk thread(s)"
-bench_ours ours_create /create/count "$WORKDIR/create_count.lua"
-bench_ours ours_events /events "$WORKDIR/events.lua"
-
-for form in plain tuned; do
-  port=$(free_port)
-  say "Python reference ($form) on 127.0.0.1:$port"
-  start_bg "$WORKDIR/reference_$form.log" python3 "$WORKDIR/reference_analyzer.py" "$port" "$form"
-  wait_http "http://127.0.0.1:$port/get/count" "the Python reference ($form)"
-  bench_reference "ref_${form}_create" /create/count "$WORKDIR/create_count.lua" "$port"
-  bench_reference "ref_${form}_events" /events "$WORKDIR/events.lua" "$port"
-  stop_all
-done
-
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.1f", a / b; else print "n/a"}'; }
-for pair in "create:/create/count" "events:/events"; do
-  key=${pair%%:*} path=${pair#*:}
-  ours=$(rate "ours_$key")
-  plain=$(rate "ref_plain_$key")
-  tuned=$(rate "ref_tuned_$key")
-  printf '| analyzer POST %s, durable events/s (wrk, %s s) | %s | %s (Python stdlib as it comes, in memory) | %s× | ≥ 10× |\n' \
-    "$path" "$BENCH_ANALYZER_SECONDS" "$ours" "$plain" "$(ratio "$ours" "$plain")"
-  printf '| same, beside the reference tuned | %s | %s (keep-alive, TCP_NODELAY) | %s× | (for scale) |\n' \
-    "$ours" "$tuned" "$(ratio "$ours" "$tuned")"
+
+bench_writes() {
+  command -v wrk >/dev/null || die "wrk is missing: apt-get install wrk (scripts/bench.sh installs it)"
+  say "analyzer writes: ${BENCH_ANALYZER_SECONDS}s per run, $BENCH_ANALYZER_CONNECTIONS connections, $BENCH_ANALYZER_THREADS wrk thread(s)"
+  local key path pair lua ours plain tuned before
+  for pair in "create:/create/count:create_count" "events:/events:events"; do
+    IFS=: read -r key path lua <<<"$pair"
+    bench_ours "ours_$key" "$path" "$WORKDIR/$lua.lua"
+    # The previous version right after ours, so that both meet the machine in the same state.
+    [[ -z $ANALYZER_BASELINE_BIN ]] || bench_ours "before_$key" "$path" "$WORKDIR/$lua.lua" "$ANALYZER_BASELINE_BIN"
+  done
+
+  local form port
+  for form in plain tuned; do
+    port=$(free_port)
+    say "Python reference ($form) on 127.0.0.1:$port"
+    start_bg "$WORKDIR/reference_$form.log" python3 "$WORKDIR/reference_analyzer.py" "$port" "$form"
+    wait_http "http://127.0.0.1:$port/get/count" "the Python reference ($form)"
+    bench_reference "ref_${form}_create" /create/count "$WORKDIR/create_count.lua" "$port"
+    bench_reference "ref_${form}_events" /events "$WORKDIR/events.lua" "$port"
+    stop_all
+  done
+
+  for pair in "create:/create/count" "events:/events"; do
+    key=${pair%%:*} path=${pair#*:}
+    ours=$(rate "ours_$key")
+    plain=$(rate "ref_plain_$key")
+    tuned=$(rate "ref_tuned_$key")
+    printf '| analyzer POST %s, durable events/s (wrk, %s s) | %s | %s (Python stdlib as it comes, in memory) | %s× | ≥ 10× |\n' \
+      "$path" "$BENCH_ANALYZER_SECONDS" "$ours" "$plain" "$(ratio "$ours" "$plain")"
+    printf '| same, beside the reference tuned | %s | %s (keep-alive, TCP_NODELAY) | %s× | (for scale) |\n' \
+      "$ours" "$tuned" "$(ratio "$ours" "$tuned")"
+    if [[ -n $ANALYZER_BASELINE_BIN ]]; then
+      before=$(rate "before_$key")
+      printf '| same, beside the previous version (no aggregates) | %s | %s | %s× | ≥ 0.9× |\n' \
+        "$ours" "$before" "$(awk -v a="$ours" -v b="$before" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}')"
+    fi
+  done
+}
+
+# --- reads ----------------------------------------------------------------------------------------
+
+# The figures issue 17 quotes for the previous version (seconds at 10^4, 10^5 and about 10^6
+# events), shown when it is not measured here.
+QUOTED_SUMMARY="0.09 0.51 2.1"
+QUOTED_RUNS="0.06 0.32 2.0"
+
+now_s() { date +%s.%N; }
+
+# start_timed NAME DB BIN: starts BIN on DB and waits for /healthz; sets PORT and PID, and writes
+# the seconds from exec to the first 200 to WORKDIR/started.
+start_timed() {
+  local name=$1 db=$2 bin=$3 t0 t1 i
+  PORT=$(free_port)
+  t0=$(now_s)
+  start_bg "$WORKDIR/$name.log" env LISTEN_ADDR="127.0.0.1:$PORT" DATABASE_PATH="$db" RUST_LOG=warn "$bin"
+  PID=${BG_PIDS[-1]}
+  for ((i = 0; i < 360000; i++)); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$PORT/healthz" 2>/dev/null && break
+    kill -0 "$PID" 2>/dev/null || { cat "$WORKDIR/$name.log" >&2; die "$bin exited on $db"; }
+    sleep 0.005
+  done
+  t1=$(now_s)
+  awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}' >"$WORKDIR/started"
+}
+
+stop_timed() { # SIGTERM, and wait for a clean exit
+  local status=0
+  kill -TERM "$PID"
+  wait "$PID" || status=$?
+  BG_PIDS=()
+  ((status == 0)) || die "the analyzer did not stop cleanly (exit $status)"
+}
+
+# latency URL N: the median of N calls' total time, in milliseconds; fails on a non-2xx answer.
+latency() {
+  local url=$1 n=$2 i
+  for ((i = 0; i < n; i++)); do
+    curl -fsS -o /dev/null -w '%{time_total}\n' "$url" || die "GET $url failed"
+  done | sort -n | awk '{a[NR]=$1} END {m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; printf "%.2f\n", m * 1000}'
+}
+
+vm_hwm_mb() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
+
+# The reads measured: a name, and the path and query. {REQ} and {SINCE} are filled in per
+# database. The previous version has no /requests route and no state filter, and no paging: its
+# /runs lists every run, whatever the query.
+READS=(
+  "GET /summary|/summary"
+  "GET /runs (the default page: the latest 500)|/runs"
+  "GET /runs?limit=200 (the dashboard's)|/runs?limit=200"
+  "GET /runs?since= (the last hour)|/runs?since={SINCE}"
+  "GET /runs?state=running (the dashboard's progress bars)|/runs?state=running"
+  "GET /metrics|/metrics"
+  "GET /requests/{id}|/requests/{REQ}"
+  "GET /events?limit=100|/events?limit=100"
+  "GET / (the dashboard page)|/"
+)
+
+# bench_reads_at N: on a database of N events, our start-up (first and again), every read and
+# /get/count; then the previous version's. Leaves "name|value" lines in WORKDIR/reads-N.txt.
+bench_reads_at() {
+  local n=$1 db="$WORKDIR/db-$n.sqlite" out="$WORKDIR/reads-$n.txt" copy="$WORKDIR/copy-$n.sqlite"
+  if [[ ! -s $db ]]; then
+    say "making a database of $n events"
+    python3 "$REPO_ROOT/scripts/bench/make_analyzer_db.py" "$n" "$db.tmp"
+    mv "$db.tmp" "$db"
+  fi
+  local since req
+  since=$(python3 -c '
+import sqlite3, sys
+from datetime import datetime, timedelta
+db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+last = db.execute("SELECT max(recorded_at) FROM events").fetchone()[0]
+print((datetime.strptime(last, "%Y-%m-%dT%H:%M:%S.%fZ") - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"))' "$db")
+  req=$(printf 'req-%010d' $((n / 8)))
+  : >"$out"
+  local entry name query hwm
+  for who in ours before; do
+    local bin=$ANALYZER_BIN prefix="" reads=$BENCH_ANALYZER_READS
+    if [[ $who == before ]]; then
+      [[ -n $ANALYZER_BASELINE_BIN ]] || break
+      bin=$ANALYZER_BASELINE_BIN prefix="before " reads=5
+    fi
+    rm -f "$copy" "$copy-wal" "$copy-shm"
+    cp "$db" "$copy"
+    say "$n events, $who: first start"
+    start_timed "$who-$n-first" "$copy" "$bin"
+    echo "${prefix}start_first|$(cat "$WORKDIR/started")" >>"$out"
+    stop_timed
+    start_timed "$who-$n" "$copy" "$bin"
+    echo "${prefix}start|$(cat "$WORKDIR/started")" >>"$out"
+    say "$n events, $who: started in $(cat "$WORKDIR/started") s; reading"
+    for entry in "${READS[@]}"; do
+      name=${entry%%|*} query=${entry#*|}
+      [[ $who == before && ($query == /requests/* || $query == *state=*) ]] && continue
+      query=${query//\{SINCE\}/$since}
+      query=${query//\{REQ\}/$req}
+      latency "http://127.0.0.1:$PORT$query" 2 >/dev/null # warm the caches
+      echo "$prefix$name|$(latency "http://127.0.0.1:$PORT$query" "$reads")" >>"$out"
+    done
+    hwm=$(vm_hwm_mb "$PID")
+    echo "${prefix}GET /get/count|$(latency "http://127.0.0.1:$PORT/get/count" 3)" >>"$out"
+    echo "${prefix}memory|$hwm → $(vm_hwm_mb "$PID")" >>"$out"
+    stop_timed
+  done
+  rm -f "$copy" "$copy-wal" "$copy-shm"
+}
+
+# field FILE KEY: the value after "KEY|" in FILE, or "–".
+field() {
+  local v
+  v=$(awk -v k="$2|" 'index($0, k) == 1 {print substr($0, length(k) + 1); exit}' "$1")
+  echo "${v:-–}"
+}
+
+bench_reads() {
+  local sizes n
+  read -r -a sizes <<<"$BENCH_ANALYZER_SIZES"
+  for n in "${sizes[@]}"; do
+    bench_reads_at "$n"
+  done
+  local first=${sizes[0]} last=${sizes[-1]} label
+  label=$(printf '%s / ' "${sizes[@]}" | sed 's| / $||')
+  across() { # KEY: "a / b / c", one per size
+    local out=() n
+    for n in "${sizes[@]}"; do out+=("$(field "$WORKDIR/reads-$n.txt" "$1")"); done
+    printf '%s / ' "${out[@]}" | sed 's| / $||'
+  }
+  local entry name ours before growth quoted goal
+  for entry in "${READS[@]}" "GET /get/count|"; do
+    name=${entry%%|*}
+    ours=$(across "$name")
+    growth=$(awk -v a="$(field "$WORKDIR/reads-$last.txt" "$name")" -v b="$(field "$WORKDIR/reads-$first.txt" "$name")" \
+      -v f="$first" -v l="$last" 'BEGIN {if (b > 0) printf "%.2f× from %s to %s", a / b, f, l; else print "n/a"}')
+    quoted=""
+    [[ $name == "GET /summary" ]] && quoted=$QUOTED_SUMMARY
+    [[ $name == "GET /runs (the default"* ]] && quoted=$QUOTED_RUNS
+    if [[ -n $ANALYZER_BASELINE_BIN && $(field "$WORKDIR/reads-$first.txt" "before $name") != "–" ]]; then
+      before="$(across "before $name") (previous version)"
+    elif [[ -n $quoted ]]; then
+      before="$(awk '{printf "%g / %g / %g", $1 * 1000, $2 * 1000, $3 * 1000}' <<<"$quoted") (previous version, as issue 17 quotes it)"
+    else
+      before="–"
+    fi
+    goal="< 20 ms at 10^6, < 2× growth"
+    [[ $name == "GET /get/count" ]] && goal="lists every line, as the original does; streamed"
+    printf '| analyzer %s, ms at %s events | %s | %s | %s | %s |\n' "$name" "$label" "$ours" "$before" "$growth" "$goal"
+  done
+  before="–"
+  [[ -z $ANALYZER_BASELINE_BIN ]] || before="$(across "before start") (previous version)"
+  printf '| analyzer start-up, s at %s events | %s | %s | | not growing with history |\n' "$label" "$(across start)" "$before"
+  printf '| same, first start on an older database (its events counted once) | %s | | | once |\n' "$(across start_first)"
+  before="–"
+  [[ -z $ANALYZER_BASELINE_BIN ]] || before="$(across "before memory") (previous version)"
+  printf '| analyzer peak memory before → after GET /get/count, MB at %s events | %s | %s | | not growing with history |\n' \
+    "$label" "$(across memory)" "$before"
+}
+
+for part in $BENCH_ANALYZER_PARTS; do
+  case $part in
+    writes) bench_writes ;;
+    reads) bench_reads ;;
+    *) die "unknown part $part (writes, reads)" ;;
+  esac
 done
 for w in "${WARNINGS[@]}"; do
   echo "$w"
