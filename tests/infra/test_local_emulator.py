@@ -92,6 +92,10 @@ def test_seed_creates_what_the_local_overlay_points_at(rendered, producer_job, m
     redrive = json.loads(attributes["RedrivePolicy"])
     assert redrive["deadLetterTargetArn"].endswith(":video-encode-requests-dlq")
     assert int(redrive["maxReceiveCount"]) >= 1
+    # The encoders' and the waiting producer's RESULT_QUEUE_URL reaches the seeded results queue,
+    # which has no dead-letter queue (give-backs count as receives).
+    results = sqs.get_queue_attributes(QueueUrl=config["RESULT_QUEUE_URL"], AttributeNames=["All"])["Attributes"]
+    assert "RedrivePolicy" not in results
 
     buckets = {b["Name"] for b in s3.list_buckets()["Buckets"]}
     output_bucket = urlparse(config["OUTPUT_URI"]).netloc
@@ -104,12 +108,13 @@ def test_seed_recreates_what_the_emulator_lost(rendered, moto_endpoint, seeded):
     config = find(rendered["local"], "ConfigMap", "video-encoding-config")["data"]
     sqs, s3 = clients(moto_endpoint, config["AWS_REGION"])
     sqs.delete_queue(QueueUrl=config["QUEUE_URL"])
+    sqs.delete_queue(QueueUrl=config["RESULT_QUEUE_URL"])
     output_bucket = urlparse(config["OUTPUT_URI"]).netloc
     s3.delete_bucket(Bucket=output_bucket)
 
     def restored():
         names = {Path(url).name for url in sqs.list_queues().get("QueueUrls", [])}
         buckets = {b["Name"] for b in s3.list_buckets()["Buckets"]}
-        return "video-encode-requests" in names and output_bucket in buckets
+        return {"video-encode-requests", "video-encode-results"} <= names and output_bucket in buckets
 
-    wait_for(restored, 15, "the queue and bucket to be recreated")
+    wait_for(restored, 15, "the queues and bucket to be recreated")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from urllib.parse import urlparse
 
 import pytest
@@ -11,6 +12,7 @@ from conftest import (
     IMAGE_NAME,
     IMAGE_TAG,
     OVERLAYS,
+    PRODUCER_JOB,
     containers,
     describe,
     env_value_source,
@@ -197,7 +199,7 @@ def test_encoder_job_template(rendered, overlay):
     (container,) = pod["containers"]
     assert container["command"] == ["encoder"]
     env = {e["name"]: e for e in container["env"]}
-    for name in ("QUEUE_URL", "OUTPUT_URI", "ANALYZER_URL", "VISIBILITY_TIMEOUT_SECONDS",
+    for name in ("QUEUE_URL", "OUTPUT_URI", "ANALYZER_URL", "RESULT_QUEUE_URL", "VISIBILITY_TIMEOUT_SECONDS",
                  "RECEIVE_WAIT_SECONDS", "AWS_REGION", "LOG_FORMAT", "WORK_DIR"):
         assert name in env, f"encoder has no {name}"
     assert env["WORK_DIR"]["value"] == "/scratch"
@@ -210,6 +212,57 @@ def test_encoder_job_template(rendered, overlay):
         assert path in mounts, f"nothing mounted at {path} on a read-only root filesystem"
         empty_dir = volumes[mounts[path]].get("emptyDir")
         assert empty_dir is not None and empty_dir.get("sizeLimit"), f"{path}: emptyDir with a sizeLimit"
+
+
+# --- the producer Job, which waits for the encodes ------------------------------------------
+
+def duration_seconds(text: str) -> int:
+    """A kubectl --timeout value: 90s, 30m, 5h, 1h30m."""
+    parts = re.findall(r"(\d+)([hms])", text)
+    assert parts and "".join(n + u for n, u in parts) == text, f"not a duration: {text}"
+    return sum(int(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
+def test_producer_job_waits_for_its_videos(rendered, producer_job):
+    """`kubectl wait --for=condition=complete` on the producer Job means the videos are ready:
+    the producer waits (--wait) for every request's outcome, long enough, and is not retried."""
+    spec = producer_job["spec"]
+    (container,) = spec["template"]["spec"]["containers"]
+    assert container["command"] == ["producer"]
+    assert "--wait" in container.get("args", []), "without --wait the Job completes once the requests are sent"
+    env = {e["name"]: e for e in container["env"]}
+    for name in ("RESULT_QUEUE_URL", "ANALYZER_URL"):
+        assert env[name]["valueFrom"]["configMapKeyRef"]["name"] == "video-encoding-config", name
+
+    # A second pod would send every request again.
+    assert spec["backoffLimit"] == 0
+    # The wait covers at least one encode, which may run up to the encoder Job's own deadline.
+    encoder_deadline = scaled_job(rendered, "base")["spec"]["jobTargetRef"]["activeDeadlineSeconds"]
+    assert spec["activeDeadlineSeconds"] > encoder_deadline
+    # The documented `kubectl wait` gives up no sooner than the Job itself.
+    text = PRODUCER_JOB.read_text()
+    waits = re.findall(r"kubectl -n video-encoding wait --for=condition=complete \"\$JOB\" --timeout=(\S+)", text)
+    assert waits, "k8s/jobs/producer.yaml should show how to wait for the Job"
+    for timeout in waits:
+        assert duration_seconds(timeout) >= spec["activeDeadlineSeconds"], timeout
+    # A waiting producer runs as long as the encodes: consolidation must not evict it.
+    annotations = spec["template"]["metadata"]["annotations"]
+    assert annotations["karpenter.sh/do-not-disrupt"] == "true"
+    assert annotations["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
+
+
+@pytest.mark.parametrize("overlay", [o for o in OVERLAYS if o != "base"])
+def test_encoder_and_producer_agree_on_the_results_queue(rendered, producer_job, overlay):
+    """Both read RESULT_QUEUE_URL from the same ConfigMap key, which names no queue of requests."""
+    config = find(rendered[overlay], "ConfigMap", "video-encoding-config")["data"]
+    job = scaled_job(rendered, overlay)
+    encoder = job["spec"]["jobTargetRef"]["template"]["spec"]["containers"][0]
+    (producer,) = producer_job["spec"]["template"]["spec"]["containers"]
+    refs = [env_value_source(c, "RESULT_QUEUE_URL")["valueFrom"]["configMapKeyRef"] for c in (encoder, producer)]
+    assert refs[0] == refs[1] == {"name": "video-encoding-config", "key": "RESULT_QUEUE_URL"}
+    # The encoder may send there: it must never be its own queue.
+    assert config["RESULT_QUEUE_URL"] != config["QUEUE_URL"]
+    assert config["RESULT_QUEUE_URL"], f"{overlay}: no results queue (empty means no notices)"
 
 
 # --- the analyzer and how the encoders reach it ----------------------------------------------

@@ -108,6 +108,9 @@ def test_kustomizations_use_labels_not_common_labels(yaml):
 
 ROLE_ARN = re.compile(r"^arn:aws:iam::(?P<account>\d{12}):role/(?P<name>[\w+=,.@-]+)$")
 QUEUE_URL = re.compile(r"^https://sqs\.(?P<region>[a-z0-9-]+)\.amazonaws\.com/(?P<account>\d{12})/(?P<name>[\w-]+)$")
+# The results queue may be FIFO (the encoder then sends a group and a deduplication id).
+RESULT_QUEUE_URL = re.compile(
+    r"^https://sqs\.(?P<region>[a-z0-9-]+)\.amazonaws\.com/(?P<account>\d{12})/(?P<name>[\w-]+(\.fifo)?)$")
 
 
 def eks_facts(docs):
@@ -153,9 +156,12 @@ def test_eks_values_agree_with_each_other(rendered):
     queue = QUEUE_URL.match(config["QUEUE_URL"])
     assert queue, f"not an SQS queue URL: {config['QUEUE_URL']}"
     assert queue["name"] == "video-encode-requests"
-    accounts = {queue["account"]} | {ROLE_ARN.match(arn)["account"] for arn in roles.values()}
+    results = RESULT_QUEUE_URL.match(config["RESULT_QUEUE_URL"])
+    assert results, f"not an SQS queue URL: {config['RESULT_QUEUE_URL']}"
+    assert results["name"] == "video-encode-results"
+    accounts = {queue["account"], results["account"]} | {ROLE_ARN.match(arn)["account"] for arn in roles.values()}
     assert len(accounts) == 1, f"several account ids: {accounts}"
-    regions = {queue["region"], config["AWS_REGION"], trigger["metadata"]["awsRegion"]}
+    regions = {queue["region"], results["region"], config["AWS_REGION"], trigger["metadata"]["awsRegion"]}
     assert len(regions) == 1, f"several regions: {regions}"
     assert config["OUTPUT_URI"].startswith("s3://")
     assert "AWS_ENDPOINT_URL" not in config, "EKS talks to the real AWS endpoints"
@@ -227,7 +233,7 @@ def configure(k8s_copy: Path, **env) -> subprocess.CompletedProcess:
     script = k8s_copy / "overlays" / "eks" / "configure.sh"
     clean = {k: v for k, v in os.environ.items() if k not in {"ACCOUNT_ID", "AWS_REGION", "OUTPUT_BUCKET",
                                                              "OUTPUT_PREFIX", "QUEUE_NAME", "REGISTRY",
-                                                             "STORAGE_CLASS"}}
+                                                             "STORAGE_CLASS", "RESULT_QUEUE_NAME"}}
     return run(["bash", str(script)], env={**clean, **env})
 
 
@@ -244,11 +250,24 @@ def test_configure_sh_fills_the_eks_overlay_and_is_idempotent(kubectl, yaml, k8s
     docs = kustomize(kubectl, yaml, k8s_copy / "overlays" / "eks")
     config, roles, _, trigger = eks_facts(docs)
     assert config["QUEUE_URL"] == "https://sqs.eu-west-1.amazonaws.com/123456789012/video-encode-requests"
+    assert config["RESULT_QUEUE_URL"] == "https://sqs.eu-west-1.amazonaws.com/123456789012/video-encode-results"
     assert config["OUTPUT_URI"] == "s3://acme-renditions/renditions"
     assert trigger["metadata"]["awsRegion"] == "eu-west-1"
     assert roles["keda"] == "arn:aws:iam::123456789012:role/video-encoding-keda-reader"
     image = find(docs, "Deployment", "result-analyzer")["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "123456789012.dkr.ecr.eu-west-1.amazonaws.com/video-encoding:0.1.0"
+
+
+@pytest.mark.parametrize("name, url", [
+    ("done.fifo", "https://sqs.eu-west-1.amazonaws.com/123456789012/done.fifo"),
+    # Set but empty: no results queue, so no notices (a waiting producer polls the analyzer).
+    ("", ""),
+])
+def test_configure_sh_writes_the_results_queue_url(kubectl, yaml, k8s_copy, name, url):
+    result = configure(k8s_copy, ACCOUNT_ID="123456789012", AWS_REGION="eu-west-1", RESULT_QUEUE_NAME=name)
+    assert result.returncode == 0, result.stderr
+    docs = kustomize(kubectl, yaml, k8s_copy / "overlays" / "eks")
+    assert find(docs, "ConfigMap", "video-encoding-config")["data"]["RESULT_QUEUE_URL"] == url
 
 
 @pytest.mark.parametrize(
@@ -258,8 +277,11 @@ def test_configure_sh_fills_the_eks_overlay_and_is_idempotent(kubectl, yaml, k8s
         dict(ACCOUNT_ID="1234", AWS_REGION="eu-west-1", OUTPUT_BUCKET="acme"),
         dict(ACCOUNT_ID="123456789012", AWS_REGION="Europe", OUTPUT_BUCKET="acme"),
         dict(ACCOUNT_ID="123456789012", AWS_REGION="eu-west-1", OUTPUT_BUCKET="Acme_Bucket"),
+        dict(ACCOUNT_ID="123456789012", AWS_REGION="eu-west-1", RESULT_QUEUE_NAME="results*"),
+        dict(ACCOUNT_ID="123456789012", AWS_REGION="eu-west-1", RESULT_QUEUE_NAME="video-encode-requests"),
     ],
-    ids=["no-account", "short-account", "bad-region", "bad-bucket"],
+    ids=["no-account", "short-account", "bad-region", "bad-bucket", "bad-results-queue",
+         "results-queue-is-the-request-queue"],
 )
 def test_configure_sh_rejects_bad_input_without_writing(k8s_copy, env):
     values = k8s_copy / "overlays" / "eks" / "values.env"
@@ -293,6 +315,15 @@ def test_local_points_every_aws_client_at_the_emulator(rendered):
     path = urlparse(config["QUEUE_URL"]).path.split("/")
     assert len(path) == 3 and path[2] == "video-encode-requests", config["QUEUE_URL"]
 
+    # The results queue is the emulator's too, and the one its seed container creates
+    # (test_local_emulator.py checks that it exists).
+    results = urlparse(config["RESULT_QUEUE_URL"])
+    assert (results.hostname, results.port) == ("aws-emulator", 5000), config["RESULT_QUEUE_URL"]
+    seed = next(c for c in find(docs, "Deployment", "aws-emulator")["spec"]["template"]["spec"]["containers"]
+                if c["name"] == "seed")
+    seed_env = {e["name"]: e.get("value") for e in seed["env"]}
+    assert results.path.split("/")[1:] == ["123456789012", seed_env["RESULT_QUEUE_NAME"]]
+
 
 def test_local_authenticates_keda_with_the_emulator_secret(rendered):
     docs = rendered["local"]
@@ -325,7 +356,8 @@ def test_producer_job_can_be_created_again_and_again(producer_job):
     container = spec["containers"][0]
     assert container["command"] == ["producer"]
     env = {e["name"]: e for e in container["env"]}
-    assert env["QUEUE_URL"]["valueFrom"]["configMapKeyRef"] == {"name": "video-encoding-config", "key": "QUEUE_URL"}
+    for name in ("QUEUE_URL", "RESULT_QUEUE_URL", "ANALYZER_URL"):
+        assert env[name]["valueFrom"]["configMapKeyRef"] == {"name": "video-encoding-config", "key": name}
     assert env["SOURCE"]["value"].startswith("s3://")
     assert env["QUALITIES"]["value"]
 

@@ -1,4 +1,4 @@
-"""Keeps the emulator's queue, dead-letter queue and buckets in existence.
+"""Keeps the emulator's queue, dead-letter queue, results queue and buckets in existence.
 
 Runs beside moto in the aws-emulator pod, with the boto3 that the moto image already ships.
 Creates what is missing, then checks again every 30 s, because moto keeps its state in memory
@@ -18,6 +18,7 @@ ENDPOINT = os.environ.get("EMULATOR_URL", "http://127.0.0.1:5000")
 REGION = os.environ["AWS_REGION"]
 QUEUE = os.environ["QUEUE_NAME"]
 DLQ = os.environ["DLQ_NAME"]
+RESULT_QUEUE = os.environ["RESULT_QUEUE_NAME"]
 VISIBILITY = os.environ["VISIBILITY_TIMEOUT_SECONDS"]
 MAX_RECEIVE = os.environ["MAX_RECEIVE_COUNT"]
 BUCKETS = os.environ["BUCKETS"].split()
@@ -56,6 +57,12 @@ def ensure_queues():
             Attributes={"VisibilityTimeout": VISIBILITY, "RedrivePolicy": json.dumps(redrive)},
         )
         print(f"created queue {QUEUE}", flush=True)
+    # No dead-letter queue: a waiting producer gives back the notices of others' requests, and
+    # each give-back counts as a receive (as scripts/aws/create-results-queue.sh explains).
+    if queue_url(RESULT_QUEUE) is None:
+        attributes = {"FifoQueue": "true"} if RESULT_QUEUE.endswith(".fifo") else {}
+        sqs.create_queue(QueueName=RESULT_QUEUE, Attributes=attributes)
+        print(f"created queue {RESULT_QUEUE}", flush=True)
 
 
 def ensure_buckets():
