@@ -259,6 +259,16 @@ mod tests {
     }
 
     #[test]
+    fn marks_that_the_stored_values_do_not_hold_are_an_error_not_a_wrong_percentile() {
+        let (mut sample, mut values) = (Sample::default(), Values::default());
+        values.0.insert(key(1.0), 1);
+        sample.add(1.0, &mut values).unwrap();
+        // 2.0 was not stored: the p90 and p99 marks cannot step onto it.
+        let err = sample.add(2.0, &mut values).unwrap_err();
+        assert!(err.to_string().contains("do not match the percentile marks"), "{err}");
+    }
+
+    #[test]
     fn the_histogram_buckets_values_by_their_first_upper_bound_at_or_above() {
         let mut t = Totals::default();
         for v in [0.5, 0.6, 3600.0, 3600.5] {

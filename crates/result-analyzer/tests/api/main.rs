@@ -6,6 +6,7 @@
 //! - `figures`: `GET /summary`, `GET /runs`, `GET /metrics`, `GET /healthz`, and their consistency
 //!   across a restart and a reset.
 //! - `limits`: the bearer token, the body limit, the request timeout, unknown routes and methods.
+//! - `failures`: a refused commit, damaged databases refused at start-up.
 //! - `durability`: the real binary killed with SIGKILL under load, and stopped with SIGTERM while a
 //!   request is in flight.
 //! - `dashboard`: `GET /` rendered in headless Chromium, and the screenshot in `docs/`.
@@ -19,6 +20,7 @@ mod aggregates;
 mod dashboard;
 mod durability;
 mod events;
+mod failures;
 mod figures;
 mod helpers;
 mod legacy;
