@@ -10,6 +10,7 @@
 //! - `lifecycle`: what the encoder does with its message under signals, bad input, duplicates,
 //!   failures and configuration errors.
 //! - `results`: completion notices on the results queue, and `producer --wait`.
+//! - `streaming`: HLS and DASH through the queue and S3, played by hls.js and dash.js.
 //! - `faults`: SQS and S3 unreachable for 10 s during an upload and during a lease renewal.
 
 mod chaos;
@@ -19,4 +20,5 @@ mod media;
 mod media_queue;
 mod results;
 mod scaling;
+mod streaming;
 mod walking_skeleton;

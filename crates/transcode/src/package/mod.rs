@@ -253,6 +253,54 @@ pub fn package(
     })
 }
 
+/// Reads the entry points of `package` back with FFmpeg's own HLS and DASH readers, as a player
+/// would find them: each must open and show every video rendition, the audio when there is one,
+/// and last as long as the media.
+///
+/// # Errors
+///
+/// [`TranscodeError::Package`] naming the entry point and what is wrong with it.
+pub fn verify(package: &Package) -> Result<()> {
+    use crate::error::FfmpegContext;
+    let set = &package.set;
+    for entry in package
+        .entry_points
+        .iter()
+        .filter(|f| f.name == MASTER_PLAYLIST || f.name == MPD)
+    {
+        let mut options = ffmpeg_next::Dictionary::new();
+        // FFmpeg's readers open only the usual media extensions; subtitles are `.vtt`.
+        options.set("allowed_extensions", "ALL");
+        let ictx = ffmpeg_next::format::input_with_dictionary(&entry.path, options)
+            .ctx(format!("reading back {}", entry.name))?;
+        let count = |kind| ictx.streams().filter(|s| s.parameters().medium() == kind).count();
+        let (videos, audios) = (
+            count(ffmpeg_next::media::Type::Video),
+            count(ffmpeg_next::media::Type::Audio),
+        );
+        let seconds = ictx.duration() as f64 / f64::from(ffmpeg_next::ffi::AV_TIME_BASE);
+        let wrong = if videos != set.videos.len() {
+            Some(format!("{videos} video streams for {} renditions", set.videos.len()))
+        } else if set.audio.is_some() != (audios > 0) {
+            Some(format!("{audios} audio streams"))
+        } else if seconds > set.duration + 0.5 || seconds < set.duration - slack(&entry.name) {
+            Some(format!("it lasts {seconds:.3} s, the media {:.3} s", set.duration))
+        } else {
+            None
+        };
+        if let Some(wrong) = wrong {
+            return Err(TranscodeError::Package(format!("{} read back: {wrong}", entry.name)));
+        }
+    }
+    Ok(())
+}
+
+/// How much shorter than the media a manifest read back may seem: FFmpeg's DASH reader keeps the
+/// whole seconds of `mediaPresentationDuration` only.
+fn slack(entry: &str) -> f64 {
+    if entry == MPD { 1.0 } else { 0.5 }
+}
+
 fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
