@@ -199,3 +199,64 @@ fn a_missing_track_file_or_a_broken_manifest_fails_the_players() {
         );
     }
 }
+
+#[test]
+fn a_real_video_without_audio_is_packaged_without_an_audio_track_and_plays() {
+    let Some(source) = test_support::media("video_only_h264_1080x720.mp4") else {
+        return;
+    };
+    let dir = TempDir::new("players-silent");
+    let specs = [
+        RenditionSpec {
+            name: "720p".into(),
+            short_side: 720,
+        },
+        RenditionSpec {
+            name: "360p".into(),
+            short_side: 360,
+        },
+    ];
+    let mp4 = dir.join("mp4");
+    std::fs::create_dir_all(&mp4).unwrap();
+    let report = transcode::transcode(
+        &source,
+        &specs,
+        &mp4,
+        &TranscodeOptions::default(),
+        &mut |_| {},
+        &CancelHandle::new(),
+    )
+    .unwrap();
+    assert!(!report.has_audio);
+    let renditions: Vec<_> = report
+        .outputs
+        .iter()
+        .map(|o| (o.name.clone(), o.path.clone()))
+        .collect();
+    let out = dir.join("out");
+    let pkg = package::package(&renditions, &source, &out, "v1", Manifests { hls: true, dash: true }).unwrap();
+    assert!(pkg.set.audio.is_none());
+    package::verify(&pkg).unwrap();
+    let master = std::fs::read_to_string(out.join("master.m3u8")).unwrap();
+    assert!(
+        !master.contains("TYPE=AUDIO") && !master.contains("AUDIO=") && !master.contains("mp4a"),
+        "{master}"
+    );
+    assert!(!out.join("stream/v1/audio.mp4").exists());
+    // One second of video: too short to force each level, played through instead.
+    let options = players::Options {
+        force_levels: false,
+        ..players::Options::default()
+    };
+    for entry in [Entry::Hls, Entry::Dash] {
+        let report = players::serve_and_play_with(&out, entry, &options).unwrap();
+        report.check().unwrap_or_else(|e| panic!("{entry:?}: {e}"));
+        assert_eq!(
+            report.level_sizes(),
+            [(540, 360), (1080, 720)],
+            "{entry:?}: {}",
+            report.summary()
+        );
+        assert!(report.audio_tracks.is_empty(), "{entry:?}: {}", report.summary());
+    }
+}
