@@ -22,8 +22,8 @@
 //!   ([`work::Work`]) and the reports ([`report::Reports`]).
 //! - `lease`: renewing the message's visibility while the work goes on.
 //! - [`work`]: the work on one request (source lookup, duplicate check, download, transcode and
-//!   verify, upload), over two seams: S3 ([`storage::Store`]) and the transcode
-//!   ([`media::Media`]).
+//!   verify, packaging for HLS/DASH when asked, upload with the manifests last), over two seams:
+//!   S3 ([`storage::Store`]) and the transcode and packager ([`media::Media`]).
 //! - `notify`: completion notices to the results queue (`RESULT_QUEUE_URL`), a fourth seam of the
 //!   lifecycle ([`notify::Notify`]).
 //! - `queue`, `storage`, `media`, `report`: the seams and their real implementations (SQS, S3,

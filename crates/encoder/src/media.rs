@@ -1,5 +1,6 @@
 //! The media side of a run, behind a narrow seam: transcode the downloaded source into the asked
-//! renditions and verify each before anything is published.
+//! renditions and verify each before anything is published, and package them for streaming
+//! (HLS, DASH) with the manifests read back.
 //!
 //! [`Media`] is what the work needs; [`FfmpegMedia`] is the real one: the `transcode` crate on a
 //! blocking thread (the async runtime keeps renewing the lease meanwhile), progress logged every
