@@ -74,6 +74,10 @@ pub enum TranscodeError {
     /// The renditions could not be packaged for streaming (HLS/DASH).
     #[error("packaging the stream: {0}")]
     Package(String),
+    /// A chunk of a split encode could not be planned, encoded or stitched: the plan does not fit
+    /// the source, a chunk file is missing or does not match the others, a check failed.
+    #[error("split encode: {0}")]
+    Chunk(String),
 }
 
 impl TranscodeError {

@@ -11,6 +11,9 @@
 //! - [`package::package()`] packages the renditions for streaming without re-encoding: one set of
 //!   CMAF media behind an HLS master playlist and a DASH MPD, with a poster, seek-bar thumbnails
 //!   and the source's text subtitles as WebVTT.
+//! - [`chunk`]: a long source split on the keyframe grid ([`chunk::plan()`]), encoded chunk by
+//!   chunk ([`chunk::transcode_chunk()`]) and stitched back without re-encoding the video
+//!   ([`chunk::stitch()`]).
 //! - [`TranscodeError::is_rejection`] tells a bad input (never worth a retry) from a failure.
 //!
 //! # Layout
@@ -44,6 +47,7 @@
 //! # Ok::<(), transcode::TranscodeError>(())
 //! ```
 
+pub mod chunk;
 pub mod error;
 pub mod geometry;
 pub mod ladder;

@@ -16,7 +16,7 @@ use crate::error::{FfmpegContext, Result, TranscodeError};
 use crate::ladder;
 
 /// Where the encoded packets go, with their time base: to every rendition.
-pub(super) type PacketSink<'a> = dyn FnMut(&Packet, Rational) -> Result<()> + 'a;
+pub(crate) type PacketSink<'a> = dyn FnMut(&Packet, Rational) -> Result<()> + 'a;
 
 /// Sample rates the AAC encoder accepts, up to 48 kHz.
 const AAC_RATES: [u32; 9] = [8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000];
@@ -31,9 +31,9 @@ pub(super) fn aac_rate(source: u32) -> u32 {
 }
 
 /// The source's audio stream: its decoder, and the encoder its frames go to.
-pub(super) struct AudioPipe {
+pub(crate) struct AudioPipe {
     /// The stream's index in the input.
-    pub(super) index: usize,
+    pub(crate) index: usize,
     decoder: decoder::Audio,
     stream_tb: Rational,
     /// The input's start time in stream units, subtracted so the output starts at zero.
@@ -51,7 +51,7 @@ impl AudioPipe {
     ///
     /// [`TranscodeError::UnsupportedCodec`] or [`TranscodeError::Undecodable`] when the stream
     /// cannot be decoded; a failure when the AAC encoder cannot be opened.
-    pub(super) fn open(ictx: &Input, index: usize, start_us: i64) -> Result<Self> {
+    pub(crate) fn open(ictx: &Input, index: usize, start_us: i64) -> Result<Self> {
         let stream = ictx.stream(index).expect("index comes from this input");
         let mut ctx =
             codec::context::Context::from_parameters(stream.parameters()).ctx("reading the audio parameters")?;
@@ -78,13 +78,13 @@ impl AudioPipe {
     }
 
     /// The AAC encoder, whose parameters the renditions' audio streams take.
-    pub(super) fn encoder(&self) -> &encoder::Audio {
+    pub(crate) fn encoder(&self) -> &encoder::Audio {
         self.aac.encoder()
     }
 
     /// Sends a packet (or, with `None`, the end of stream) and passes every AAC packet that comes
     /// out to `sink`; at the end, the encoder's last packets too.
-    pub(super) fn decode(&mut self, packet: Option<&Packet>, sink: &mut PacketSink) -> Result<()> {
+    pub(crate) fn decode(&mut self, packet: Option<&Packet>, sink: &mut PacketSink) -> Result<()> {
         // Audio errors are not fatal: a damaged audio packet is dropped, as players do.
         let _ = match packet {
             Some(p) => self.decoder.send_packet(p),

@@ -115,7 +115,7 @@ pub(super) fn write_wav(path: &Path, rate: u32, channels: u16, samples: usize) {
 
 /// What probing says of a progressive, upright, SDR 25 fps stream of `width`×`height`, with
 /// nothing announced about its length.
-pub(super) fn video_info(width: u32, height: u32) -> VideoInfo {
+pub(crate) fn video_info(width: u32, height: u32) -> VideoInfo {
     crate::probe::init();
     VideoInfo {
         index: 0,

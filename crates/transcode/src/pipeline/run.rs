@@ -15,6 +15,7 @@ use ffmpeg_next::ffi;
 use super::audio::AudioPipe;
 use super::mux::{RenditionMux, VideoInput};
 use super::report::{Progress, RenditionOutput, TranscodeReport};
+use super::time::ts_seconds;
 use super::video::{VideoPipe, nominal_fps};
 use crate::error::{FfmpegContext, Result, TranscodeError};
 use crate::geometry::rendition_size;
@@ -84,16 +85,120 @@ pub fn transcode(
     progress: &mut dyn FnMut(&Progress),
     cancel: &CancelHandle,
 ) -> Result<TranscodeReport> {
+    transcode_window(input, renditions, output_dir, options, None, progress, cancel)
+}
+
+/// A part of the source to encode instead of all of it: one chunk of a split encode.
+///
+/// The input is sought to the keyframe at or before `seek_seconds`; every picture is decoded
+/// from there (the shared filters see them all), but only those presented in
+/// `[start_seconds, end_seconds)` reach the renditions, with the timestamps they have in a whole
+/// transcode. The renditions have no audio: a split encode adds it once, when it stitches.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Window {
+    /// Where to seek to, in seconds from the start of the output (at or before `start_seconds`);
+    /// 0: no seek, the decode starts at the beginning.
+    pub(crate) seek_seconds: f64,
+    /// The first instant kept, in seconds from the start of the output.
+    pub(crate) start_seconds: f64,
+    /// The first instant no longer kept; `None`: to the end of the source.
+    pub(crate) end_seconds: Option<f64>,
+    /// Added to each rendition's file stem: `{output_dir}/{name}{file_suffix}.mp4`.
+    pub(crate) file_suffix: String,
+}
+
+/// [`transcode()`], of the whole source (`window` = `None`) or of a [`Window`] of it.
+///
+/// # Errors
+///
+/// As [`transcode()`]; for a window, also [`TranscodeError::Chunk`] when no picture lies in it.
+pub(crate) fn transcode_window(
+    input: &Path,
+    renditions: &[RenditionSpec],
+    output_dir: &Path,
+    options: &TranscodeOptions,
+    window: Option<&Window>,
+    progress: &mut dyn FnMut(&Progress),
+    cancel: &CancelHandle,
+) -> Result<TranscodeReport> {
     if renditions.is_empty() {
         return Err(TranscodeError::Options("no rendition asked for".into()));
     }
     let started = Instant::now();
     let mut guard = OutputGuard::default();
-    let report = run(
-        input, renditions, output_dir, options, progress, cancel, &mut guard, started,
-    )?;
+    let target = Target {
+        output_dir,
+        options,
+        window,
+    };
+    let report = run(input, renditions, &target, progress, cancel, &mut guard, started)?;
     guard.keep();
     Ok(report)
+}
+
+/// Where and how a run writes: the output folder, the encoder settings, the part of the source.
+struct Target<'a> {
+    output_dir: &'a Path,
+    options: &'a TranscodeOptions,
+    window: Option<&'a Window>,
+}
+
+/// What a [`Window`] lets through, counted.
+#[derive(Debug, Default)]
+struct Cut {
+    /// The window, in seconds: start, end.
+    bounds: Option<(f64, Option<f64>)>,
+    /// The first picture's instant, to tell a seek that landed too late.
+    first_seconds: Option<f64>,
+    /// Pictures kept.
+    kept: u64,
+    /// A picture at or after the end was seen: nothing more to keep.
+    done: bool,
+}
+
+impl Cut {
+    fn new(window: Option<&Window>) -> Self {
+        Self {
+            bounds: window.map(|w| (w.start_seconds, w.end_seconds)),
+            ..Self::default()
+        }
+    }
+
+    /// Whether the picture at `pts` in `tb` goes to the renditions.
+    fn keep(&mut self, pts: Option<i64>, tb: Rational) -> bool {
+        let Some((start, end)) = self.bounds else {
+            self.kept += 1;
+            return true;
+        };
+        let t = pts.map_or(f64::NAN, |p| ts_seconds(p, tb));
+        self.first_seconds.get_or_insert(t);
+        if end.is_some_and(|e| t >= e) {
+            self.done = true;
+            return false;
+        }
+        let kept = t >= start;
+        self.kept += u64::from(kept);
+        kept
+    }
+
+    /// Refuses a window the decode did not cover from its start, or that held no picture.
+    fn check(&self) -> Result<()> {
+        let Some((start, _)) = self.bounds else {
+            return Ok(());
+        };
+        if start.is_finite() && self.first_seconds.is_some_and(|f| f > start) {
+            return Err(TranscodeError::Chunk(format!(
+                "the seek landed at {:.3} s, after the chunk's start at {start:.3} s",
+                self.first_seconds.unwrap_or_default()
+            )));
+        }
+        if self.kept == 0 {
+            return Err(TranscodeError::Chunk(format!(
+                "no picture from {start:.3} s on: the chunk lies beyond the end of the source"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Deletes the files it holds unless told to keep them.
@@ -119,17 +224,20 @@ impl Drop for OutputGuard {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn run(
     input_path: &Path,
     renditions: &[RenditionSpec],
-    output_dir: &Path,
-    options: &TranscodeOptions,
+    target: &Target,
     progress: &mut dyn FnMut(&Progress),
     cancel: &CancelHandle,
     guard: &mut OutputGuard,
     started: Instant,
 ) -> Result<TranscodeReport> {
+    let Target {
+        output_dir,
+        options,
+        window,
+    } = *target;
     let mut ictx = probe::open_input(input_path)?;
     let info = probe::describe(&ictx);
     let Some(vinfo) = info.video.clone() else {
@@ -140,17 +248,19 @@ fn run(
             "the video stream declares no picture size".into(),
         ));
     }
-    // SAFETY: reading a plain field of the open input.
-    let start_us = match unsafe { (*ictx.as_ptr()).start_time } {
-        t if t == ffi::AV_NOPTS_VALUE => 0,
-        t => t,
-    };
+    let start_us = start_time_us(&ictx);
 
     let mut video = VideoPipe::open(&ictx, &vinfo, start_us, renditions.len())?;
     let mut audio = match &info.audio {
-        Some(a) => Some(AudioPipe::open(&ictx, a.index, start_us)?),
-        None => None,
+        Some(a) if window.is_none() => Some(AudioPipe::open(&ictx, a.index, start_us)?),
+        _ => None,
     };
+    if let Some(w) = window.filter(|w| w.seek_seconds > 0.0) {
+        // At or before: the keyframe whose decode gives the chunk's first picture.
+        let at = start_us.saturating_add((w.seek_seconds * 1e6) as i64);
+        ictx.seek(at, ..at).ctx("seeking to the chunk")?;
+    }
+    let mut cut = Cut::new(window);
 
     let fps = nominal_fps(&vinfo);
     std::fs::create_dir_all(output_dir).map_err(|source| TranscodeError::Io {
@@ -167,7 +277,8 @@ fn run(
     for spec in renditions {
         let (width, height) = rendition_size(display, spec.short_side);
         let settings = VideoSettings::new(width.min(height), fps, &options.preset, options.crf);
-        let path = output_dir.join(format!("{}.mp4", spec.name));
+        let suffix = window.map_or("", |w| w.file_suffix.as_str());
+        let path = output_dir.join(format!("{}{suffix}.mp4", spec.name));
         guard.paths.push(path.clone());
         muxes.push(RenditionMux::create(
             &spec.name,
@@ -205,7 +316,13 @@ fn run(
         }
         let index = packet.stream();
         if index == video.index {
-            video.decode(Some(&packet), &mut |f, tb| outputs.send_video(f, tb))?;
+            video.decode(Some(&packet), &mut |f, tb| match cut.keep(f.pts(), tb) {
+                true => outputs.send_video(f, tb),
+                false => Ok(()),
+            })?;
+            if cut.done {
+                break;
+            }
         } else if let Some(a) = audio.as_mut().filter(|a| a.index == index) {
             a.decode(Some(&packet), &mut |p, tb| outputs.send_audio(p, tb))?;
         }
@@ -217,11 +334,18 @@ fn run(
     if cancel.is_cancelled() {
         return Err(TranscodeError::Cancelled);
     }
-    video.decode(None, &mut |f, tb| outputs.send_video(f, tb))?;
+    video.decode(None, &mut |f, tb| match cut.keep(f.pts(), tb) {
+        true => outputs.send_video(f, tb),
+        false => Ok(()),
+    })?;
     if let Some(a) = audio.as_mut() {
         a.decode(None, &mut |p, tb| outputs.send_audio(p, tb))?;
     }
-    video.stats.check_complete(&vinfo, info.duration_seconds)?;
+    if window.is_some() {
+        cut.check()?;
+    } else {
+        video.stats.check_complete(&vinfo, info.duration_seconds)?;
+    }
     progress(&video.stats.progress(duration, started.elapsed()));
 
     let results = outputs.finish()?;
@@ -236,6 +360,16 @@ fn run(
         outputs: results,
         elapsed_seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The input's start time in microseconds (0 when it has none): what every stage subtracts so
+/// that the outputs start at zero.
+pub(crate) fn start_time_us(ictx: &ffmpeg::format::context::Input) -> i64 {
+    // SAFETY: reading a plain field of the open input.
+    match unsafe { (*ictx.as_ptr()).start_time } {
+        t if t == ffi::AV_NOPTS_VALUE => 0,
+        t => t,
+    }
 }
 
 /// The rejection for a file with no usable video stream, saying what it holds instead.

@@ -12,7 +12,7 @@ pub(super) fn rescale(ts: i64, from: Rational, to: Rational) -> i64 {
 }
 
 /// `ts` in `tb` units, in seconds.
-pub(super) fn ts_seconds(ts: i64, tb: Rational) -> f64 {
+pub(crate) fn ts_seconds(ts: i64, tb: Rational) -> f64 {
     ts as f64 * f64::from(tb.numerator()) / f64::from(tb.denominator())
 }
 

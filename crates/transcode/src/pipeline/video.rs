@@ -21,7 +21,7 @@ use crate::probe::VideoInfo;
 pub(super) type FrameSink<'a> = dyn FnMut(&frame::Video, Rational) -> Result<()> + 'a;
 
 /// The frame rate to plan with: the stream's, or 30 when it announces none.
-pub(super) fn nominal_fps(info: &VideoInfo) -> f64 {
+pub(crate) fn nominal_fps(info: &VideoInfo) -> f64 {
     if info.frame_rate > 0.0 { info.frame_rate } else { 30.0 }
 }
 

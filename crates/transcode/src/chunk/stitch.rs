@@ -1,0 +1,388 @@
+//! Stitching: the chunks of one rendition joined, without re-encoding their video, into one MP4
+//! with the source's audio encoded once for the whole length (so nothing happens to it at chunk
+//! boundaries), the index first.
+//!
+//! The chunks are checked before anything is written (each present, readable, one H.264 stream,
+//! the same picture size, time base and decoder set-up as the first: chunks of another rendition
+//! are refused), and while they are copied: each starts with a keyframe where the one before
+//! ends (within a frame: a missing, repeated or misplaced chunk is refused), and holds as many
+//! frames as its index says. The finished file is read back: its frame count must be the sum of
+//! the chunks', its duration theirs within a frame.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+use ffmpeg::codec::Id;
+use ffmpeg::format::context::{Input, Output};
+use ffmpeg::{Dictionary, Packet, Rational, encoder, media};
+use ffmpeg_next as ffmpeg;
+use serde::Serialize;
+
+use crate::error::{FfmpegContext, Result, TranscodeError};
+use crate::pipeline::{AudioPipe, start_time_us, ts_seconds};
+use crate::probe;
+
+/// What a stitch made.
+#[derive(Debug, Clone, Serialize)]
+pub struct StitchReport {
+    /// The MP4 written.
+    pub output: PathBuf,
+    /// Chunks joined.
+    pub chunks: usize,
+    /// Video frames in the output: the sum of the chunks'.
+    pub frames: u64,
+    /// The video's duration, in seconds.
+    pub video_seconds: f64,
+    /// The audio's duration, in seconds, when the source has audio.
+    pub audio_seconds: Option<f64>,
+    /// File size in bytes.
+    pub bytes: u64,
+}
+
+/// Joins `chunks` (one rendition's, in order) into `output`, with the audio of `audio_source`
+/// (the source itself) encoded once to AAC as a transcode does; the video is copied.
+///
+/// # Errors
+///
+/// [`TranscodeError::Chunk`] when a chunk is missing, unreadable, of another rendition, out of
+/// place, or when the result fails its checks (frame count, duration); FFmpeg and I/O failures
+/// otherwise. On any error `output` is removed.
+pub fn stitch(chunks: &[PathBuf], audio_source: &Path, output: &Path) -> Result<StitchReport> {
+    if chunks.is_empty() {
+        return Err(TranscodeError::Chunk("no chunk to stitch".into()));
+    }
+    let files = chunks
+        .iter()
+        .enumerate()
+        .map(|(i, p)| ChunkFile::read(i, p))
+        .collect::<Result<Vec<_>>>()?;
+    for (i, f) in files.iter().enumerate().skip(1) {
+        files[0].check_same(i, f)?;
+    }
+    let result =
+        write(&files, audio_source, output).and_then(|(frames, seconds)| verify(output, &files, frames, seconds));
+    if result.is_err() {
+        let _ = std::fs::remove_file(output);
+    }
+    result
+}
+
+/// What a chunk file must agree on with the others, read before anything is written.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct ChunkFile {
+    path: PathBuf,
+    size: (i32, i32),
+    time_base: Rational,
+    /// The decoder set-up (SPS and PPS): the same encoder settings give the same bytes.
+    extradata: Vec<u8>,
+    /// The frames its index announces.
+    pub(super) frames: u64,
+    /// A frame's duration in `time_base` units, for packets that do not say (MP4's do not).
+    step: i64,
+}
+
+impl ChunkFile {
+    pub(super) fn read(index: usize, path: &Path) -> Result<Self> {
+        if !path.is_file() {
+            return Err(TranscodeError::Chunk(format!(
+                "chunk {index} is missing: no file at {}",
+                path.display()
+            )));
+        }
+        let bad = |why: String| TranscodeError::Chunk(format!("chunk {index} ({}) {why}", path.display()));
+        let ictx = probe::open_input(path).map_err(|e| bad(format!("cannot be read: {e}")))?;
+        let (stream, count) = (ictx.streams().next(), ictx.streams().count());
+        let Some(stream) = stream.filter(|s| count == 1 && s.parameters().medium() == media::Type::Video) else {
+            return Err(bad(format!("is not one video stream ({count} streams)")));
+        };
+        let par = stream.parameters();
+        if par.id() != Id::H264 {
+            return Err(bad(format!("is {:?}, not H.264", par.id())));
+        }
+        // SAFETY: reading plain fields (and the extradata they describe) of valid parameters.
+        let (size, extradata) = unsafe {
+            let p = &*par.as_ptr();
+            let extra = match p.extradata_size {
+                n if n > 0 && !p.extradata.is_null() => std::slice::from_raw_parts(p.extradata, n as usize).to_vec(),
+                _ => Vec::new(),
+            };
+            ((p.width, p.height), extra)
+        };
+        let (time_base, frames) = (stream.time_base(), u64::try_from(stream.frames()).unwrap_or(0));
+        let rate = stream.avg_frame_rate();
+        let step = if rate.numerator() > 0 && rate.denominator() > 0 {
+            // One frame at `rate`, in `time_base` units.
+            let (tb, fr) = (f64::from(time_base), f64::from(rate));
+            (1.0 / (fr * tb)).round() as i64
+        } else {
+            stream.duration() / i64::try_from(frames.max(1)).unwrap_or(1)
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            size,
+            time_base,
+            extradata,
+            frames,
+            step: step.max(1),
+        })
+    }
+
+    /// Refuses chunk `index` unless it can follow this one in one stream.
+    fn check_same(&self, index: usize, other: &Self) -> Result<()> {
+        let what = if other.size != self.size {
+            format!("{}x{} pictures", other.size.0, other.size.1)
+        } else if other.time_base != self.time_base {
+            format!("the time base {}", other.time_base)
+        } else if other.extradata != self.extradata {
+            "other encoder settings".to_owned()
+        } else {
+            return Ok(());
+        };
+        Err(TranscodeError::Chunk(format!(
+            "chunk {index} ({}) has {what} where chunk 0 has {}x{} at {}: chunks of different renditions or encodes",
+            other.path.display(),
+            self.size.0,
+            self.size.1,
+            self.time_base
+        )))
+    }
+}
+
+/// Writes the output; gives the video frames written and the video's duration in seconds.
+fn write(files: &[ChunkFile], audio_source: &Path, output: &Path) -> Result<(u64, f64)> {
+    let mut source = probe::open_input(audio_source)?;
+    let start_us = start_time_us(&source);
+    let mut audio = match probe::describe(&source).audio {
+        Some(a) => Some(AudioPipe::open(&source, a.index, start_us)?),
+        None => None,
+    };
+    let mut video = VideoPackets::new(files);
+    let mut octx = create(output, &files[0].path, audio.as_ref())?;
+    let video_tb = octx.stream(0).expect("added").time_base();
+    let audio_tb = octx.stream(1).map(|s| s.time_base());
+
+    let mut pending: VecDeque<(Packet, Rational)> = VecDeque::new();
+    let mut next_video = video.next()?;
+    loop {
+        // Enough audio to compare with the next video packet, or all of it.
+        while pending.is_empty() {
+            let Some(pipe) = audio.as_mut() else { break };
+            let mut sink = |p: &Packet, tb| {
+                pending.push_back((p.clone(), tb));
+                Ok(())
+            };
+            let mut packet = Packet::empty();
+            match packet.read(&mut source) {
+                Ok(()) if packet.stream() == pipe.index => pipe.decode(Some(&packet), &mut sink)?,
+                Ok(()) => {}
+                Err(ffmpeg::Error::Eof) => {
+                    pipe.decode(None, &mut sink)?;
+                    audio = None;
+                }
+                // A damaged audio packet is dropped, as the transcode's audio stage does.
+                Err(_) => {}
+            }
+        }
+        let audio_first = match (&next_video, pending.front()) {
+            (None, None) => break,
+            (Some(v), Some((a, atb))) => {
+                ts_seconds(a.dts().or(a.pts()).unwrap_or(0), *atb)
+                    < ts_seconds(v.dts().unwrap_or(0), files[0].time_base)
+            }
+            (None, Some(_)) => true,
+            (Some(_), None) => false,
+        };
+        if audio_first {
+            let (mut p, tb) = pending.pop_front().expect("checked");
+            p.set_stream(1);
+            p.rescale_ts(tb, audio_tb.expect("audio packets mean an audio stream"));
+            p.write_interleaved(&mut octx).ctx("writing the audio")?;
+        } else {
+            let mut p = next_video.take().expect("checked");
+            p.set_stream(0);
+            p.set_position(-1);
+            p.rescale_ts(files[0].time_base, video_tb);
+            p.write_interleaved(&mut octx).ctx("writing the video")?;
+            next_video = video.next()?;
+        }
+    }
+    octx.write_trailer().ctx(format!("finishing {}", output.display()))?;
+    Ok((video.written, ts_seconds(video.end.unwrap_or(0), files[0].time_base)))
+}
+
+/// The output file: the first chunk's video stream, the audio encoder's stream, the index first.
+fn create(output: &Path, first_chunk: &Path, audio: Option<&AudioPipe>) -> Result<Output> {
+    let first = probe::open_input(first_chunk)?;
+    let ist = first.streams().next().expect("checked: one video stream");
+    let mut octx = ffmpeg::format::output_as(output, "mp4").ctx(format!("creating {}", output.display()))?;
+    let mut ost = octx
+        .add_stream(encoder::find(Id::H264))
+        .ctx("adding the video stream")?;
+    ost.set_parameters(ist.parameters());
+    ost.set_time_base(ist.time_base());
+    // SAFETY: clearing the codec tag lets the MP4 muxer choose its own.
+    unsafe { (*(*ost.as_mut_ptr()).codecpar).codec_tag = 0 };
+    if let Some(a) = audio {
+        let mut ost = octx.add_stream(encoder::find(Id::AAC)).ctx("adding the audio stream")?;
+        ost.set_parameters(a.encoder());
+        ost.set_time_base(a.encoder().time_base());
+        // SAFETY: as above.
+        unsafe { (*(*ost.as_mut_ptr()).codecpar).codec_tag = 0 };
+    }
+    let mut opts = Dictionary::new();
+    // The index goes before the media, as in every rendition.
+    opts.set("movflags", "+faststart");
+    octx.write_header_with(opts)
+        .ctx(format!("writing the header of {}", output.display()))?;
+    Ok(octx)
+}
+
+/// The chunks' video packets in order, each chunk placed where the one before ends.
+struct VideoPackets<'a> {
+    files: &'a [ChunkFile],
+    /// The chunk being read and its index, with the frames read from it and the shift its
+    /// timestamps get (set by its first packet).
+    current: Option<(usize, Input, u64, Option<i64>)>,
+    /// The next chunk to open.
+    next: usize,
+    /// Where the video written so far ends (the latest timestamp plus its duration).
+    end: Option<i64>,
+    last_dts: Option<i64>,
+    /// Packets given so far.
+    written: u64,
+}
+
+impl<'a> VideoPackets<'a> {
+    fn new(files: &'a [ChunkFile]) -> Self {
+        Self {
+            files,
+            current: None,
+            next: 0,
+            end: None,
+            last_dts: None,
+            written: 0,
+        }
+    }
+
+    /// The next packet, its timestamps in the chunks' time base on the output's timeline.
+    fn next(&mut self) -> Result<Option<Packet>> {
+        loop {
+            let Some((index, ictx, read, shift)) = self.current.as_mut() else {
+                let Some(file) = self.files.get(self.next) else {
+                    return Ok(None);
+                };
+                self.current = Some((self.next, probe::open_input(&file.path)?, 0, None));
+                self.next += 1;
+                continue;
+            };
+            let file = &self.files[*index];
+            let mut packet = Packet::empty();
+            match packet.read(ictx) {
+                Ok(()) => {}
+                Err(ffmpeg::Error::Eof) => {
+                    if *read != file.frames {
+                        return Err(TranscodeError::Chunk(format!(
+                            "chunk {index} ({}) holds {read} frames where its index announces {}",
+                            file.path.display(),
+                            file.frames
+                        )));
+                    }
+                    self.current = None;
+                    continue;
+                }
+                Err(e) => return Err(e).ctx(format!("reading chunk {index}")),
+            }
+            let (Some(pts), Some(dts)) = (packet.pts(), packet.dts()) else {
+                return Err(TranscodeError::Chunk(format!(
+                    "chunk {index} has a packet without a timestamp"
+                )));
+            };
+            let step = match packet.duration() {
+                d if d > 0 => d,
+                _ => file.step,
+            };
+            // The muxer takes the last frame's length from its packet.
+            packet.set_duration(step);
+            let shift = *shift.get_or_insert_with(|| self.end.map_or(0, |end| end - pts));
+            if *read == 0 {
+                place_first(*index, &packet, pts, shift, step, file.time_base)?;
+            }
+            *read += 1;
+            let (pts, mut dts) = (pts + shift, dts + shift);
+            if let Some(last) = self.last_dts.filter(|l| dts <= *l) {
+                dts = last + 1;
+            }
+            if dts > pts {
+                return Err(TranscodeError::Chunk(format!(
+                    "chunk {index} decodes a frame after showing it: its timestamps overlap the chunk before"
+                )));
+            }
+            packet.set_pts(Some(pts));
+            packet.set_dts(Some(dts));
+            self.last_dts = Some(dts);
+            self.end = Some(self.end.map_or(pts + step, |e| e.max(pts + step)));
+            self.written += 1;
+            return Ok(Some(packet));
+        }
+    }
+}
+
+/// Refuses a chunk that does not start with a keyframe, or starts more than a frame away from
+/// where the chunk before ends.
+fn place_first(index: usize, packet: &Packet, pts: i64, shift: i64, step: i64, tb: Rational) -> Result<()> {
+    if !packet.is_key() {
+        return Err(TranscodeError::Chunk(format!(
+            "chunk {index} does not start with a keyframe"
+        )));
+    }
+    if shift.abs() > step {
+        return Err(TranscodeError::Chunk(format!(
+            "chunk {index} starts at {:.3} s where the chunk before ends at {:.3} s: a chunk is \
+             missing, repeated or out of order",
+            ts_seconds(pts, tb),
+            ts_seconds(pts + shift, tb)
+        )));
+    }
+    Ok(())
+}
+
+/// Reads the output back: as many frames as the chunks, as long as they are within a frame.
+pub(super) fn verify(output: &Path, files: &[ChunkFile], written: u64, seconds: f64) -> Result<StitchReport> {
+    let info = probe::probe(output)?;
+    let video = info
+        .video
+        .as_ref()
+        .ok_or_else(|| TranscodeError::Chunk("the stitched file has no video".into()))?;
+    let expected: u64 = files.iter().map(|f| f.frames).sum();
+    let frames = video.frames.unwrap_or(0);
+    if frames != expected || written != expected {
+        return Err(TranscodeError::Chunk(format!(
+            "the stitched file has {frames} frames ({written} written) where the chunks have {expected}"
+        )));
+    }
+    let got = video.duration_seconds.unwrap_or(0.0);
+    let frame = if video.frame_rate > 0.0 {
+        1.0 / video.frame_rate
+    } else {
+        0.1
+    };
+    if (got - seconds).abs() > frame + 1e-6 {
+        return Err(TranscodeError::Chunk(format!(
+            "the stitched video lasts {got:.3} s where its chunks last {seconds:.3} s"
+        )));
+    }
+    let bytes = std::fs::metadata(output)
+        .map_err(|source| TranscodeError::Io {
+            path: output.display().to_string(),
+            source,
+        })?
+        .len();
+    Ok(StitchReport {
+        output: output.to_owned(),
+        chunks: files.len(),
+        frames,
+        video_seconds: got,
+        audio_seconds: info.audio.as_ref().and_then(|a| a.duration_seconds),
+        bytes,
+    })
+}
