@@ -1,0 +1,347 @@
+//! Split and stitch against the unsplit transcode: a 20 s source planned in 6 s chunks, each chunk
+//! encoded on its own, each rendition stitched, and the result read back by `ffprobe
+//! -show_packets` beside the unsplit renditions: same frames, same duration within a frame, the
+//! same 2 s keyframe grid, the audio within 25 ms, no timestamp gap, the index first. Each check
+//! is also shown failing on a file made to fail it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use test_support::{TempDir, ffprobe, num, streams};
+use transcode::chunk::{self, Plan};
+use transcode::{CancelHandle, RenditionSpec, TranscodeOptions};
+
+fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ffmpeg ({e}): install Debian's ffmpeg package (scripts/test.sh does)"));
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// 20 s of 640x360 at 30 fps, a moving test pattern and a tone; H.264 with B-frames and the
+/// encoder's own keyframe placement (none on the chunk boundaries), AAC.
+fn source(dir: &Path) -> PathBuf {
+    let out = dir.join("source.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=30:duration=20",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000:duration=20",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-bf",
+        "2",
+        "-g",
+        "250",
+        "-c:a",
+        "aac",
+        out.to_str().unwrap(),
+    ]);
+    out
+}
+
+fn specs() -> Vec<RenditionSpec> {
+    [("360p", 360), ("180p", 180)]
+        .map(|(name, short_side)| RenditionSpec {
+            name: name.into(),
+            short_side,
+        })
+        .to_vec()
+}
+
+/// One packet as `ffprobe -show_packets` prints it (MP4 packets carry no duration of their own).
+#[derive(Debug, Clone, PartialEq)]
+struct Pkt {
+    pts: f64,
+    dts: f64,
+    key: bool,
+}
+
+/// The video and the audio packets of a file, each in file order.
+fn packets(path: &Path) -> (Vec<Pkt>, Vec<Pkt>) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-print_format", "json", "-show_packets"])
+        .arg(path)
+        .output()
+        .expect("run ffprobe");
+    assert!(out.status.success(), "ffprobe failed on {}", path.display());
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (mut video, mut audio) = (Vec::new(), Vec::new());
+    for p in json["packets"].as_array().unwrap() {
+        let pkt = Pkt {
+            pts: num(&p["pts_time"]),
+            dts: num(&p["dts_time"]),
+            key: p["flags"].as_str().unwrap_or("").starts_with('K'),
+        };
+        match p["codec_type"].as_str() {
+            Some("video") => video.push(pkt),
+            Some("audio") => audio.push(pkt),
+            _ => {}
+        }
+    }
+    (video, audio)
+}
+
+/// The duration of a file's stream of `kind` (`video`, `audio`), as its index says; 0 if none.
+fn duration(path: &Path, kind: &str) -> f64 {
+    streams(&ffprobe(path), kind)
+        .first()
+        .map_or(0.0, |s| num(&s["duration"]))
+}
+
+fn keyframes(video: &[Pkt]) -> Vec<f64> {
+    video.iter().filter(|p| p.key).map(|p| p.pts).collect()
+}
+
+const FRAME: f64 = 1.0 / 30.0;
+
+fn same_frame_count(got: &Path, want: &Path) -> Result<(), String> {
+    let (g, w) = (packets(got).0.len(), packets(want).0.len());
+    (g == w).then_some(()).ok_or(format!("{g} frames against {w}"))
+}
+
+fn duration_within_a_frame(got: &Path, want: &Path) -> Result<(), String> {
+    let (g, w) = (duration(got, "video"), duration(want, "video"));
+    ((g - w).abs() <= FRAME)
+        .then_some(())
+        .ok_or(format!("{g} s against {w} s"))
+}
+
+fn keyframes_on_the_same_2s_grid(got: &Path, want: &Path) -> Result<(), String> {
+    let (g, w) = (keyframes(&packets(got).0), keyframes(&packets(want).0));
+    let on_grid = g.iter().all(|t| (t / 2.0 - (t / 2.0).round()).abs() < 1e-3);
+    (g == w && on_grid)
+        .then_some(())
+        .ok_or(format!("keyframes at {g:?} against {w:?}"))
+}
+
+fn audio_within_25ms(got: &Path, want: &Path) -> Result<(), String> {
+    let (g, w) = (duration(got, "audio"), duration(want, "audio"));
+    (w > 0.0 && (g - w).abs() <= 0.025)
+        .then_some(())
+        .ok_or(format!("audio {g} s against {w} s"))
+}
+
+/// Every frame shown one frame after the one before, decoded in increasing order; every audio
+/// packet one AAC frame (1 024 samples at 48 kHz) after the one before.
+fn no_timestamp_gap(got: &Path) -> Result<(), String> {
+    let (video, audio) = packets(got);
+    let mut pts: Vec<f64> = video.iter().map(|p| p.pts).collect();
+    pts.sort_by(f64::total_cmp);
+    if let Some(w) = pts.windows(2).find(|w| (w[1] - w[0] - FRAME).abs() > 1e-3) {
+        return Err(format!("video from {} s to {} s", w[0], w[1]));
+    }
+    if let Some(w) = video.windows(2).find(|w| w[1].dts <= w[0].dts) {
+        return Err(format!("video decoded at {} s after {} s", w[1].dts, w[0].dts));
+    }
+    if let Some(w) = audio
+        .windows(2)
+        .find(|w| (w[1].pts - w[0].pts - 1_024.0 / 48_000.0).abs() > 1e-4)
+    {
+        return Err(format!("audio from {} s to {} s", w[0].pts, w[1].pts));
+    }
+    Ok(())
+}
+
+/// The kinds of an MP4's top-level boxes, in file order.
+fn top_level_boxes(path: &Path) -> Vec<String> {
+    let bytes = std::fs::read(path).unwrap();
+    let (mut boxes, mut at) = (Vec::new(), 0);
+    while at + 8 <= bytes.len() {
+        let size = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        boxes.push(String::from_utf8_lossy(&bytes[at + 4..at + 8]).into_owned());
+        at += match size {
+            0 => bytes.len() - at,
+            1 => u64::from_be_bytes(bytes[at + 8..at + 16].try_into().unwrap()) as usize,
+            n => n,
+        };
+    }
+    boxes
+}
+
+fn moov_before_mdat(got: &Path) -> Result<(), String> {
+    let boxes = top_level_boxes(got);
+    let at = |kind: &str| boxes.iter().position(|b| b == kind);
+    match (at("moov"), at("mdat")) {
+        (Some(m), Some(d)) if m < d => Ok(()),
+        _ => Err(format!("boxes {boxes:?}")),
+    }
+}
+
+/// Every check of a stitched rendition against its unsplit twin.
+fn compare(got: &Path, want: &Path) -> Result<(), String> {
+    same_frame_count(got, want)?;
+    duration_within_a_frame(got, want)?;
+    keyframes_on_the_same_2s_grid(got, want)?;
+    audio_within_25ms(got, want)?;
+    no_timestamp_gap(got)?;
+    moov_before_mdat(got)
+}
+
+/// The source, its plan, the unsplit renditions, each chunk's files and the stitched renditions.
+struct Made {
+    dir: TempDir,
+    source: PathBuf,
+    plan: Plan,
+    unsplit: Vec<PathBuf>,
+    chunks: Vec<Vec<PathBuf>>,
+    stitched: Vec<PathBuf>,
+}
+
+fn split_and_stitch() -> Made {
+    let dir = TempDir::new("transcode-chunk-it");
+    let source = source(dir.path());
+    let info = transcode::probe(&source).unwrap();
+    let plan = chunk::plan(&info, 6.0).expect("20 s is more than two 6 s chunks");
+    let options = TranscodeOptions::default();
+    let cancel = CancelHandle::new();
+    let started = std::time::Instant::now();
+    let whole = transcode::transcode(&source, &specs(), &dir.join("unsplit"), &options, &mut |_| {}, &cancel).unwrap();
+    let unsplit_seconds = started.elapsed().as_secs_f64();
+    let started = std::time::Instant::now();
+    let mut chunks = vec![Vec::new(); specs().len()];
+    for c in &plan.chunks {
+        let report = chunk::transcode_chunk(
+            &source,
+            &specs(),
+            c,
+            &dir.join("chunks"),
+            &options,
+            &mut |_| {},
+            &cancel,
+        )
+        .unwrap();
+        for (r, o) in report.outputs.iter().enumerate() {
+            chunks[r].push(o.path.clone());
+        }
+    }
+    let chunks_seconds = started.elapsed().as_secs_f64();
+    let started = std::time::Instant::now();
+    let mut stitched = Vec::new();
+    for (spec, files) in specs().iter().zip(&chunks) {
+        let out = dir.join(format!("{}.mp4", spec.name));
+        let report = chunk::stitch(files, &source, &out).unwrap();
+        stitched.push(report.output);
+    }
+    let stitch_seconds = started.elapsed().as_secs_f64();
+    for (o, s) in whole.outputs.iter().zip(&stitched) {
+        let bytes = std::fs::metadata(s).unwrap().len();
+        eprintln!(
+            "{}: unsplit {} frames {} bytes, stitched {} frames {} bytes ({:+.2}%)",
+            o.name,
+            o.frames,
+            o.bytes,
+            packets(s).0.len(),
+            bytes,
+            (bytes as f64 / o.bytes as f64 - 1.0) * 100.0
+        );
+    }
+    eprintln!(
+        "wall: unsplit {unsplit_seconds:.2} s, {} chunks {chunks_seconds:.2} s, stitches {stitch_seconds:.2} s",
+        plan.chunks.len()
+    );
+    Made {
+        unsplit: whole.outputs.iter().map(|o| o.path.clone()).collect(),
+        dir,
+        source,
+        plan,
+        chunks,
+        stitched,
+    }
+}
+
+#[test]
+fn a_20s_source_in_6s_chunks_stitches_into_the_unsplit_renditions_twin_and_each_check_can_fail() {
+    let made = split_and_stitch();
+    // Ten 2 s GOPs in three chunks: 8 s, 6 s, 6 s.
+    let bounds: Vec<_> = made.plan.chunks.iter().map(|c| (c.start_frame, c.end_frame)).collect();
+    assert_eq!(bounds, [(0, 240), (240, 420), (420, 600)]);
+    for (got, want) in made.stitched.iter().zip(&made.unsplit) {
+        compare(got, want).unwrap_or_else(|e| panic!("{}: {e}", got.display()));
+    }
+    assert_eq!(
+        keyframes(&packets(&made.stitched[0]).0),
+        [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.0]
+    );
+
+    // Each check, failing once on a file made to fail it.
+    let (want, dir) = (&made.unsplit[0], made.dir.path());
+    let first_chunk = &made.chunks[0][0];
+    assert!(
+        same_frame_count(first_chunk, want)
+            .unwrap_err()
+            .contains("240 frames against 600")
+    );
+    assert!(duration_within_a_frame(first_chunk, want).is_err());
+    let off_grid = dir.join("off-grid.mp4");
+    ffmpeg(&[
+        "-i",
+        made.source.to_str().unwrap(),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "45",
+        "-c:a",
+        "copy",
+        off_grid.to_str().unwrap(),
+    ]);
+    assert!(same_frame_count(&off_grid, want).is_ok());
+    assert!(keyframes_on_the_same_2s_grid(&off_grid, want).is_err());
+    let short_audio = dir.join("short-audio.mp4");
+    let stitched = made.stitched[0].to_str().unwrap();
+    ffmpeg(&[
+        "-i",
+        stitched,
+        "-c:v",
+        "copy",
+        "-af",
+        "atrim=0:19.9",
+        "-c:a",
+        "aac",
+        short_audio.to_str().unwrap(),
+    ]);
+    assert!(
+        audio_within_25ms(&short_audio, want)
+            .unwrap_err()
+            .starts_with("audio 19.9")
+    );
+    let gap = dir.join("gap.mp4");
+    ffmpeg(&[
+        "-i",
+        stitched,
+        "-vf",
+        "setpts=PTS+gte(N\\,300)*0.5/TB",
+        "-fps_mode",
+        "passthrough",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-an",
+        gap.to_str().unwrap(),
+    ]);
+    assert!(
+        no_timestamp_gap(&gap).unwrap_err().starts_with("video from 9.96"),
+        "{:?}",
+        no_timestamp_gap(&gap)
+    );
+    let index_last = dir.join("index-last.mp4");
+    ffmpeg(&["-i", stitched, "-c", "copy", index_last.to_str().unwrap()]);
+    assert!(moov_before_mdat(&index_last).is_err());
+    assert!(compare(&index_last, want).is_err());
+}
