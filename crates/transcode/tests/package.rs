@@ -199,6 +199,8 @@ fn hls_and_dash_share_one_set_of_aligned_cmaf_media_with_subtitles_and_thumbnail
     )
     .expect("the renditions are packaged");
 
+    package::verify(&pkg).expect("FFmpeg reads both entry points back");
+
     // The entry points come last, and every file named is on disk with its content type.
     let entry: Vec<&str> = pkg.entry_points.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(entry, ["thumbnails.vtt", "master.m3u8", "manifest.mpd"]);
@@ -397,4 +399,37 @@ fn bad_arguments_and_missing_files_are_errors() {
             "packaging our own renditions is never the source's fault: {err}"
         );
     }
+}
+
+#[test]
+fn a_manifest_that_does_not_match_its_media_fails_verification() {
+    let dir = TempDir::new("package-verify");
+    let src = dir.join("clip.mp4");
+    test_support::make_clip(&src, 4);
+    let report = transcode(&src, &dir.join("mp4"));
+    let out = dir.join("out");
+    let pkg = package::package(
+        &renditions(&report),
+        &src,
+        &out,
+        "v",
+        Manifests { hls: true, dash: true },
+    )
+    .unwrap();
+    package::verify(&pkg).unwrap();
+    // A rendition dropped from the master playlist.
+    let master = out.join("master.m3u8");
+    let text = std::fs::read_to_string(&master).unwrap();
+    let cut: Vec<&str> = text.lines().collect();
+    std::fs::write(&master, cut[..cut.len() - 2].join("\n") + "\n").unwrap();
+    let err = package::verify(&pkg).unwrap_err().to_string();
+    assert!(
+        err.contains("master.m3u8 read back: 1 video streams for 2 renditions"),
+        "{err}"
+    );
+    std::fs::write(&master, &text).unwrap();
+    // A manifest that is not XML.
+    std::fs::write(out.join("manifest.mpd"), "<MPD").unwrap();
+    let err = package::verify(&pkg).unwrap_err().to_string();
+    assert!(err.contains("reading back manifest.mpd"), "{err}");
 }
