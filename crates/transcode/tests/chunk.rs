@@ -230,12 +230,11 @@ fn split_and_stitch() -> Made {
     }
     let chunks_seconds = started.elapsed().as_secs_f64();
     let started = std::time::Instant::now();
-    let mut stitched = Vec::new();
-    for (spec, files) in specs().iter().zip(&chunks) {
-        let out = dir.join(format!("{}.mp4", spec.name));
-        let report = chunk::stitch(files, &source, &out).unwrap();
-        stitched.push(report.output);
-    }
+    let outputs: Vec<PathBuf> = specs().iter().map(|s| dir.join(format!("{}.mp4", s.name))).collect();
+    // Every rendition at once: the audio is encoded once for the ladder.
+    let reports = chunk::stitch_ladder(&chunks, &source, &outputs).unwrap();
+    let stitched: Vec<PathBuf> = reports.into_iter().map(|r| r.output).collect();
+    assert_eq!(stitched, outputs);
     let stitch_seconds = started.elapsed().as_secs_f64();
     for (o, s) in whole.outputs.iter().zip(&stitched) {
         let bytes = std::fs::metadata(s).unwrap().len();

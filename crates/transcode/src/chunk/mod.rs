@@ -20,7 +20,8 @@
 //!
 //! - `plan`: [`plan()`], [`Plan`], [`Chunk`]: pure arithmetic on the probed source.
 //! - `encode`: [`transcode_chunk()`]: the pipeline over a window of the source.
-//! - `stitch`: [`stitch()`], [`StitchReport`]: the chunks joined and checked, the audio added.
+//! - `stitch`: [`stitch()`], [`stitch_ladder()`] (every rendition, the audio encoded once for
+//!   all), [`StitchReport`]: the chunks joined and checked, the audio added.
 
 mod encode;
 mod plan;
@@ -30,4 +31,4 @@ mod tests;
 
 pub use encode::{chunk_file_name, chunk_paths, transcode_chunk};
 pub use plan::{Chunk, PLAN_VERSION, Plan, plan};
-pub use stitch::{StitchReport, stitch};
+pub use stitch::{StitchReport, stitch, stitch_ladder};

@@ -44,25 +44,63 @@ pub struct StitchReport {
 ///
 /// # Errors
 ///
-/// [`TranscodeError::Chunk`] when a chunk is missing, unreadable, of another rendition, out of
-/// place, or when the result fails its checks (frame count, duration); FFmpeg and I/O failures
-/// otherwise. On any error `output` is removed.
+/// As [`stitch_ladder`].
 pub fn stitch(chunks: &[PathBuf], audio_source: &Path, output: &Path) -> Result<StitchReport> {
-    if chunks.is_empty() {
-        return Err(TranscodeError::Chunk("no chunk to stitch".into()));
+    let mut reports = stitch_ladder(&[chunks.to_vec()], audio_source, &[output.to_owned()])?;
+    Ok(reports.remove(0))
+}
+
+/// Joins the chunks of every rendition (`chunks[r]`, in order) into `outputs[r]`, with the audio
+/// of `audio_source` encoded once for all of them (as a transcode shares it); the video is
+/// copied. The reports come in the renditions' order.
+///
+/// # Errors
+///
+/// [`TranscodeError::Chunk`] when a chunk is missing, unreadable, of another rendition, out of
+/// place, when the renditions do not have as many chunks as each other (or as outputs), or when
+/// a result fails its checks (frame count, duration); FFmpeg and I/O failures otherwise. On any
+/// error no output is left behind.
+pub fn stitch_ladder(chunks: &[Vec<PathBuf>], audio_source: &Path, outputs: &[PathBuf]) -> Result<Vec<StitchReport>> {
+    if chunks.is_empty() || chunks.len() != outputs.len() {
+        return Err(TranscodeError::Chunk(format!(
+            "{} renditions of chunks for {} outputs",
+            chunks.len(),
+            outputs.len()
+        )));
     }
-    let files = chunks
-        .iter()
-        .enumerate()
-        .map(|(i, p)| ChunkFile::read(i, p))
-        .collect::<Result<Vec<_>>>()?;
-    for (i, f) in files.iter().enumerate().skip(1) {
-        files[0].check_same(i, f)?;
+    let mut sets = Vec::with_capacity(chunks.len());
+    for (r, paths) in chunks.iter().enumerate() {
+        if paths.is_empty() {
+            return Err(TranscodeError::Chunk("no chunk to stitch".into()));
+        }
+        if paths.len() != chunks[0].len() {
+            return Err(TranscodeError::Chunk(format!(
+                "rendition {r} has {} chunks where rendition 0 has {}",
+                paths.len(),
+                chunks[0].len()
+            )));
+        }
+        let files = paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ChunkFile::read(i, p))
+            .collect::<Result<Vec<_>>>()?;
+        for (i, f) in files.iter().enumerate().skip(1) {
+            files[0].check_same(i, f)?;
+        }
+        sets.push(files);
     }
-    let result =
-        write(&files, audio_source, output).and_then(|(frames, seconds)| verify(output, &files, frames, seconds));
+    let result = write(&sets, audio_source, outputs).and_then(|written| {
+        sets.iter()
+            .zip(outputs)
+            .zip(written)
+            .map(|((files, output), (frames, seconds))| verify(output, files, frames, seconds))
+            .collect()
+    });
     if result.is_err() {
-        let _ = std::fs::remove_file(output);
+        for output in outputs {
+            let _ = std::fs::remove_file(output);
+        }
     }
     result
 }
@@ -148,23 +186,23 @@ impl ChunkFile {
     }
 }
 
-/// Writes the output; gives the video frames written and the video's duration in seconds.
-fn write(files: &[ChunkFile], audio_source: &Path, output: &Path) -> Result<(u64, f64)> {
+/// Writes the outputs; gives, for each, the video frames written and the video's duration in
+/// seconds. The audio is decoded and encoded once; each packet goes to every output, after the
+/// video packets decoded before it.
+fn write(sets: &[Vec<ChunkFile>], audio_source: &Path, outputs: &[PathBuf]) -> Result<Vec<(u64, f64)>> {
     let mut source = probe::open_input(audio_source)?;
     let start_us = start_time_us(&source);
     let mut audio = match probe::describe(&source).audio {
         Some(a) => Some(AudioPipe::open(&source, a.index, start_us)?),
         None => None,
     };
-    let mut video = VideoPackets::new(files);
-    let mut octx = create(output, &files[0].path, audio.as_ref())?;
-    let video_tb = octx.stream(0).expect("added").time_base();
-    let audio_tb = octx.stream(1).map(|s| s.time_base());
-
+    let mut outs = sets
+        .iter()
+        .zip(outputs)
+        .map(|(files, output)| Stitched::create(files, output, audio.as_ref()))
+        .collect::<Result<Vec<_>>>()?;
     let mut pending: VecDeque<(Packet, Rational)> = VecDeque::new();
-    let mut next_video = video.next()?;
     loop {
-        // Enough audio to compare with the next video packet, or all of it.
         while pending.is_empty() {
             let Some(pipe) = audio.as_mut() else { break };
             let mut sink = |p: &Packet, tb| {
@@ -183,31 +221,81 @@ fn write(files: &[ChunkFile], audio_source: &Path, output: &Path) -> Result<(u64
                 Err(_) => {}
             }
         }
-        let audio_first = match (&next_video, pending.front()) {
-            (None, None) => break,
-            (Some(v), Some((a, atb))) => {
-                ts_seconds(a.dts().or(a.pts()).unwrap_or(0), *atb)
-                    < ts_seconds(v.dts().unwrap_or(0), files[0].time_base)
-            }
-            (None, Some(_)) => true,
-            (Some(_), None) => false,
+        let Some((packet, tb)) = pending.pop_front() else {
+            break;
         };
-        if audio_first {
-            let (mut p, tb) = pending.pop_front().expect("checked");
-            p.set_stream(1);
-            p.rescale_ts(tb, audio_tb.expect("audio packets mean an audio stream"));
-            p.write_interleaved(&mut octx).ctx("writing the audio")?;
-        } else {
-            let mut p = next_video.take().expect("checked");
-            p.set_stream(0);
-            p.set_position(-1);
-            p.rescale_ts(files[0].time_base, video_tb);
-            p.write_interleaved(&mut octx).ctx("writing the video")?;
-            next_video = video.next()?;
+        let at = ts_seconds(packet.dts().or(packet.pts()).unwrap_or(0), tb);
+        for out in &mut outs {
+            out.video_before(Some(at))?;
+            out.audio(&packet, tb)?;
         }
     }
-    octx.write_trailer().ctx(format!("finishing {}", output.display()))?;
-    Ok((video.written, ts_seconds(video.end.unwrap_or(0), files[0].time_base)))
+    outs.into_iter().map(Stitched::finish).collect()
+}
+
+/// One output being written: its muxer, and its chunks' video packets.
+struct Stitched<'a> {
+    octx: Output,
+    path: &'a Path,
+    video: VideoPackets<'a>,
+    /// The next video packet, read ahead to be compared with the audio.
+    next: Option<Packet>,
+    /// The chunks' time base, the video's time base in the output, and the audio's.
+    chunk_tb: Rational,
+    video_tb: Rational,
+    audio_tb: Option<Rational>,
+}
+
+impl<'a> Stitched<'a> {
+    fn create(files: &'a [ChunkFile], path: &'a Path, audio: Option<&AudioPipe>) -> Result<Self> {
+        let octx = create(path, &files[0].path, audio)?;
+        let mut video = VideoPackets::new(files);
+        Ok(Self {
+            video_tb: octx.stream(0).expect("added").time_base(),
+            audio_tb: octx.stream(1).map(|s| s.time_base()),
+            octx,
+            path,
+            next: video.next()?,
+            video,
+            chunk_tb: files[0].time_base,
+        })
+    }
+
+    /// Writes the video packets decoded before `at` seconds (all that are left: `None`).
+    fn video_before(&mut self, at: Option<f64>) -> Result<()> {
+        while let Some(p) = self.next.as_mut() {
+            if at.is_some_and(|at| ts_seconds(p.dts().unwrap_or(0), self.chunk_tb) >= at) {
+                break;
+            }
+            p.set_stream(0);
+            p.set_position(-1);
+            p.rescale_ts(self.chunk_tb, self.video_tb);
+            p.write_interleaved(&mut self.octx)
+                .ctx(format!("writing video to {}", self.path.display()))?;
+            self.next = self.video.next()?;
+        }
+        Ok(())
+    }
+
+    fn audio(&mut self, packet: &Packet, tb: Rational) -> Result<()> {
+        let mut p = packet.clone();
+        p.set_stream(1);
+        p.rescale_ts(tb, self.audio_tb.expect("audio packets mean an audio stream"));
+        p.write_interleaved(&mut self.octx)
+            .ctx(format!("writing audio to {}", self.path.display()))
+    }
+
+    /// Writes the rest of the video and the index; gives the frames written and their duration.
+    fn finish(mut self) -> Result<(u64, f64)> {
+        self.video_before(None)?;
+        self.octx
+            .write_trailer()
+            .ctx(format!("finishing {}", self.path.display()))?;
+        Ok((
+            self.video.written,
+            ts_seconds(self.video.end.unwrap_or(0), self.chunk_tb),
+        ))
+    }
 }
 
 /// The output file: the first chunk's video stream, the audio encoder's stream, the index first.
