@@ -156,6 +156,30 @@ fn no_timestamp_gap(got: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The SSIM of `a`'s pictures against `b`'s (FFmpeg's `ssim` filter, all planes).
+fn ssim(a: &Path, b: &Path) -> f64 {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "info", "-i"])
+        .arg(a)
+        .arg("-i")
+        .arg(b)
+        .args(["-lavfi", "ssim", "-f", "null", "-"])
+        .output()
+        .expect("run ffmpeg");
+    let log = String::from_utf8_lossy(&out.stderr);
+    let at = log.rfind("All:").unwrap_or_else(|| panic!("no SSIM in {log}"));
+    log[at + 4..].split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// The same pictures: against the source, the stitched rendition is as good as the unsplit one
+/// (SSIM within 0.001); a picture off by one frame anywhere would cost far more.
+fn same_pictures(got: &Path, want: &Path, source: &Path) -> Result<(), String> {
+    let (g, w) = (ssim(got, source), ssim(want, source));
+    ((g - w).abs() <= 0.001)
+        .then_some(())
+        .ok_or(format!("SSIM {g} against {w}"))
+}
+
 /// The kinds of an MP4's top-level boxes, in file order.
 fn top_level_boxes(path: &Path) -> Vec<String> {
     let bytes = std::fs::read(path).unwrap();
@@ -271,6 +295,9 @@ fn a_20s_source_in_6s_chunks_stitches_into_the_unsplit_renditions_twin_and_each_
     for (got, want) in made.stitched.iter().zip(&made.unsplit) {
         compare(got, want).unwrap_or_else(|e| panic!("{}: {e}", got.display()));
     }
+    // Only the full-size rendition compares with the source picture for picture.
+    let (got, want) = (&made.stitched[0], &made.unsplit[0]);
+    same_pictures(got, want, &made.source).unwrap();
     assert_eq!(
         keyframes(&packets(&made.stitched[0]).0),
         [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.0]
@@ -339,6 +366,20 @@ fn a_20s_source_in_6s_chunks_stitches_into_the_unsplit_renditions_twin_and_each_
         "{:?}",
         no_timestamp_gap(&gap)
     );
+    let shifted = dir.join("shifted.mp4");
+    ffmpeg(&[
+        "-i",
+        stitched,
+        "-vf",
+        "trim=start_frame=1,setpts=PTS-STARTPTS",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-an",
+        shifted.to_str().unwrap(),
+    ]);
+    assert!(same_pictures(&shifted, want, &made.source).is_err());
     let index_last = dir.join("index-last.mp4");
     ffmpeg(&["-i", stitched, "-c", "copy", index_last.to_str().unwrap()]);
     assert!(moov_before_mdat(&index_last).is_err());

@@ -14,7 +14,7 @@ use ffmpeg_next::ffi;
 
 use super::audio::AudioPipe;
 use super::mux::{RenditionMux, VideoInput};
-use super::report::{Progress, RenditionOutput, TranscodeReport};
+use super::report::{Progress, RenditionOutput, TranscodeReport, tolerated_errors};
 use super::time::ts_seconds;
 use super::video::{VideoPipe, nominal_fps};
 use crate::error::{FfmpegContext, Result, TranscodeError};
@@ -342,7 +342,17 @@ fn run(
         a.decode(None, &mut |p, tb| outputs.send_audio(p, tb))?;
     }
     if window.is_some() {
+        // A window is checked against itself (the announced length is the whole source's), and
+        // its decode against the damage policy.
         cut.check()?;
+        let (errors, decoded) = (video.stats.errors, video.stats.frames);
+        if errors > tolerated_errors(decoded) {
+            return Err(TranscodeError::Damaged {
+                errors,
+                decoded,
+                allowed: tolerated_errors(decoded),
+            });
+        }
     } else {
         video.stats.check_complete(&vinfo, info.duration_seconds)?;
     }
@@ -676,6 +686,61 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, TranscodeError::Options(_)), "{err:?}");
+    }
+
+    fn window(start: f64, end: Option<f64>) -> Window {
+        Window {
+            seek_seconds: 0.0,
+            start_seconds: start,
+            end_seconds: end,
+            file_suffix: String::new(),
+        }
+    }
+
+    #[test]
+    fn without_a_window_every_picture_is_kept() {
+        let mut cut = Cut::new(None);
+        assert!((0..5).all(|n| cut.keep(Some(n), Rational::new(1, 25))));
+        assert!(cut.keep(None, Rational::new(1, 25)));
+        assert_eq!((cut.kept, cut.done), (6, false));
+        assert!(cut.check().is_ok());
+    }
+
+    #[test]
+    fn a_window_keeps_the_pictures_from_its_start_to_before_its_end_then_is_done() {
+        let tb = Rational::new(1, 25);
+        let mut cut = Cut::new(Some(&window(0.98, Some(1.98))));
+        let kept: Vec<i64> = (20..60).filter(|&n| cut.keep(Some(n), tb)).collect();
+        assert_eq!(kept, (25..50).collect::<Vec<_>>());
+        assert!(cut.done);
+        assert_eq!(cut.kept, 25);
+        assert!(cut.check().is_ok());
+    }
+
+    #[test]
+    fn a_window_the_decode_started_after_or_never_reached_is_refused() {
+        let tb = Rational::new(1, 25);
+        let mut late = Cut::new(Some(&window(0.98, None)));
+        assert!(late.keep(Some(30), tb));
+        let err = late.check().unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("the seek landed at 1.200 s, after the chunk's start at 0.980 s"),
+            "{err}"
+        );
+        let mut beyond = Cut::new(Some(&window(10.0, None)));
+        assert!(!beyond.keep(Some(0), tb));
+        assert!(
+            beyond
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("beyond the end of the source")
+        );
+        // The first chunk starts wherever the source does.
+        let mut first = Cut::new(Some(&window(f64::NEG_INFINITY, Some(1.0))));
+        assert!(first.keep(Some(3), tb));
+        assert!(first.check().is_ok());
     }
 
     #[test]
