@@ -10,13 +10,15 @@ use std::path::{Path, PathBuf};
 
 use crate::chunk::plan::Chunk;
 use crate::error::{Result, TranscodeError};
-use crate::pipeline::{Window, transcode_window};
+use crate::pipeline::{SEEK_LANDED_LATE, Window, transcode_window};
 use crate::{CancelHandle, Progress, RenditionSpec, TranscodeOptions, TranscodeReport};
 
-/// How far before a chunk's start the input is sought: more than the few frames by which a
-/// keyframe's decoding time precedes its presentation, so the keyframe found is never the one
-/// after the start. Decoding that far is cheap beside encoding.
-const SEEK_MARGIN_SECONDS: f64 = 1.0;
+/// How far before a chunk's start the input is sought, first, then again when the decode still
+/// starts after the chunk (then from the start of the source). The first is more than the few
+/// frames by which a keyframe's decoding time precedes its presentation, so that with an index
+/// (MP4, Matroska) the keyframe found is never the one after the start; the others are for
+/// containers that seek roughly, and for long source GOPs. Decoding is cheap beside encoding.
+const SEEK_MARGINS_SECONDS: [f64; 3] = [1.0, 10.0, 60.0];
 
 /// The file a chunk's rendition is written to, in the chunk's output folder:
 /// `{name}.chunk-{index:05}.mp4`.
@@ -47,13 +49,24 @@ pub fn transcode_chunk(
 ) -> Result<TranscodeReport> {
     check_chunk(chunk)?;
     let (start_seconds, end_seconds) = chunk.cuts();
-    let window = Window {
-        seek_seconds: (chunk.start_seconds - SEEK_MARGIN_SECONDS).max(0.0),
-        start_seconds,
-        end_seconds,
-        file_suffix: format!(".chunk-{:05}", chunk.index),
+    let mut margins = SEEK_MARGINS_SECONDS.iter();
+    let report = loop {
+        let margin = margins.next().copied().unwrap_or(f64::INFINITY);
+        let window = Window {
+            seek_seconds: (chunk.start_seconds - margin).max(0.0),
+            start_seconds,
+            end_seconds,
+            file_suffix: format!(".chunk-{:05}", chunk.index),
+        };
+        match transcode_window(input, renditions, output_dir, options, Some(&window), progress, cancel) {
+            // A container without an index (MPEG-TS) seeks by timestamp only roughly, and the
+            // decode starts at the next keyframe after where it lands: seek from further back.
+            Err(TranscodeError::Chunk(why)) if why.starts_with(SEEK_LANDED_LATE) && window.seek_seconds > 0.0 => {
+                tracing::debug!(chunk = chunk.index, margin, %why, "seeking again from further back");
+            }
+            result => break result?,
+        }
     };
-    let report = transcode_window(input, renditions, output_dir, options, Some(&window), progress, cancel)?;
     if let Err(e) = check_frames(chunk, &report) {
         for o in &report.outputs {
             let _ = std::fs::remove_file(&o.path);

@@ -14,19 +14,22 @@ use crate::{CancelHandle, RenditionSpec, TranscodeError, TranscodeOptions, Trans
 /// 12 s of 128x72 at 25 fps with a tone; H.264 with B-frames and a keyframe every 37 frames, so
 /// that no chunk starts on a source keyframe.
 fn source(dir: &TempDir) -> PathBuf {
-    let path = dir.join("source.mp4");
+    made_with_ffmpeg(dir, "source.mp4", "37")
+}
+
+/// The same 12 s as MPEG-TS (no index: seeks are rough; a start time of 1.4 s) with one keyframe
+/// every 10 s, so that a chunk starts far from any.
+fn ts_source(dir: &TempDir) -> PathBuf {
+    made_with_ffmpeg(dir, "source.ts", "250")
+}
+
+fn made_with_ffmpeg(dir: &TempDir, name: &str, gop: &str) -> PathBuf {
+    let path = dir.join(name);
+    let video = "testsrc2=size=128x72:rate=25:duration=12";
     let out = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=128x72:rate=25:duration=12",
-        ])
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", video])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=12"])
-        .args(["-c:v", "libx264", "-g", "37", "-bf", "2", "-c:a", "aac", "-shortest"])
+        .args(["-c:v", "libx264", "-g", gop, "-bf", "2", "-c:a", "aac", "-shortest"])
         .arg(&path)
         .output()
         .unwrap_or_else(|e| panic!("cannot run ffmpeg ({e}): install Debian's ffmpeg package (scripts/test.sh does)"));
@@ -142,6 +145,46 @@ fn chunks_encoded_one_by_one_and_stitched_have_the_unsplit_frames_duration_keyfr
         );
         assert!((ga - wa).abs() <= 0.025, "audio {ga} s against {wa} s");
     }
+}
+
+#[test]
+fn a_source_that_seeks_roughly_and_starts_late_is_split_and_stitched_as_well() {
+    let dir = TempDir::new("transcode-chunk");
+    let input = ts_source(&dir);
+    let info = crate::probe(&input).unwrap();
+    let plan = plan(&info, 4.0).expect("12 s is three 4 s chunks");
+    let chunks = encode_all(&input, &plan, &dir);
+    // The video starts a little after the audio: every output, unsplit or not, starts there.
+    let lead = video_packets(&chunks[0][0])[0].0;
+    assert!(lead > 0.0 && lead < 0.1, "{lead}");
+    for (chunk, path) in plan.chunks.iter().zip(&chunks[0]) {
+        let packets = video_packets(path);
+        assert_eq!(packets.len() as u64, chunk.frames(), "{}", path.display());
+        assert!(
+            (packets[0].0 - lead - chunk.start_seconds).abs() < 1e-3,
+            "{:?}",
+            packets[0]
+        );
+    }
+    let output = dir.join("out.mp4");
+    let report = stitch(&chunks[0], &input, &output).unwrap();
+    let whole = crate::transcode(
+        &input,
+        &specs()[..1],
+        &dir.join("whole"),
+        &TranscodeOptions::default(),
+        &mut |_| {},
+        &CancelHandle::new(),
+    )
+    .unwrap();
+    assert_eq!(report.frames, whole.outputs[0].frames);
+    assert_eq!(report.frames, 300);
+    assert_eq!(keyframe_times(&output), keyframe_times(&whole.outputs[0].path));
+    let audio = crate::probe(&whole.outputs[0].path).unwrap().audio.unwrap();
+    assert!(
+        (report.audio_seconds.unwrap() - audio.duration_seconds.unwrap()).abs() <= 0.025,
+        "{report:?}"
+    );
 }
 
 #[test]

@@ -143,11 +143,29 @@ struct Target<'a> {
     window: Option<&'a Window>,
 }
 
+/// How the error of a window whose seek landed after its start begins: the caller may try again
+/// from further back (containers without an index seek only roughly).
+pub(crate) const SEEK_LANDED_LATE: &str = "the seek landed at";
+
+/// How long after the input's start its video stream starts, in seconds (a transport stream's
+/// video often starts a few frames after its audio): the output's first frame is there, and a
+/// window counts its frames from it.
+fn video_lead(ictx: &ffmpeg::format::context::Input, index: usize, start_us: i64) -> f64 {
+    let stream = ictx.stream(index).expect("index comes from this input");
+    let tb = stream.time_base();
+    match stream.start_time() {
+        t if t == ffi::AV_NOPTS_VALUE => 0.0,
+        t => ts_seconds(t, tb) - start_us as f64 / 1e6,
+    }
+}
+
 /// What a [`Window`] lets through, counted.
 #[derive(Debug, Default)]
 struct Cut {
     /// The window, in seconds: start, end.
     bounds: Option<(f64, Option<f64>)>,
+    /// Where the video starts, in seconds, and the window with it.
+    lead: f64,
     /// The first picture's instant, to tell a seek that landed too late.
     first_seconds: Option<f64>,
     /// Pictures kept.
@@ -157,9 +175,10 @@ struct Cut {
 }
 
 impl Cut {
-    fn new(window: Option<&Window>) -> Self {
+    fn new(window: Option<&Window>, lead: f64) -> Self {
         Self {
             bounds: window.map(|w| (w.start_seconds, w.end_seconds)),
+            lead,
             ..Self::default()
         }
     }
@@ -170,8 +189,15 @@ impl Cut {
             self.kept += 1;
             return true;
         };
-        let t = pts.map_or(f64::NAN, |p| ts_seconds(p, tb));
-        self.first_seconds.get_or_insert(t);
+        let t = pts.map_or(f64::NAN, |p| ts_seconds(p, tb)) - self.lead;
+        if self.first_seconds.is_none() {
+            self.first_seconds = Some(t);
+            // The seek landed after the start: stop now, before encoding anything.
+            self.done = start.is_finite() && t > start;
+            if self.done {
+                return false;
+            }
+        }
         if end.is_some_and(|e| t >= e) {
             self.done = true;
             return false;
@@ -188,7 +214,7 @@ impl Cut {
         };
         if start.is_finite() && self.first_seconds.is_some_and(|f| f > start) {
             return Err(TranscodeError::Chunk(format!(
-                "the seek landed at {:.3} s, after the chunk's start at {start:.3} s",
+                "{SEEK_LANDED_LATE} {:.3} s, after the chunk's start at {start:.3} s",
                 self.first_seconds.unwrap_or_default()
             )));
         }
@@ -260,7 +286,7 @@ fn run(
         let at = start_us.saturating_add((w.seek_seconds * 1e6) as i64);
         ictx.seek(at, ..at).ctx("seeking to the chunk")?;
     }
-    let mut cut = Cut::new(window);
+    let mut cut = Cut::new(window, video_lead(&ictx, vinfo.index, start_us));
 
     let fps = nominal_fps(&vinfo);
     std::fs::create_dir_all(output_dir).map_err(|source| TranscodeError::Io {
@@ -699,7 +725,7 @@ mod tests {
 
     #[test]
     fn without_a_window_every_picture_is_kept() {
-        let mut cut = Cut::new(None);
+        let mut cut = Cut::new(None, 0.0);
         assert!((0..5).all(|n| cut.keep(Some(n), Rational::new(1, 25))));
         assert!(cut.keep(None, Rational::new(1, 25)));
         assert_eq!((cut.kept, cut.done), (6, false));
@@ -709,7 +735,7 @@ mod tests {
     #[test]
     fn a_window_keeps_the_pictures_from_its_start_to_before_its_end_then_is_done() {
         let tb = Rational::new(1, 25);
-        let mut cut = Cut::new(Some(&window(0.98, Some(1.98))));
+        let mut cut = Cut::new(Some(&window(0.98, Some(1.98))), 0.0);
         let kept: Vec<i64> = (20..60).filter(|&n| cut.keep(Some(n), tb)).collect();
         assert_eq!(kept, (25..50).collect::<Vec<_>>());
         assert!(cut.done);
@@ -720,15 +746,16 @@ mod tests {
     #[test]
     fn a_window_the_decode_started_after_or_never_reached_is_refused() {
         let tb = Rational::new(1, 25);
-        let mut late = Cut::new(Some(&window(0.98, None)));
-        assert!(late.keep(Some(30), tb));
+        let mut late = Cut::new(Some(&window(0.98, None)), 0.0);
+        assert!(!late.keep(Some(30), tb));
+        assert!(late.done, "nothing is encoded after a late seek");
         let err = late.check().unwrap_err();
         assert!(
             err.to_string()
                 .contains("the seek landed at 1.200 s, after the chunk's start at 0.980 s"),
             "{err}"
         );
-        let mut beyond = Cut::new(Some(&window(10.0, None)));
+        let mut beyond = Cut::new(Some(&window(10.0, None)), 0.0);
         assert!(!beyond.keep(Some(0), tb));
         assert!(
             beyond
@@ -737,8 +764,12 @@ mod tests {
                 .to_string()
                 .contains("beyond the end of the source")
         );
+        // A video starting 0.08 s into the input: the window counts from there.
+        let mut lead = Cut::new(Some(&window(0.98, Some(1.98))), 0.08);
+        let kept: Vec<i64> = (20..60).filter(|&n| lead.keep(Some(n), tb)).collect();
+        assert_eq!(kept, (27..52).collect::<Vec<_>>());
         // The first chunk starts wherever the source does.
-        let mut first = Cut::new(Some(&window(f64::NEG_INFINITY, Some(1.0))));
+        let mut first = Cut::new(Some(&window(f64::NEG_INFINITY, Some(1.0))), 0.0);
         assert!(first.keep(Some(3), tb));
         assert!(first.check().is_ok());
     }
