@@ -12,11 +12,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Result, TranscodeError};
 use crate::ladder::keyint_for;
 use crate::pipeline::nominal_fps;
 use crate::probe::MediaInfo;
 
-/// The layout of [`Plan`] and [`Chunk`]; a reader refuses a plan of another version.
+/// The layout of [`Plan`] and [`Chunk`]; [`Plan::validate`] refuses a plan of another version.
 pub const PLAN_VERSION: u32 = 1;
 
 /// How a source is cut into chunks. Stored as JSON beside the outputs, so that a redelivered
@@ -54,12 +55,55 @@ pub struct Chunk {
     /// The output frame after the last one. For the last chunk, what the source announces: it
     /// runs to whatever end the source really has.
     pub end_frame: u64,
-    /// `start_frame` in seconds from the start of the output.
+    /// `start_frame` in seconds from the output's first frame (which is where the source's video
+    /// starts: a few frames after the input's start in some transport streams).
     pub start_seconds: f64,
-    /// `end_frame` in seconds from the start of the output.
+    /// `end_frame` in seconds from the output's first frame.
     pub end_seconds: f64,
     /// The plan's frame rate, for the half-frame margins of the cuts.
     pub frame_rate: f64,
+}
+
+impl Plan {
+    /// Refuses a plan (read back from storage, say) that this code did not make or that does not
+    /// hold together: another [`PLAN_VERSION`], chunks of another plan, out of order, not on the
+    /// keyframe grid, or not covering `0..frames` exactly.
+    ///
+    /// # Errors
+    ///
+    /// [`TranscodeError::Chunk`], saying what is wrong.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |why: String| Err(TranscodeError::Chunk(format!("plan {}: {why}", self.id)));
+        if self.version != PLAN_VERSION {
+            return bad(format!(
+                "version {} where this encoder reads {PLAN_VERSION}",
+                self.version
+            ));
+        }
+        if self.chunks.is_empty() || self.keyint == 0 {
+            return bad("no chunk".into());
+        }
+        let mut at = 0;
+        for (i, c) in self.chunks.iter().enumerate() {
+            if c.plan_id != self.id || c.index != i || c.count != self.chunks.len() {
+                return bad(format!(
+                    "chunk {i} says it is chunk {} of {} of plan {}",
+                    c.index, c.count, c.plan_id
+                ));
+            }
+            if c.start_frame != at || c.end_frame <= c.start_frame || c.start_frame % u64::from(self.keyint) != 0 {
+                return bad(format!(
+                    "chunk {i} covers frames {}..{} where the chunks before end at {at} (GOPs of {})",
+                    c.start_frame, c.end_frame, self.keyint
+                ));
+            }
+            at = c.end_frame;
+        }
+        if at != self.frames {
+            return bad(format!("the chunks end at frame {at}, the source at {}", self.frames));
+        }
+        Ok(())
+    }
 }
 
 impl Chunk {
@@ -257,12 +301,33 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_read_back_is_refused_unless_it_holds_together() {
+        let good = plan(&info(30.0, Some(600), None), 6.0).unwrap();
+        assert!(good.validate().is_ok());
+        let refused = |change: &dyn Fn(&mut Plan)| {
+            let mut p = good.clone();
+            change(&mut p);
+            match p.validate() {
+                Err(TranscodeError::Chunk(why)) => why,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(refused(&|p| p.version = 2).contains("version 2 where this encoder reads 1"));
+        assert!(refused(&|p| p.chunks[1].plan_id = "v1-other".into()).contains("of plan v1-other"));
+        assert!(refused(&|p| p.chunks.swap(0, 1)).contains("chunk 0 says it is chunk 1"));
+        assert!(refused(&|p| p.chunks[1].start_frame = 250).contains("chunk 1 covers frames 250..420"));
+        assert!(refused(&|p| p.frames = 700).contains("the chunks end at frame 600, the source at 700"));
+        assert!(refused(&|p| p.chunks.clear()).contains("no chunk"));
+    }
+
+    #[test]
     fn a_plan_survives_json_and_its_id_names_its_figures() {
         let a = plan(&info(30.0, Some(600), None), 6.0).unwrap();
         let json = serde_json::to_string(&a).unwrap();
         assert!(json.contains("\"version\":1"), "{json}");
         let back: Plan = serde_json::from_str(&json).unwrap();
         assert_eq!(back, a);
+        assert!(back.validate().is_ok());
         assert_eq!(plan(&info(30.0, Some(600), None), 6.0).unwrap().id, a.id);
         assert_ne!(plan(&info(30.0, Some(601), None), 6.0).unwrap().id, a.id);
         assert_ne!(plan(&info(30.0, Some(600), None), 4.0).unwrap().id, a.id);
