@@ -310,3 +310,17 @@ fn the_stitched_file_is_refused_when_its_frames_or_its_duration_do_not_add_up() 
     let err = verify(&output, &files, 300, report.video_seconds + 0.05).unwrap_err();
     assert!(err.to_string().contains("the stitched video lasts 12.000 s"), "{err}");
 }
+
+#[test]
+fn a_cancelled_chunk_stops_and_leaves_no_file() {
+    let dir = TempDir::new("transcode-chunk");
+    let input = source(&dir);
+    let plan = the_plan(&input);
+    let out = dir.join("chunks");
+    let cancel = CancelHandle::new();
+    cancel.cancel();
+    let options = TranscodeOptions::default();
+    let err = transcode_chunk(&input, &specs(), &plan.chunks[1], &out, &options, &mut |_| {}, &cancel).unwrap_err();
+    assert!(matches!(err, TranscodeError::Cancelled), "{err:?}");
+    assert!(chunk_paths(&specs(), &plan.chunks[1], &out).iter().all(|p| !p.exists()));
+}
