@@ -19,7 +19,8 @@
 //!
 //! - `run`: [`transcode()`] and its inputs ([`RenditionSpec`], [`TranscodeOptions`],
 //!   [`CancelHandle`]): the demuxing loop, the fan-out to one thread per rendition, progress,
-//!   cancellation, and the removal of partial outputs.
+//!   cancellation, and the removal of partial outputs; and `transcode_window`, the same over a
+//!   window of the source (seek, drop what comes before, video only), for [`crate::chunk`].
 //! - `video`: the video decoder and the shared filters, with the count of what it decoded.
 //! - `audio`: the audio decoder and the AAC encoder shared by the renditions.
 //! - `mux`: one rendition: its scaler, its x264 encoder, its MP4 (index first).
