@@ -42,8 +42,11 @@
 # Knobs: BENCH_ANALYZER_SECONDS (10), BENCH_ANALYZER_CONNECTIONS (32), BENCH_ANALYZER_THREADS (1),
 # ANALYZER_BIN (target/release/result-analyzer), ANALYZER_BASELINE_BIN (none), DATABASE_SYNCHRONOUS
 # (full: the analyzer's default), BENCH_ANALYZER_SIZES ("10000 100000 1000000"),
-# BENCH_ANALYZER_READS (15), BENCH_ANALYZER_PARTS ("writes reads"). The databases are kept in
-# WORKDIR/db-N.sqlite for the next run (delete them to make them again).
+# BENCH_ANALYZER_READS (15), BENCH_ANALYZER_PARTS ("writes reads"), BENCH_ANALYZER_KEEP_DB (1).
+# The databases are kept in WORKDIR/db-N.sqlite for the next run (delete them to make them again),
+# and each analyzer works on a copy; with BENCH_ANALYZER_KEEP_DB=0 (short of disk space: the
+# largest is about 550 MB, and as much again once ours has counted it) the previous version reads
+# the file first, ours then counts it in place, and it is deleted afterwards.
 set -eo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -61,6 +64,7 @@ WORKDIR=$(cd "$WORKDIR" && pwd)
 : "${BENCH_ANALYZER_SIZES:=10000 100000 1000000}"
 : "${BENCH_ANALYZER_READS:=15}"
 : "${BENCH_ANALYZER_PARTS:=writes reads}"
+: "${BENCH_ANALYZER_KEEP_DB:=1}"
 export DATABASE_SYNCHRONOUS
 
 [[ -x $ANALYZER_BIN ]] || die "$ANALYZER_BIN is missing: build it first (cargo build --release -p result-analyzer)"
@@ -110,6 +114,23 @@ function request()
   counter = counter + 1
   local body = string.format(template, prefix, counter, prefix, counter, prefix, counter)
   return wrk.format("POST", nil, headers, body)
+end
+$DONE_HOOK
+EOF
+
+# Progress reports as encoders at work send them: each connection one every 10 ms (4 connections:
+# about 400 a second, the reports of 2000 encoders at once), for 200 runs in turn.
+cat >"$WORKDIR/progress.lua" <<EOF
+local counter = 0
+local headers = { ["Content-Type"] = "application/json" }
+local template = '{"kind":"progress","run_id":"p-run-%d","video_id":"big-buck-bunny",'
+  .. '"qualities":["720p","1080p"],"stage":"encoding","percent":%.1f,"fps":40.2,"lease_seconds":120}'
+function delay()
+  return 10
+end
+function request()
+  counter = counter + 1
+  return wrk.format("POST", nil, headers, string.format(template, counter % 200, (counter / 200) % 100))
 end
 $DONE_HOOK
 EOF
@@ -237,9 +258,10 @@ EOF
 
 WARNINGS=()
 
-# bench_ours NAME PATH LUA [BIN]: fresh database, wrk, clean stop, durability check.
+# bench_ours NAME PATH LUA [BIN] [BESIDE_LUA]: fresh database, wrk (and, beside it, a second wrk
+# running BESIDE_LUA on POST /events with 4 connections), clean stop, durability check.
 bench_ours() {
-  local name=$1 path=$2 lua=$3 bin=${4:-$ANALYZER_BIN} port db pid
+  local name=$1 path=$2 lua=$3 bin=${4:-$ANALYZER_BIN} beside=${5:-} port db pid bpid=
   port=$(free_port)
   db="$WORKDIR/$name.db"
   rm -f "$db" "$db-wal" "$db-shm"
@@ -247,7 +269,15 @@ bench_ours() {
   start_bg "$WORKDIR/$name.log" env LISTEN_ADDR="127.0.0.1:$port" DATABASE_PATH="$db" RUST_LOG=warn "$bin"
   pid=${BG_PIDS[-1]}
   wait_http "http://127.0.0.1:$port/healthz" "result-analyzer"
+  if [[ -n $beside ]]; then
+    WRK_RESULT="$WORKDIR/$name.beside.result" wrk -t1 -c4 -d"${BENCH_ANALYZER_SECONDS}s" -s "$beside" \
+      "http://127.0.0.1:$port/events" >"$WORKDIR/$name.beside.wrk" 2>&1 &
+    bpid=$!
+  fi
   run_wrk "$name" "http://127.0.0.1:$port$path" "$lua"
+  if [[ -n $bpid ]]; then
+    wait "$bpid" || { cat "$WORKDIR/$name.beside.wrk" >&2; die "wrk beside failed"; }
+  fi
   kill -TERM "$pid"
   local status=0
   wait "$pid" || status=$?
@@ -284,6 +314,7 @@ bench_writes() {
     # The previous version right after ours, so that both meet the machine in the same state.
     [[ -z $ANALYZER_BASELINE_BIN ]] || bench_ours "before_$key" "$path" "$WORKDIR/$lua.lua" "$ANALYZER_BASELINE_BIN"
   done
+  bench_ours ours_progress /events "$WORKDIR/events.lua" "$ANALYZER_BIN" "$WORKDIR/progress.lua"
 
   local form port
   for form in plain tuned; do
@@ -311,6 +342,11 @@ bench_writes() {
         "$ours" "$before" "$(awk -v a="$ours" -v b="$before" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}')"
     fi
   done
+  local with reports
+  with=$(rate ours_progress)
+  reports=$(rate ours_progress.beside)
+  printf '| analyzer POST /events outcomes/s with %s progress reports/s beside | %s | %s (outcomes alone) | %s× | ≥ 0.9× |\n' \
+    "$reports" "$with" "$(rate ours_events)" "$(awk -v a="$with" -v b="$(rate ours_events)" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}')"
 }
 
 # --- reads ----------------------------------------------------------------------------------------
@@ -328,7 +364,9 @@ start_timed() {
   local name=$1 db=$2 bin=$3 t0 t1 i
   PORT=$(free_port)
   t0=$(now_s)
-  start_bg "$WORKDIR/$name.log" env LISTEN_ADDR="127.0.0.1:$PORT" DATABASE_PATH="$db" RUST_LOG=warn "$bin"
+  # The previous version takes seconds per read at 10^6 events: more than the default limit.
+  start_bg "$WORKDIR/$name.log" env LISTEN_ADDR="127.0.0.1:$PORT" DATABASE_PATH="$db" RUST_LOG=warn \
+    REQUEST_TIMEOUT_SECONDS=300 "$bin"
   PID=${BG_PIDS[-1]}
   for ((i = 0; i < 360000; i++)); do
     curl -fsS -o /dev/null "http://127.0.0.1:$PORT/healthz" 2>/dev/null && break
@@ -358,8 +396,8 @@ latency() {
 vm_hwm_mb() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 
 # The reads measured: a name, and the path and query. {REQ} and {SINCE} are filled in per
-# database. The previous version has no /requests route and no state filter, and no paging: its
-# /runs lists every run, whatever the query.
+# database. The previous version has no /requests route, no window and no state filter (its /runs
+# takes a limit of the latest runs alone).
 READS=(
   "GET /summary|/summary"
   "GET /runs (the default page: the latest 500)|/runs"
@@ -390,15 +428,20 @@ last = db.execute("SELECT max(recorded_at) FROM events").fetchone()[0]
 print((datetime.strptime(last, "%Y-%m-%dT%H:%M:%S.%fZ") - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"))' "$db")
   req=$(printf 'req-%010d' $((n / 8)))
   : >"$out"
-  local entry name query hwm
-  for who in ours before; do
+  local entry name query hwm who
+  # The previous version first: it leaves the file as it found it (its index is already there).
+  for who in before ours; do
     local bin=$ANALYZER_BIN prefix="" reads=$BENCH_ANALYZER_READS
     if [[ $who == before ]]; then
-      [[ -n $ANALYZER_BASELINE_BIN ]] || break
+      [[ -n $ANALYZER_BASELINE_BIN ]] || continue
       bin=$ANALYZER_BASELINE_BIN prefix="before " reads=5
     fi
-    rm -f "$copy" "$copy-wal" "$copy-shm"
-    cp "$db" "$copy"
+    if ((BENCH_ANALYZER_KEEP_DB)); then
+      rm -f "$copy" "$copy-wal" "$copy-shm"
+      cp "$db" "$copy"
+    else
+      copy=$db
+    fi
     say "$n events, $who: first start"
     start_timed "$who-$n-first" "$copy" "$bin"
     echo "${prefix}start_first|$(cat "$WORKDIR/started")" >>"$out"
@@ -408,7 +451,7 @@ print((datetime.strptime(last, "%Y-%m-%dT%H:%M:%S.%fZ") - timedelta(hours=1)).st
     say "$n events, $who: started in $(cat "$WORKDIR/started") s; reading"
     for entry in "${READS[@]}"; do
       name=${entry%%|*} query=${entry#*|}
-      [[ $who == before && ($query == /requests/* || $query == *state=*) ]] && continue
+      [[ $who == before && ($query == /requests/* || $query == *state=* || $query == *since=*) ]] && continue
       query=${query//\{SINCE\}/$since}
       query=${query//\{REQ\}/$req}
       latency "http://127.0.0.1:$PORT$query" 2 >/dev/null # warm the caches

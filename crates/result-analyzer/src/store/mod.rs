@@ -222,6 +222,8 @@ impl fmt::Debug for Store {
 
 /// Most writes waiting for the writer; more make the senders wait (back pressure).
 const QUEUE_DEPTH: usize = 4096;
+/// WAL pages between two automatic checkpoints (40 MiB of 4 KiB pages; SQLite's default is 1000).
+const WAL_CHECKPOINT_PAGES: i64 = 10_000;
 
 fn open_connection(path: &Path, synchronous: Synchronous) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
@@ -244,6 +246,10 @@ impl Store {
     pub fn open(path: &Path, synchronous: Synchronous) -> Result<(Self, Writer), StoreError> {
         let started = std::time::Instant::now();
         let mut conn = open_connection(path, synchronous)?;
+        // A commit writes a dozen pages (the event, its indexes, its run, request, samples, the
+        // peak tree, the totals): checkpointing every 1000 pages, SQLite's default, would flush the
+        // database file every hundred commits or so.
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
         let counted = schema::prepare(&mut conn)?;
         let totals = aggregate::load_totals(&conn)?;
         tracing::info!(

@@ -113,73 +113,24 @@ pub(crate) fn prepare(conn: &mut Connection) -> Result<usize, StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version < VERSION {
-        let has_events: bool = tx.query_row(
-            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'events'",
-            [],
-            |r| r.get(0),
-        )?;
-        if has_events {
-            let numbered: bool = tx.query_row(
-                "SELECT count(*) > 0 FROM pragma_table_info('events') WHERE name = 'legacy_n'",
-                [],
-                |r| r.get(0),
-            )?;
-            if !numbered {
-                tx.execute_batch("ALTER TABLE events ADD COLUMN legacy_n INTEGER")?;
-            }
-        }
-        tx.execute_batch(TABLES)?;
-        // Version 2 lacks these: its requests answer without reason and outputs until their next
-        // outcome, its runs without progress until their next report.
-        for (table, column, ty) in ADDED_COLUMNS {
-            let present: bool = tx.query_row(
-                "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
-                [table, column],
-                |r| r.get(0),
-            )?;
-            if !present {
-                tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))?;
-            }
-        }
-        tx.pragma_update(None, "user_version", VERSION)?;
+        upgrade(&tx)?;
     }
-    let mut totals = load_totals(&tx)?;
-    let counted = {
-        let mut read =
-            tx.prepare("SELECT id, recorded_at, body, legacy_n FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")?;
-        let mut number = tx.prepare("UPDATE events SET legacy_n = ?1 WHERE id = ?2")?;
-        let mut apply = Apply::new(&tx, &mut totals);
-        let mut counted = 0usize;
-        loop {
-            let after = apply.totals.last_id;
-            let rows = read.query_map(params![after, CHUNK], |r| {
-                Ok((raw_row(r)?, r.get::<_, Option<i64>>(3)?))
-            })?;
-            let mut chunk = Vec::new();
-            for row in rows {
-                let (raw, n) = row?;
-                chunk.push((decode(raw)?, n));
-            }
-            if chunk.is_empty() {
-                break;
-            }
-            for (stored, n) in &chunk {
-                // Numbered as they would have been when written.
-                if let Some(next) = apply.legacy_number(stored.event.kind)
-                    && n.is_none()
-                {
-                    number.execute(params![next, stored.id])?;
-                }
-                apply.stored(stored)?;
-                apply.totals.last_id = stored.id;
-            }
-            counted += chunk.len();
-            apply.flush()?;
-        }
-        apply.finish()?;
-        counted
-    };
     tx.commit()?;
+    // A transaction per chunk, each saving the totals with the last event they include: the WAL
+    // stays small, and an open stopped half-way goes on from there the next time.
+    let mut counted = 0usize;
+    loop {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let n = count_chunk(&tx)?;
+        if n == 0 {
+            break;
+        }
+        tx.commit()?;
+        counted += n;
+        if counted % (10 * CHUNK as usize) == 0 {
+            tracing::info!(events = counted, "counting the stored events into the aggregates");
+        }
+    }
     if counted > 0 {
         tracing::info!(
             events = counted,
@@ -188,4 +139,71 @@ pub(crate) fn prepare(conn: &mut Connection) -> Result<usize, StoreError> {
         );
     }
     Ok(counted)
+}
+
+/// Brings a database of an older version to [`VERSION`]: the tables it lacks, the columns.
+fn upgrade(tx: &Connection) -> Result<(), StoreError> {
+    let has_events: bool = tx.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'events'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_events {
+        let numbered: bool = tx.query_row(
+            "SELECT count(*) > 0 FROM pragma_table_info('events') WHERE name = 'legacy_n'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !numbered {
+            tx.execute_batch("ALTER TABLE events ADD COLUMN legacy_n INTEGER")?;
+        }
+    }
+    tx.execute_batch(TABLES)?;
+    // Version 2 lacks these: its requests answer without reason and outputs until their next
+    // outcome, its runs without progress until their next report.
+    for (table, column, ty) in ADDED_COLUMNS {
+        let present: bool = tx.query_row(
+            "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+            [table, column],
+            |r| r.get(0),
+        )?;
+        if !present {
+            tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))?;
+        }
+    }
+    tx.pragma_update(None, "user_version", VERSION)?;
+    Ok(())
+}
+
+/// Counts at most [`CHUNK`] events the saved totals do not include yet, numbering their
+/// `/get/count` lines as they would have been numbered when written, and saves the totals.
+/// Returns how many it counted.
+fn count_chunk(tx: &Connection) -> Result<usize, StoreError> {
+    let mut totals = load_totals(tx)?;
+    let mut read =
+        tx.prepare_cached("SELECT id, recorded_at, body, legacy_n FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+    let rows = read.query_map(params![totals.last_id, CHUNK], |r| {
+        Ok((raw_row(r)?, r.get::<_, Option<i64>>(3)?))
+    })?;
+    let mut chunk = Vec::new();
+    for row in rows {
+        let (raw, n) = row?;
+        chunk.push((decode(raw)?, n));
+    }
+    if chunk.is_empty() {
+        return Ok(0);
+    }
+    let mut number = tx.prepare_cached("UPDATE events SET legacy_n = ?1 WHERE id = ?2")?;
+    let mut apply = Apply::new(tx, &mut totals);
+    for (stored, n) in &chunk {
+        if let Some(next) = apply.legacy_number(stored.event.kind)
+            && n.is_none()
+        {
+            number.execute(params![next, stored.id])?;
+        }
+        apply.stored(stored)?;
+        apply.totals.last_id = stored.id;
+    }
+    apply.finish()?;
+    Ok(chunk.len())
 }
