@@ -27,6 +27,7 @@
 
 mod dashboard;
 pub mod metrics;
+mod player;
 mod routes;
 pub mod store;
 pub mod summary;
@@ -124,6 +125,10 @@ pub struct Config {
     /// Seconds between two retention passes.
     #[arg(long, env = "RETENTION_INTERVAL_SECONDS", default_value_t = DEFAULT_RETENTION_INTERVAL_SECONDS)]
     pub retention_interval_seconds: f64,
+    /// The HTTP(S) address the output bucket is served from (a CDN, or the bucket's endpoint):
+    /// the dashboard's player page plays `s3://bucket/key` from `{PLAYER_URL_BASE}/key`.
+    #[arg(long, env = "PLAYER_URL_BASE")]
+    pub player_url_base: Option<String>,
 }
 
 impl Config {
@@ -139,6 +144,7 @@ impl Config {
             synchronous: Synchronous::Full,
             retention_days: None,
             retention_interval_seconds: DEFAULT_RETENTION_INTERVAL_SECONDS,
+            player_url_base: None,
         }
     }
 
@@ -232,6 +238,13 @@ impl Application {
                 "ANALYZER_TOKEN is set but empty: unset it, or set a token".into(),
             ));
         }
+        if let Some(base) = config.player_url_base.as_deref().filter(|b| !b.is_empty())
+            && !(base.starts_with("http://") || base.starts_with("https://"))
+        {
+            return Err(Error::Config(format!(
+                "PLAYER_URL_BASE must be an http(s) URL, got {base:?}"
+            )));
+        }
         let retention = config.retention()?;
         let (path, sync) = (config.database_path.clone(), config.synchronous);
         let (store, writer) = tokio::task::spawn_blocking(move || Store::open(&path, sync))
@@ -286,6 +299,7 @@ impl Application {
                 token: self.config.token.clone(),
                 timeout: self.timeout,
                 max_body_bytes: self.config.max_body_bytes,
+                player_base: self.config.player_url_base.clone().filter(|b| !b.is_empty()),
             },
         );
         tracing::info!(

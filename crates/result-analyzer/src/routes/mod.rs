@@ -9,6 +9,7 @@
 mod events;
 mod figures;
 mod legacy;
+mod player;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,8 @@ struct AppState {
     store: Store,
     /// When set, the bearer token every write route requires.
     token: Option<Arc<str>>,
+    /// Where the output bucket is served over HTTP(S), for the player page.
+    player_base: Option<Arc<str>>,
 }
 
 /// Settings of the HTTP layer.
@@ -43,6 +46,8 @@ pub(crate) struct HttpSettings {
     pub timeout: Duration,
     /// The largest request body, in bytes; larger is answered 413.
     pub max_body_bytes: usize,
+    /// `PLAYER_URL_BASE`: where the output bucket is served over HTTP(S).
+    pub player_base: Option<String>,
 }
 
 /// The router: legacy routes, richer routes, auth on writes, body limit, timeout, tracing.
@@ -50,6 +55,7 @@ pub(crate) fn router(store: Store, settings: HttpSettings) -> Router {
     let state = AppState {
         store,
         token: settings.token.map(Arc::from),
+        player_base: settings.player_base.map(Arc::from),
     };
     let writes = Router::new()
         .route("/create/count", post(legacy::create_count))
@@ -65,6 +71,9 @@ pub(crate) fn router(store: Store, settings: HttpSettings) -> Router {
         .route("/requests/{request_id}", get(figures::get_request))
         .route("/metrics", get(figures::get_metrics))
         .route("/healthz", get(figures::healthz))
+        .route("/player", get(player::page))
+        .route("/player/hls.min.js", get(player::hls_js))
+        .route("/player/dash.all.min.js", get(player::dash_js))
         .route("/", get(|| async { Html(dashboard::PAGE) }));
     let router = writes
         .merge(reads)
@@ -192,6 +201,7 @@ mod tests {
                 token: None,
                 timeout: Duration::from_secs(10),
                 max_body_bytes: 1024,
+                player_base: None,
             },
         );
         for (method, uri, body) in [

@@ -27,11 +27,19 @@ async fn the_page_is_html_that_loads_nothing_from_elsewhere() {
 /// `data-*` attributes of every element whose opening tag matches `tag_start`.
 fn tags_with(dom: &str, tag_start: &str) -> Vec<BTreeMap<String, String>> {
     let tag = Regex::new(&format!("{}[^>]*>", regex::escape(tag_start))).unwrap();
-    let attr = Regex::new(r#"(data-[a-z-]+)="([^"]*)""#).unwrap();
+    // Data attributes, and `href` (as `data-href`).
+    let attr = Regex::new(r#"(data-[a-z-]+|href)="([^"]*)""#).unwrap();
     tag.find_iter(dom)
         .map(|m| {
             attr.captures_iter(m.as_str())
-                .map(|c| (c[1].to_owned(), c[2].to_owned()))
+                .map(|c| {
+                    let name = if &c[1] == "href" {
+                        "data-href".to_owned()
+                    } else {
+                        c[1].to_owned()
+                    };
+                    (name, c[2].to_owned())
+                })
                 .collect()
         })
         .collect()
@@ -114,6 +122,18 @@ async fn chromium_renders_the_counts_and_one_bar_per_run_coloured_by_outcome() {
     );
     let table_rows = tags_with(&dom, "<tr data-run-id=");
     assert_eq!(table_rows.len(), 6, "the table fallback lists every run");
+    // Each processed video links to its player page, nothing else does.
+    let mut plays: Vec<(String, String)> = tags_with(&dom, "<a ")
+        .iter()
+        .filter(|a| a.contains_key("data-play"))
+        .map(|a| (a["data-play"].clone(), a["data-href"].clone()))
+        .collect();
+    plays.sort();
+    assert_eq!(
+        plays,
+        ["r1", "r2", "r4"].map(|r| (format!("video-{r}"), format!("/player?video_id=video-{r}"))),
+        "a player link per processed video"
+    );
     assert_eq!(
         tags_with(&dom, "<li class=")
             .iter()

@@ -13,6 +13,7 @@
 //! - `aggregates`: the figures against a full recomputation (`oracle`) after random streams, a
 //!   restart, a `kill -9`, and for a database of an analyzer from before the aggregates.
 //! - `lifecycle`: progress reports, lost runs, `GET /requests/{request_id}`.
+//! - `player`: the player page of a processed request and the vendored players.
 //! - `oracle`: every figure recomputed from the events, the slow way.
 //! - `retention`: `RETENTION_DAYS`, the figures and `/get/count`'s numbers kept.
 
@@ -27,4 +28,5 @@ mod legacy;
 mod lifecycle;
 mod limits;
 mod oracle;
+mod player;
 mod retention;
