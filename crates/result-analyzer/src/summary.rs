@@ -158,8 +158,6 @@ pub fn is_final(outcome: Option<&str>) -> bool {
 /// The latest event naming a request.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LatestEvent {
-    /// Its id (`GET /events`).
-    pub id: i64,
     /// Its kind.
     pub kind: String,
     /// Its run.

@@ -5,11 +5,13 @@
 //! The same code counts new events as they are written and, once, the events of a database
 //! written by an older analyzer when it is opened ([`super::schema`]), so the two cannot drift.
 
+use std::collections::HashMap;
+
 use encoding_common::{Event, EventKind};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::peak::PeakChanges;
-use super::totals::{Sample, SortedValues, Totals, key};
+use super::totals::{SortedValues, Totals, key};
 use super::{StoreError, StoredEvent, micros};
 use crate::summary::Progress;
 
@@ -76,9 +78,26 @@ fn merge_some<T>(into: &mut Option<T>, later: Option<T>) {
     }
 }
 
+/// The rows of the runs at work (no outcome yet) as the writer last wrote them, so that a run's
+/// progress reports and outcome do not read its row back. The writer clears it when a commit
+/// fails (it may hold rows that were not committed) and on a reset; it is cleared, too, when it
+/// grows past [`RUN_CACHE_CAP`] (runs lost long ago), and the rows are read again as needed.
+#[derive(Debug, Default)]
+pub(crate) struct RunCache(HashMap<String, RunRow>);
+
+/// Most rows a [`RunCache`] holds: far more runs than work at once.
+const RUN_CACHE_CAP: usize = 16_384;
+
+impl RunCache {
+    /// Forgets every row.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 /// A run as `runs` keeps it.
 #[derive(Debug, Clone)]
-struct RunRow {
+pub(crate) struct RunRow {
     start: i64,
     end: Option<i64>,
     outcome: Option<String>,
@@ -137,30 +156,61 @@ pub(crate) struct Apply<'c> {
     conn: &'c Connection,
     /// The totals, changed in place (the writer restores them if the transaction fails).
     pub totals: &'c mut Totals,
+    /// The rows of the runs at work (the writer clears it if the transaction fails).
+    runs: &'c mut RunCache,
     peak: PeakChanges,
 }
 
+/// Whether [`Apply::dedup`] has already written the event's request row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Noted {
+    /// Its request row is still to be written.
+    No,
+    /// A new request, processed: its row is written.
+    Yes,
+}
+
 impl<'c> Apply<'c> {
-    /// Changes to `totals` and the tables, through `conn` (inside a transaction).
-    pub fn new(conn: &'c Connection, totals: &'c mut Totals) -> Self {
+    /// Changes to `totals`, `runs` and the tables, through `conn` (inside a transaction).
+    pub fn new(conn: &'c Connection, totals: &'c mut Totals, runs: &'c mut RunCache) -> Self {
         Self {
             conn,
             totals,
+            runs,
             peak: PeakChanges::default(),
         }
     }
 
     /// Turns a `processed` event into `duplicate` when its request already has one: a request
-    /// counts as processed once.
+    /// counts as processed once. A `processed` event of a request never seen writes the
+    /// request's row at once (one insert, where a look-up and a write would be two): it says so.
     ///
     /// # Errors
     ///
     /// When SQLite fails.
-    pub fn dedup(&mut self, event: &mut Event) -> Result<(), StoreError> {
+    pub fn dedup(&mut self, event: &mut Event, recorded_at: &str) -> Result<Noted, StoreError> {
         if event.kind != EventKind::Processed {
-            return Ok(());
+            return Ok(Noted::No);
         }
-        let Some(rid) = &event.request_id else { return Ok(()) };
+        let Some(rid) = &event.request_id else {
+            return Ok(Noted::No);
+        };
+        let inserted = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO requests (request_id, processed, outcome, last_kind, last_run, last_at, reason, outputs)
+                 VALUES (?1, 1, 'processed', 'processed', ?2, ?3, ?4, ?5) ON CONFLICT(request_id) DO NOTHING",
+            )?
+            .execute(params![
+                rid,
+                event.run_id,
+                recorded_at,
+                event.reason,
+                outputs_json(event)
+            ])?;
+        if inserted == 1 {
+            return Ok(Noted::Yes);
+        }
         let processed: Option<bool> = self
             .conn
             .prepare_cached("SELECT processed FROM requests WHERE request_id = ?1")?
@@ -172,7 +222,7 @@ impl<'c> Apply<'c> {
                 .reason
                 .get_or_insert_with(|| "this request was already counted as processed".into());
         }
-        Ok(())
+        Ok(Noted::No)
     }
 
     /// The number `GET /get/count` gives an event of `kind` stored now ("processed count N").
@@ -191,7 +241,7 @@ impl<'c> Apply<'c> {
     /// # Errors
     ///
     /// When SQLite fails.
-    pub fn stored(&mut self, s: &StoredEvent) -> Result<(), StoreError> {
+    pub fn stored(&mut self, s: &StoredEvent, noted: Noted) -> Result<(), StoreError> {
         let e = &s.event;
         let at = micros(&s.recorded_at);
         if e.kind == EventKind::Progress {
@@ -222,11 +272,8 @@ impl<'c> Apply<'c> {
             }
             if let Some(secs) = e.encode_seconds {
                 self.totals.observe_encode_seconds(secs);
-                add_sample(self.conn, ENCODE_SECONDS, &mut self.totals.encode_seconds, secs)?;
             }
-            if let Some(fps) = e.fps {
-                add_sample(self.conn, FPS, &mut self.totals.fps, fps)?;
-            }
+            add_samples(self.conn, self.totals, e.encode_seconds, e.fps)?;
         }
         self.totals.first_event.get_or_insert_with(|| s.recorded_at.clone());
         self.totals.last_event = Some(s.recorded_at.clone());
@@ -243,7 +290,9 @@ impl<'c> Apply<'c> {
                 },
             )?;
         }
-        if let Some(rid) = &e.request_id {
+        if let Some(rid) = &e.request_id
+            && noted == Noted::No
+        {
             self.note_request(rid, s)?;
         }
         Ok(())
@@ -275,79 +324,81 @@ impl<'c> Apply<'c> {
     }
 
     fn touch_run(&mut self, run_id: &str, r: Report<'_>) -> Result<(), StoreError> {
-        let old = self.load_run(run_id)?;
-        let mut row = match &old {
-            Some(row) => row.clone(),
+        let fresh = RunRow {
+            start: r.start,
+            end: None,
+            outcome: None,
+            video_id: None,
+            qualities: None,
+            host: None,
+            last_report: r.at,
+            lease: None,
+            progress: None,
+        };
+        let old = match self.runs.0.remove(run_id) {
+            Some(row) => Some(row),
             None => {
-                self.totals.runs += 1;
-                RunRow {
-                    start: r.start,
-                    end: None,
-                    outcome: None,
-                    video_id: None,
-                    qualities: None,
-                    host: None,
-                    last_report: r.at,
-                    lease: None,
-                    progress: None,
+                // A run never seen is written in one insert; one seen before is read back.
+                let new = merge(fresh.clone(), &r);
+                if self.insert_run(run_id, &new)? {
+                    self.totals.runs += 1;
+                    self.changed(run_id, None, new);
+                    return Ok(());
                 }
+                self.load_run(run_id)?
             }
         };
-        let e = r.event;
-        merge_some(&mut row.video_id, e.video_id.clone());
-        merge_some(&mut row.host, e.host.clone());
-        merge_some(&mut row.lease, e.lease_seconds);
-        if !e.qualities.is_empty() {
-            row.qualities = Some(serde_json::to_string(&e.qualities).expect("strings serialize"));
+        let row = merge(old.clone().unwrap_or(fresh), &r);
+        if old.is_none() {
+            self.totals.runs += 1;
         }
-        row.last_report = row.last_report.max(r.at);
-        if r.kind.is_terminal() {
-            row.end = Some(r.at);
-            row.outcome = Some(r.kind.as_str().to_owned());
-        }
-        if r.progress.is_some() {
-            row.progress = r.progress;
-        }
-        let was_open = old.as_ref().is_some_and(|o| o.end.is_none());
+        let mut upsert = self.conn.prepare_cached(
+            "INSERT INTO runs (run_id, start_us, end_us, outcome, video_id, qualities, host, last_report_us,
+                               lease_seconds, expiry_us, stage, percent, progress_fps, progress_us)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+             ON CONFLICT(run_id) DO UPDATE SET end_us = excluded.end_us, outcome = excluded.outcome,
+                 video_id = excluded.video_id, qualities = excluded.qualities, host = excluded.host,
+                 last_report_us = excluded.last_report_us, lease_seconds = excluded.lease_seconds,
+                 expiry_us = excluded.expiry_us, stage = excluded.stage, percent = excluded.percent,
+                 progress_fps = excluded.progress_fps, progress_us = excluded.progress_us",
+        )?;
+        write_row(&mut upsert, run_id, &row)?;
+        drop(upsert);
+        self.changed(run_id, old.as_ref(), row);
+        Ok(())
+    }
+
+    /// Inserts the row of a run if there is none yet; returns whether it did.
+    fn insert_run(&self, run_id: &str, row: &RunRow) -> Result<bool, StoreError> {
+        let mut insert = self.conn.prepare_cached(
+            "INSERT INTO runs (run_id, start_us, end_us, outcome, video_id, qualities, host, last_report_us,
+                               lease_seconds, expiry_us, stage, percent, progress_fps, progress_us)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) ON CONFLICT(run_id) DO NOTHING",
+        )?;
+        Ok(write_row(&mut insert, run_id, row)? == 1)
+    }
+
+    /// What a run's row going from `old` to `row` changes: the runs without an outcome, the
+    /// concurrency edges, the cache of the runs at work.
+    fn changed(&mut self, run_id: &str, old: Option<&RunRow>, row: RunRow) {
+        let was_open = old.is_some_and(|o| o.end.is_none());
         match (was_open, row.end.is_none()) {
             (false, true) => self.totals.open_runs += 1,
             (true, false) => self.totals.open_runs = self.totals.open_runs.saturating_sub(1),
             _ => {}
         }
-        if let Some(i) = old.as_ref().and_then(RunRow::interval) {
+        if let Some(i) = old.and_then(RunRow::interval) {
             self.peak.interval(i, -1);
         }
         if let Some(i) = row.interval() {
             self.peak.interval(i, 1);
         }
-        self.conn
-            .prepare_cached(
-                "INSERT INTO runs (run_id, start_us, end_us, outcome, video_id, qualities, host, last_report_us,
-                                   lease_seconds, expiry_us, stage, percent, progress_fps, progress_us)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-                 ON CONFLICT(run_id) DO UPDATE SET end_us = excluded.end_us, outcome = excluded.outcome,
-                     video_id = excluded.video_id, qualities = excluded.qualities, host = excluded.host,
-                     last_report_us = excluded.last_report_us, lease_seconds = excluded.lease_seconds,
-                     expiry_us = excluded.expiry_us, stage = excluded.stage, percent = excluded.percent,
-                     progress_fps = excluded.progress_fps, progress_us = excluded.progress_us",
-            )?
-            .execute(params![
-                run_id,
-                row.start,
-                row.end,
-                row.outcome,
-                row.video_id,
-                row.qualities,
-                row.host,
-                row.last_report,
-                row.lease,
-                row.expiry(),
-                row.progress.as_ref().and_then(|p| p.stage.as_deref()),
-                row.progress.as_ref().and_then(|p| p.percent),
-                row.progress.as_ref().and_then(|p| p.fps),
-                row.progress.as_ref().map(|p| p.at.timestamp_micros()),
-            ])?;
-        Ok(())
+        if row.end.is_none() {
+            if self.runs.0.len() >= RUN_CACHE_CAP {
+                self.runs.clear();
+            }
+            self.runs.0.insert(run_id.to_owned(), row);
+        }
     }
 
     fn load_run(&self, run_id: &str) -> Result<Option<RunRow>, StoreError> {
@@ -380,24 +431,21 @@ impl<'c> Apply<'c> {
     fn note_request(&mut self, rid: &str, s: &StoredEvent) -> Result<(), StoreError> {
         let e = &s.event;
         let outcome = e.kind.is_terminal().then(|| e.kind.as_str());
-        let outputs = (outcome.is_some() && !e.outputs.is_empty())
-            .then(|| serde_json::to_string(&e.outputs).expect("strings serialize"));
+        let outputs = outcome.and(outputs_json(e));
         self.conn
             .prepare_cached(
-                "INSERT INTO requests (request_id, processed, outcome, last_id, last_kind, last_run, last_at, reason, outputs)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                "INSERT INTO requests (request_id, processed, outcome, last_kind, last_run, last_at, reason, outputs)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT(request_id) DO UPDATE SET processed = max(processed, excluded.processed),
                      outcome = CASE WHEN processed OR excluded.outcome IS NULL THEN outcome ELSE excluded.outcome END,
                      reason = CASE WHEN processed OR excluded.outcome IS NULL THEN reason ELSE excluded.reason END,
                      outputs = CASE WHEN processed OR excluded.outcome IS NULL THEN outputs ELSE excluded.outputs END,
-                     last_id = excluded.last_id, last_kind = excluded.last_kind, last_run = excluded.last_run,
-                     last_at = excluded.last_at",
+                     last_kind = excluded.last_kind, last_run = excluded.last_run, last_at = excluded.last_at",
             )?
             .execute(params![
                 rid,
                 e.kind == EventKind::Processed,
                 outcome,
-                s.id,
                 e.kind.as_str(),
                 e.run_id,
                 s.recorded_at,
@@ -462,16 +510,78 @@ pub(crate) fn load_totals(conn: &Connection) -> Result<Totals, StoreError> {
     }
 }
 
-/// Counts `v` in the sample `metric` (finite values only, as the percentiles have always been).
-fn add_sample(conn: &Connection, metric: i64, sample: &mut Sample, v: f64) -> Result<(), StoreError> {
-    if !v.is_finite() {
-        return Ok(());
+/// Counts a `processed` event's encode seconds and frames per second in their samples (finite
+/// values only, as the percentiles have always been): one statement for both.
+fn add_samples(conn: &Connection, totals: &mut Totals, secs: Option<f64>, fps: Option<f64>) -> Result<(), StoreError> {
+    let (secs, fps) = (secs.filter(|v| v.is_finite()), fps.filter(|v| v.is_finite()));
+    match (secs, fps) {
+        (None, None) => return Ok(()),
+        (Some(a), Some(b)) => conn
+            .prepare_cached(
+                "INSERT INTO samples (metric, key, n) VALUES (?1, ?2, 1), (?3, ?4, 1)
+                 ON CONFLICT(metric, key) DO UPDATE SET n = n + 1",
+            )?
+            .execute(params![ENCODE_SECONDS, key(a), FPS, key(b)])?,
+        (Some(v), None) | (None, Some(v)) => conn
+            .prepare_cached(
+                "INSERT INTO samples (metric, key, n) VALUES (?1, ?2, 1) ON CONFLICT(metric, key) DO UPDATE SET n = n + 1",
+            )?
+            .execute(params![if secs.is_some() { ENCODE_SECONDS } else { FPS }, key(v)])?,
+    };
+    if let Some(v) = secs {
+        let metric = ENCODE_SECONDS;
+        totals.encode_seconds.add(v, &mut Samples { conn, metric })?;
     }
-    conn.prepare_cached(
-        "INSERT INTO samples (metric, key, n) VALUES (?1, ?2, 1) ON CONFLICT(metric, key) DO UPDATE SET n = n + 1",
-    )?
-    .execute(params![metric, key(v)])?;
-    sample.add(v, &mut Samples { conn, metric })
+    if let Some(v) = fps {
+        totals.fps.add(v, &mut Samples { conn, metric: FPS })?;
+    }
+    Ok(())
+}
+
+/// The outputs of an event, as `requests.outputs` keeps them (JSON), or `None` without any.
+fn outputs_json(e: &Event) -> Option<String> {
+    (!e.outputs.is_empty()).then(|| serde_json::to_string(&e.outputs).expect("strings serialize"))
+}
+
+/// A merged report: `row` with what `r` says.
+fn merge(mut row: RunRow, r: &Report<'_>) -> RunRow {
+    let e = r.event;
+    merge_some(&mut row.video_id, e.video_id.clone());
+    merge_some(&mut row.host, e.host.clone());
+    merge_some(&mut row.lease, e.lease_seconds);
+    if !e.qualities.is_empty() {
+        row.qualities = Some(serde_json::to_string(&e.qualities).expect("strings serialize"));
+    }
+    row.last_report = row.last_report.max(r.at);
+    if r.kind.is_terminal() {
+        row.end = Some(r.at);
+        row.outcome = Some(r.kind.as_str().to_owned());
+    }
+    if r.progress.is_some() {
+        row.progress.clone_from(&r.progress);
+    }
+    row
+}
+
+/// Runs `stmt` on a `runs` row's values, in the order of its columns; returns the rows changed.
+fn write_row(stmt: &mut rusqlite::CachedStatement<'_>, run_id: &str, row: &RunRow) -> Result<usize, StoreError> {
+    let p = row.progress.as_ref();
+    Ok(stmt.execute(params![
+        run_id,
+        row.start,
+        row.end,
+        row.outcome,
+        row.video_id,
+        row.qualities,
+        row.host,
+        row.last_report,
+        row.lease,
+        row.expiry(),
+        p.and_then(|p| p.stage.as_deref()),
+        p.and_then(|p| p.percent),
+        p.and_then(|p| p.fps),
+        p.map(|p| p.at.timestamp_micros()),
+    ])?)
 }
 
 /// One metric's rows of `samples`, for the percentile marks to walk.

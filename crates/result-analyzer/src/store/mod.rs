@@ -264,6 +264,7 @@ impl Store {
         let state = WriterState {
             conn,
             totals,
+            runs: aggregate::RunCache::default(),
             pending: pending.clone(),
         };
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);

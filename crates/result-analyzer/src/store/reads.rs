@@ -231,7 +231,7 @@ pub(crate) fn runs(conn: &Connection, q: &RunsQuery, now: i64) -> Result<RunsPag
 pub(crate) fn request(conn: &Connection, request_id: &str, now: i64) -> Result<Option<RequestState>, StoreError> {
     let row = conn
         .prepare_cached(
-            "SELECT r.processed, r.outcome, r.reason, r.outputs, r.last_id, r.last_kind, r.last_run, r.last_at,
+            "SELECT r.processed, r.outcome, r.reason, r.outputs, 0, r.last_kind, r.last_run, r.last_at,
                     u.end_us, u.outcome, u.expiry_us, u.lease_seconds
              FROM requests r LEFT JOIN runs u ON u.run_id = r.last_run WHERE r.request_id = ?1",
         )?
@@ -269,7 +269,6 @@ pub(crate) fn request(conn: &Connection, request_id: &str, now: i64) -> Result<O
                 outputs,
                 processed,
                 latest: LatestEvent {
-                    id: r.get(4)?,
                     kind: r.get(5)?,
                     run_id: last_run,
                     recorded_at: parse_time(&r.get::<_, String>(7)?),

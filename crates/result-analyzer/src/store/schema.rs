@@ -10,8 +10,8 @@
 //! | `samples` | the encode seconds and fps values, one row per distinct value with its count |
 //! | `peak_points`, `peak_buckets` | the concurrency edges and the tree above them ([`super::peak`]) |
 //!
-//! `PRAGMA user_version` says which of these a database has: 0, the events alone; 2, all of them
-//! but the requests' reason and outputs; 3, all of them.
+//! `PRAGMA user_version` says which of these a database has: 0, the events alone; 4, all of them
+//! (2 and 3, earlier forms of them, are counted again).
 //! The totals say which events they include (`last_id`): events written after them (by an older
 //! analyzer run on the same file) are counted when the database opens.
 
@@ -19,11 +19,11 @@ use std::time::Instant;
 
 use rusqlite::{Connection, params};
 
-use super::aggregate::{Apply, load_totals};
+use super::aggregate::{Apply, Noted, RunCache, load_totals};
 use super::{StoreError, decode, raw_row};
 
 /// The schema version this analyzer writes.
-const VERSION: i64 = 3;
+const VERSION: i64 = 4;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -63,7 +63,6 @@ CREATE TABLE IF NOT EXISTS requests (
     request_id TEXT PRIMARY KEY,
     processed INTEGER NOT NULL,
     outcome TEXT,
-    last_id INTEGER NOT NULL,
     last_kind TEXT NOT NULL,
     last_run TEXT,
     last_at TEXT NOT NULL,
@@ -86,16 +85,6 @@ CREATE TABLE IF NOT EXISTS peak_buckets (
 ) WITHOUT ROWID;
 ";
 
-/// The columns version 3 added: table, column, type.
-const ADDED_COLUMNS: [(&str, &str, &str); 6] = [
-    ("requests", "reason", "TEXT"),
-    ("requests", "outputs", "TEXT"),
-    ("runs", "stage", "TEXT"),
-    ("runs", "percent", "REAL"),
-    ("runs", "progress_fps", "REAL"),
-    ("runs", "progress_us", "INTEGER"),
-];
-
 /// Every table but `events`, emptied by a reset.
 pub(crate) const AGGREGATE_TABLES: [&str; 6] = ["state", "runs", "requests", "samples", "peak_points", "peak_buckets"];
 
@@ -113,7 +102,7 @@ pub(crate) fn prepare(conn: &mut Connection) -> Result<usize, StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version < VERSION {
-        upgrade(&tx)?;
+        upgrade(&tx, version)?;
     }
     tx.commit()?;
     // A transaction per chunk, each saving the totals with the last event they include: the WAL
@@ -127,7 +116,7 @@ pub(crate) fn prepare(conn: &mut Connection) -> Result<usize, StoreError> {
         }
         tx.commit()?;
         counted += n;
-        if counted % (10 * CHUNK as usize) == 0 {
+        if counted.is_multiple_of(10 * CHUNK as usize) {
             tracing::info!(events = counted, "counting the stored events into the aggregates");
         }
     }
@@ -141,8 +130,8 @@ pub(crate) fn prepare(conn: &mut Connection) -> Result<usize, StoreError> {
     Ok(counted)
 }
 
-/// Brings a database of an older version to [`VERSION`]: the tables it lacks, the columns.
-fn upgrade(tx: &Connection) -> Result<(), StoreError> {
+/// Brings a database of an older `version` to [`VERSION`]: the tables and the column it lacks.
+fn upgrade(tx: &Connection, version: i64) -> Result<(), StoreError> {
     let has_events: bool = tx.query_row(
         "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'events'",
         [],
@@ -158,19 +147,14 @@ fn upgrade(tx: &Connection) -> Result<(), StoreError> {
             tx.execute_batch("ALTER TABLE events ADD COLUMN legacy_n INTEGER")?;
         }
     }
-    tx.execute_batch(TABLES)?;
-    // Version 2 lacks these: its requests answer without reason and outputs until their next
-    // outcome, its runs without progress until their next report.
-    for (table, column, ty) in ADDED_COLUMNS {
-        let present: bool = tx.query_row(
-            "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
-            [table, column],
-            |r| r.get(0),
-        )?;
-        if !present {
-            tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))?;
+    if version >= 2 {
+        // Versions 2 and 3 (each kept for a few hours of development) kept the requests and runs
+        // otherwise: their aggregates are counted again from their events.
+        for table in AGGREGATE_TABLES {
+            tx.execute_batch(&format!("DROP TABLE IF EXISTS {table}"))?;
         }
     }
+    tx.execute_batch(TABLES)?;
     tx.pragma_update(None, "user_version", VERSION)?;
     Ok(())
 }
@@ -194,14 +178,15 @@ fn count_chunk(tx: &Connection) -> Result<usize, StoreError> {
         return Ok(0);
     }
     let mut number = tx.prepare_cached("UPDATE events SET legacy_n = ?1 WHERE id = ?2")?;
-    let mut apply = Apply::new(tx, &mut totals);
+    let mut runs = RunCache::default();
+    let mut apply = Apply::new(tx, &mut totals, &mut runs);
     for (stored, n) in &chunk {
         if let Some(next) = apply.legacy_number(stored.event.kind)
             && n.is_none()
         {
             number.execute(params![next, stored.id])?;
         }
-        apply.stored(stored)?;
+        apply.stored(stored, Noted::No)?;
         apply.totals.last_id = stored.id;
     }
     apply.finish()?;

@@ -17,7 +17,7 @@ use encoding_common::Event;
 use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, oneshot};
 
-use super::aggregate::{Apply, PendingProgress};
+use super::aggregate::{Apply, PendingProgress, RunCache};
 use super::schema::AGGREGATE_TABLES;
 use super::totals::Totals;
 use super::{StoreError, StoredEvent, rfc3339};
@@ -59,6 +59,8 @@ pub(crate) struct WriterState {
     pub conn: Connection,
     /// The totals as committed.
     pub totals: Totals,
+    /// The rows of the runs at work, as committed.
+    pub runs: RunCache,
     pub pending: Pending,
 }
 
@@ -124,7 +126,7 @@ fn commit(state: &mut WriterState, batch: &mut Vec<WriteJob>) -> Result<(), Stri
         events.push((job.event, job.at));
     }
     let before = state.totals.clone();
-    match insert_all(&mut state.conn, &mut state.totals, &progress, events) {
+    match insert_all(&mut state.conn, &mut state.totals, &mut state.runs, &progress, events) {
         Ok(stored) => {
             tracing::trace!(
                 events = stored.len(),
@@ -139,6 +141,7 @@ fn commit(state: &mut WriterState, batch: &mut Vec<WriteJob>) -> Result<(), Stri
         }
         Err(e) => {
             state.totals = before;
+            state.runs.clear();
             tracing::error!(error = %e, events = dones.len(), progress = progress.len(), "a group commit failed");
             let msg = e.to_string();
             for done in dones {
@@ -152,13 +155,14 @@ fn commit(state: &mut WriterState, batch: &mut Vec<WriteJob>) -> Result<(), Stri
 fn insert_all(
     conn: &mut Connection,
     totals: &mut Totals,
+    runs: &mut RunCache,
     progress: &HashMap<String, PendingProgress>,
     batch: Vec<(Event, Option<DateTime<Utc>>)>,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let tx = conn.transaction()?;
     let mut stored = Vec::with_capacity(batch.len());
     {
-        let mut apply = Apply::new(&tx, totals);
+        let mut apply = Apply::new(&tx, totals, runs);
         for (run, p) in progress {
             apply.progress(run, p)?;
         }
@@ -168,8 +172,8 @@ fn insert_all(
         )?;
         let now = Utc::now();
         for (mut event, at) in batch {
-            apply.dedup(&mut event)?;
             let recorded_at = rfc3339(at.unwrap_or(now));
+            let noted = apply.dedup(&mut event, &recorded_at)?;
             let body = serde_json::to_string(&event).expect("an event serializes");
             let legacy_n = apply.legacy_number(event.kind);
             insert.execute(params![
@@ -186,7 +190,7 @@ fn insert_all(
                 recorded_at,
                 event,
             };
-            apply.stored(&s)?;
+            apply.stored(&s, noted)?;
             stored.push(s);
         }
         apply.finish()?;
@@ -197,6 +201,7 @@ fn insert_all(
 
 fn reset(state: &mut WriterState) -> Result<(), StoreError> {
     state.pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    state.runs.clear();
     let tx = state.conn.transaction()?;
     tx.execute("DELETE FROM events", [])?;
     for table in AGGREGATE_TABLES {
