@@ -2,10 +2,13 @@
 
 The image is assembled by `scripts/image.sh --binaries $BIN_DIR` (default target/debug) from the
 programs the suite built: the runtime stages of docker/Dockerfile (BINARIES=prebuilt), the same
-stages the full build (`scripts/image.sh`) ends with. Each container gets what its manifest in the
-rendered k8s/overlays/local (or k8s/jobs/producer.yaml) says, read from the YAML:
+stages the full build (`scripts/image.sh`) ends with; IMAGE_UNDER_TEST=<reference> runs the tests
+on an image built already instead (the full build, before it is pushed). Each container gets what
+its manifest in the rendered k8s/overlays/local (or k8s/jobs/producer.yaml) says, read from the
+YAML:
 
-- the command (as the entrypoint, as the kubelet sets it) and the environment (values, ConfigMap
+- the command (as the entrypoint, as the kubelet sets it) and its args (after the image), the
+  environment (values, ConfigMap
   and Secret references, envFrom; optional references to missing objects left out);
 - runAsUser:runAsGroup, fsGroup as a supplementary group, readOnlyRootFilesystem (podman's
   tmpfs on /tmp, /run and /var/tmp turned off: only the manifest's volumes are writable),
@@ -52,7 +55,10 @@ DEBUG_DIR = REPO / os.environ.get("CARGO_TARGET_DIR", "target") / "debug"
 
 IMAGE_SH = REPO / "scripts" / "image.sh"
 INSTALL_HINT = "scripts/install-image-deps.sh installs it"
-TEST_IMAGE = "localhost/video-encoding:test"
+# IMAGE_UNDER_TEST names an image built already (the full build scripts/image.sh printed) to run
+# these tests on instead of assembling one from the suite's programs.
+IMAGE_UNDER_TEST = os.environ.get("IMAGE_UNDER_TEST", "")
+TEST_IMAGE = IMAGE_UNDER_TEST or "localhost/video-encoding:test"
 PROGRAMS = ("producer", "encoder", "result-analyzer", "local-scaler")
 SERVICES = ("aws-emulator", "result-analyzer-service")
 SAMPLE = "h264_aac_720p30_5s.mp4"
@@ -102,6 +108,11 @@ def podman() -> list[str]:
 
 @pytest.fixture(scope="session")
 def image(podman) -> str:
+    if IMAGE_UNDER_TEST:
+        if run(["podman", "image", "exists", IMAGE_UNDER_TEST]).returncode != 0:
+            pytest.fail(f"IMAGE_UNDER_TEST={IMAGE_UNDER_TEST} is not in podman's storage: build it "
+                        "(scripts/image.sh) or unset IMAGE_UNDER_TEST", pytrace=False)
+        return IMAGE_UNDER_TEST
     encoder = Path(os.environ.get("ENCODER_BIN", DEBUG_DIR / "encoder"))
     bin_dir = Path(os.environ.get("BIN_DIR", encoder.parent))
     missing = [p for p in PROGRAMS if not (bin_dir / p).is_file()]
