@@ -94,10 +94,9 @@ async fn what_cannot_be_played_is_refused_with_its_reason() {
 async fn a_base_that_is_not_http_is_refused_at_startup() {
     let mut config = result_analyzer::Config::new(([127, 0, 0, 1], 0).into(), TestDir::new("player-base").db());
     config.player_url_base = Some("s3://media-out".into());
-    let err = result_analyzer::Application::build(config)
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
+    let Err(err) = result_analyzer::Application::build(config).await else {
+        panic!("an s3:// PLAYER_URL_BASE was taken");
+    };
+    let err = err.to_string();
     assert!(err.contains("PLAYER_URL_BASE must be an http(s) URL"), "{err}");
 }
