@@ -284,9 +284,22 @@ image_main() {
   "$engine" build "${flags[@]}" -f "$DOCKERFILE" "${build_args[@]}" ${target:+--target "$target"} \
     -t "$image" "$context" >&2
   image_say "built $image in $((SECONDS - started)) s"
+  if [[ -z $binaries ]]; then
+    # The builder stage's last layer, tagged so that it stays as cache (fully cached: seconds);
+    # then those of earlier builds can go.
+    "$engine" build "${flags[@]}" -f "$DOCKERFILE" "${build_args[@]}" --target builder \
+      -t "$BUILDER_CACHE" "$context" >/dev/null 2>&1 ||
+      image_say "could not tag the builder stage as $BUILDER_CACHE: earlier builds' layers stay"
+    "$engine" image prune --force --filter "label=$WORKSPACE_LAYER_LABEL" >/dev/null 2>&1 || true
+  fi
   prune_earlier_builds "$engine" "$since"
   echo "$image"
 }
+
+# The full build's builder stage: its latest layer is kept under this tag as cache, and the
+# earlier ones (each the whole workspace built, 3.6 GB) are removed by this label.
+BUILDER_CACHE=localhost/video-encoding-cache:builder
+WORKSPACE_LAYER_LABEL=video-encoding.layer=workspace-build
 
 # prune_earlier_builds ENGINE EPOCH: removes the untagged images that builds of this Dockerfile
 # made before EPOCH, those carrying its label (the stages holding programs, a few hundred MB per
