@@ -10,8 +10,12 @@
 //! | `samples` | the encode seconds and fps values, one row per distinct value with its count |
 //! | `peak_points`, `peak_buckets` | the concurrency edges and the tree above them ([`super::peak`]) |
 //!
-//! `PRAGMA user_version` says which of these a database has: 0, the events alone; 4, all of them
-//! (2 and 3, earlier forms of them, are counted again).
+//! `PRAGMA user_version` says which of these a database has: 0, the events alone; 5, all of them
+//! (2 to 4, earlier forms of them, are counted again).
+//!
+//! The runs are kept in the order they started (their key is the start and the run id), so that
+//! a page of `/runs` is a few neighbouring pages of the file, whatever the history; `runs_id`
+//! finds a run by its id.
 //! The totals say which events they include (`last_id`): events written after them (by an older
 //! analyzer run on the same file) are counted when the database opens.
 
@@ -23,7 +27,7 @@ use super::aggregate::{Apply, Noted, RunCache, load_totals};
 use super::{StoreError, decode, raw_row};
 
 /// The schema version this analyzer writes.
-const VERSION: i64 = 4;
+const VERSION: i64 = 5;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -42,7 +46,7 @@ CREATE INDEX IF NOT EXISTS events_time ON events(recorded_at);
 DROP INDEX IF EXISTS events_request;
 CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY CHECK (id = 1), totals TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
     start_us INTEGER NOT NULL,
     end_us INTEGER,
     outcome TEXT,
@@ -55,9 +59,10 @@ CREATE TABLE IF NOT EXISTS runs (
     stage TEXT,
     percent REAL,
     progress_fps REAL,
-    progress_us INTEGER
+    progress_us INTEGER,
+    PRIMARY KEY (start_us, run_id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS runs_start ON runs(start_us, run_id);
+CREATE UNIQUE INDEX IF NOT EXISTS runs_id ON runs(run_id);
 CREATE INDEX IF NOT EXISTS runs_open ON runs(expiry_us, start_us) WHERE end_us IS NULL;
 CREATE TABLE IF NOT EXISTS requests (
     request_id TEXT PRIMARY KEY,
@@ -148,7 +153,7 @@ fn upgrade(tx: &Connection, version: i64) -> Result<(), StoreError> {
         }
     }
     if version >= 2 {
-        // Versions 2 and 3 (each kept for a few hours of development) kept the requests and runs
+        // Versions 2 to 4 (each kept for a few hours of development) kept the requests and runs
         // otherwise: their aggregates are counted again from their events.
         for table in AGGREGATE_TABLES {
             tx.execute_batch(&format!("DROP TABLE IF EXISTS {table}"))?;
