@@ -31,11 +31,13 @@ export MEDIA_DIR
 say "cargo fmt --check"
 cargo fmt --all -- --check
 
+# --locked everywhere: a Cargo.lock that no longer matches the manifests fails the suite instead of
+# being rewritten silently (the image's build uses --locked too).
 say "cargo clippy"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo clippy --locked --workspace --all-targets --quiet -- -D warnings
 
 say "building the programs"
-cargo build --workspace --bins --quiet
+cargo build --locked --workspace --bins --quiet
 
 say "cargo test"
 log=$(mktemp)
@@ -43,7 +45,7 @@ trap 'rm -f "$log"' EXIT
 # A failing suite must not stop the script here (set -e): the infrastructure checks still run
 # and the closing line counts both.
 set +e
-cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+cargo test --locked --workspace --no-fail-fast 2>&1 | tee "$log"
 rust_status=${PIPESTATUS[0]}
 set -e
 skipped=$(grep -c '^SKIPPED:' "$log" || true)
