@@ -6,8 +6,6 @@
 #         (the demo's sample clip, the tests' checks), curl
 #   pip:  moto[server] (the lenient local SQS/S3 emulator), awscli (scripts/aws/*), boto3
 #   LocalStack (the strict one) in a venv of its own: scripts/install-localstack.sh
-#   the real players of the streaming tests and the dashboard's player page (Chromium, node, and
-#         hls.js, dash.js, puppeteer-core as locked in tests/players): scripts/install-players.sh
 #   Rust: cargo must already be there (rustup); this script says so if it is not.
 set -eo pipefail
 
@@ -52,7 +50,6 @@ fi
 command -v moto_server >/dev/null || { log "moto_server is not on PATH after installing (add ~/.local/bin to PATH)"; exit 1; }
 
 "$(dirname "${BASH_SOURCE[0]}")/install-localstack.sh"
-"$(dirname "${BASH_SOURCE[0]}")/install-players.sh"
 
 if ! command -v cargo >/dev/null; then
   log "cargo is missing: install Rust with rustup (https://rustup.rs), then run this again"

@@ -25,7 +25,8 @@ export MEDIA_DIR
   scripts/install-deps.sh
   scripts/install-infra-deps.sh
   scripts/install-image-deps.sh
-  scripts/install-browser.sh
+  # Chromium (install-browser.sh), node and the locked players: the tests' only, not the demo's.
+  scripts/install-players.sh
 }
 
 say "cargo fmt --check"
