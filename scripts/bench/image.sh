@@ -76,14 +76,12 @@ read -r before_raw before_gz before_last before_layers < <(sizes "$BEFORE")
 
 # --- start-up ---------------------------------------------------------------------------------
 
-port=$(free_port)
-start_bg "$WORKDIR/moto.log" moto_server -H 127.0.0.1 -p "$port"
-export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench
-wait_http "$AWS_ENDPOINT_URL/moto-api/" moto
+start_emulator moto "$WORKDIR"
 QUEUE_URL=$(awsx sqs create-queue --queue-name bench-image --query QueueUrl --output text)
 
-ENCODER_ENV=(QUEUE_URL="$QUEUE_URL" AWS_ENDPOINT_URL="$AWS_ENDPOINT_URL" AWS_REGION=us-east-1
-  AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench RECEIVE_WAIT_SECONDS=0 LOG_FORMAT=json RUST_LOG=info)
+ENCODER_ENV=(QUEUE_URL="$QUEUE_URL" AWS_ENDPOINT_URL="$AWS_ENDPOINT_URL" AWS_REGION="$AWS_REGION"
+  AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY"
+  RECEIVE_WAIT_SECONDS=0 LOG_FORMAT=json RUST_LOG=info)
 
 # seconds_to_receive START_EPOCH LOG: from START to the timestamp of the log's first receive line.
 seconds_to_receive() {
