@@ -44,25 +44,23 @@
 # Sourced (`source scripts/image.sh`), it only defines its functions: scripts/bench/image.sh runs
 # containers with the same engine flags.
 set -eo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-IMAGE_SH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-DOCKERFILE="$IMAGE_SH_ROOT/docker/Dockerfile"
+DOCKERFILE="$REPO_ROOT/docker/Dockerfile"
 PROGRAMS=(producer encoder result-analyzer local-scaler)
-
-image_say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
-image_die() { printf 'image.sh: %s\n' "$*" >&2; exit 1; }
 
 # The engine: podman if installed, else docker if its daemon answers.
 image_engine() {
   if [[ -n $ENGINE ]]; then
-    command -v "$ENGINE" >/dev/null || image_die "ENGINE=$ENGINE is not installed (scripts/install-image-deps.sh installs podman)"
+    command -v "$ENGINE" >/dev/null || die "ENGINE=$ENGINE is not installed (scripts/install-image-deps.sh installs podman)"
     echo "$ENGINE"
   elif command -v podman >/dev/null; then
     echo podman
   elif command -v docker >/dev/null && docker info >/dev/null 2>&1; then
     echo docker
   else
-    image_die "neither podman nor a running docker: scripts/install-image-deps.sh installs podman"
+    die "neither podman nor a running docker: scripts/install-image-deps.sh installs podman"
   fi
 }
 
@@ -89,7 +87,7 @@ dockerfile_arg() {
 }
 
 workspace_version() {
-  sed -n '/^\[workspace.package\]/,/^\[/ s/^version = "\(.*\)"/\1/p' "$IMAGE_SH_ROOT/Cargo.toml" | head -n 1
+  sed -n '/^\[workspace.package\]/,/^\[/ s/^version = "\(.*\)"/\1/p' "$REPO_ROOT/Cargo.toml" | head -n 1
 }
 
 # The stand-ins carry this label; one made by an older recipe of this script is made again.
@@ -124,7 +122,7 @@ mmdebstrap_bookworm() {
   local tarball=$1; shift
   local mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
   local security=${DEBIAN_SECURITY:-http://deb.debian.org/debian-security}
-  command -v mmdebstrap >/dev/null || image_die "mmdebstrap is missing: scripts/install-image-deps.sh installs it"
+  command -v mmdebstrap >/dev/null || die "mmdebstrap is missing: scripts/install-image-deps.sh installs it"
   mmdebstrap --quiet --variant=minbase --mode=auto --format=tar \
     --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
     --customize-hook='rm -f "$1/etc/hostname" "$1/etc/resolv.conf"' \
@@ -135,7 +133,7 @@ mmdebstrap_bookworm() {
 make_runtime_standin() { # ENGINE REF
   local engine=$1 ref=$2 work
   work=$(mktemp -d)
-  image_say "making $ref: a minimal bookworm from Debian's archive (mmdebstrap, about a minute)"
+  say "making $ref: a minimal bookworm from Debian's archive (mmdebstrap, about a minute)"
   mmdebstrap_bookworm "$work/rootfs.tar" "${SLIM_DPKG_OPTS[@]}"
   "$engine" import --change 'CMD ["bash"]' \
     --change "LABEL org.opencontainers.image.description=\"Stand-in for debian:bookworm-slim, made by scripts/image.sh with mmdebstrap\"" \
@@ -146,14 +144,14 @@ make_runtime_standin() { # ENGINE REF
 
 make_rust_standin() { # ENGINE REF RUST_VERSION
   local engine=$1 ref=$2 want=$3 work sysroot release host changes=()
-  command -v rustc >/dev/null || image_die "no rustc on PATH: the Rust stand-in is made from this machine's toolchain"
+  command -v rustc >/dev/null || die "no rustc on PATH: the Rust stand-in is made from this machine's toolchain"
   sysroot=$(rustc --print sysroot)
   release=$(rustc -vV | sed -n 's/^release: //p')
   host=$(rustc -vV | sed -n 's/^host: //p')
   [[ $release == "$want" || $release == "$want".* ]] ||
-    image_die "this machine's rustc is $release, the Dockerfile's RUST_VERSION is $want: the stand-in for rust:$want-bookworm must be that toolchain"
+    die "this machine's rustc is $release, the Dockerfile's RUST_VERSION is $want: the stand-in for rust:$want-bookworm must be that toolchain"
   work=$(mktemp -d)
-  image_say "making $ref: bookworm with build-essential and this machine's Rust $release ($sysroot) (a few minutes)"
+  say "making $ref: bookworm with build-essential and this machine's Rust $release ($sysroot) (a few minutes)"
   # The hook runs with this environment; $1 is the root filesystem being made.
   # shellcheck disable=SC2016
   STANDIN_SYSROOT=$sysroot STANDIN_TOOLCHAIN="$release-$host" mmdebstrap_bookworm "$work/rootfs.tar" \
@@ -187,7 +185,7 @@ BUILD_CA_PATH=/etc/ssl/build-ca.crt
 build_ca_flags() {
   [[ $1 == podman ]] || return 0
   local ca=${BUILD_CA:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}
-  [[ -r $ca ]] || image_die "the CA bundle $ca (BUILD_CA, else SSL_CERT_FILE) is not readable: cargo in the build needs it"
+  [[ -r $ca ]] || die "the CA bundle $ca (BUILD_CA, else SSL_CERT_FILE) is not readable: cargo in the build needs it"
   printf '%s\n' -v "$(readlink -f "$ca"):$BUILD_CA_PATH:ro"
 }
 
@@ -200,20 +198,20 @@ base_image() {
     if image_exists "$engine" "$public"; then
       echo "$public"; return
     fi
-    image_say "pulling $public"
+    say "pulling $public"
     if timeout "${PULL_TIMEOUT:-60}" "$engine" pull -q "$public" >&2; then
       echo "$public"; return
     fi
-    [[ $bases == auto ]] || image_die "cannot pull $public (BASES=pull)"
-    image_say "cannot pull $public (no registry reachable?): using the local stand-in $standin"
+    [[ $bases == auto ]] || die "cannot pull $public (BASES=pull)"
+    say "cannot pull $public (no registry reachable?): using the local stand-in $standin"
   fi
   if [[ -n $STANDIN_REFRESH ]] || ! image_exists "$engine" "$standin"; then
     "$maker" "$engine" "$standin" "$@"
   elif ! standin_current "$engine" "$standin"; then
-    image_say "$standin was made by an older recipe of this script: making it again"
+    say "$standin was made by an older recipe of this script: making it again"
     "$maker" "$engine" "$standin" "$@"
   else
-    image_say "$standin exists (made earlier; STANDIN_REFRESH=1 makes it again)"
+    say "$standin exists (made earlier; STANDIN_REFRESH=1 makes it again)"
   fi
   echo "$standin"
 }
@@ -228,13 +226,13 @@ image_main() {
       --target) target=${1:?--target needs a stage}; shift ;;
       --target=*) target=${arg#*=} ;;
       -h | --help) sed -n '2,/^set -eo/ {/^set -eo/d; s/^# \{0,1\}//; p}' "${BASH_SOURCE[0]}"; return 0 ;;
-      *) image_die "unknown argument $arg (see --help)" ;;
+      *) die "unknown argument $arg (see --help)" ;;
     esac
   done
 
   if [[ -z $SKIP_INSTALL ]] && ! command -v podman >/dev/null &&
     ! { command -v docker >/dev/null && docker info >/dev/null 2>&1; }; then
-    "$IMAGE_SH_ROOT/scripts/install-image-deps.sh"
+    "$REPO_ROOT/scripts/install-image-deps.sh"
   fi
   local engine version rust_version image flags=() build_args=() context started
   engine=$(image_engine)
@@ -253,12 +251,12 @@ image_main() {
   build_args+=(--build-arg "RUNTIME_IMAGE=$(base_image "$engine" docker.io/library/debian:bookworm-slim \
     localhost/debian:bookworm-slim make_runtime_standin)")
   if [[ -n $binaries ]]; then
-    [[ -d $binaries ]] || image_die "--binaries $binaries: no such directory"
+    [[ -d $binaries ]] || die "--binaries $binaries: no such directory"
     context=$(mktemp -d)
     trap 'rm -rf "$context"' EXIT
     local program
     for program in "${PROGRAMS[@]}"; do
-      [[ -x $binaries/$program ]] || image_die "$binaries/$program is missing: build the programs first (cargo build --workspace --bins)"
+      [[ -x $binaries/$program ]] || die "$binaries/$program is missing: build the programs first (cargo build --workspace --bins)"
       # Debug sections off here already, as the builder stage does: a debug build's 220 MB per
       # program would otherwise be copied into a layer first. (STRIP=0: as they are.)
       if [[ ${STRIP:-1} != 0 ]] && command -v strip >/dev/null; then
@@ -268,28 +266,28 @@ image_main() {
       fi
     done
     build_args+=(--build-arg BINARIES=prebuilt)
-    image_say "assembling $image from the programs in $binaries ($engine)"
+    say "assembling $image from the programs in $binaries ($engine)"
   else
-    context=$IMAGE_SH_ROOT
+    context=$REPO_ROOT
     build_args+=(--build-arg "RUST_IMAGE=$(base_image "$engine" "docker.io/library/rust:$rust_version-bookworm" \
       "localhost/rust:$rust_version-bookworm" make_rust_standin "$rust_version")")
     # Named explicitly: buildah 1.28 otherwise skips the stage BINARIES names by default.
     build_args+=(--build-arg BINARIES=built)
     mapfile -t -O "${#flags[@]}" flags < <(build_ca_flags "$engine")
-    image_say "building $image: the programs compiled inside ($engine; 10 to 15 minutes on 2 cores from nothing)"
+    say "building $image: the programs compiled inside ($engine; 10 to 15 minutes on 2 cores from nothing)"
   fi
   started=$SECONDS
   local since
   since=$(date +%s)
   "$engine" build "${flags[@]}" -f "$DOCKERFILE" "${build_args[@]}" ${target:+--target "$target"} \
     -t "$image" "$context" >&2
-  image_say "built $image in $((SECONDS - started)) s"
+  say "built $image in $((SECONDS - started)) s"
   if [[ -z $binaries ]]; then
     # The builder stage's last layer, tagged so that it stays as cache (fully cached: seconds);
     # then those of earlier builds can go.
     "$engine" build "${flags[@]}" -f "$DOCKERFILE" "${build_args[@]}" --target builder \
       -t "$BUILDER_CACHE" "$context" >/dev/null 2>&1 ||
-      image_say "could not tag the builder stage as $BUILDER_CACHE: earlier builds' layers stay"
+      say "could not tag the builder stage as $BUILDER_CACHE: earlier builds' layers stay"
     "$engine" image prune --force --filter "label=$WORKSPACE_LAYER_LABEL" >/dev/null 2>&1 || true
   fi
   prune_earlier_builds "$engine" "$since"
@@ -308,7 +306,7 @@ WORKSPACE_LAYER_LABEL=video-encoding.layer=workspace-build
 prune_earlier_builds() {
   local label=org.opencontainers.image.title=video-encoding
   "$1" image prune --force --filter "label=$label" --filter "until=$2" >/dev/null 2>&1 ||
-    image_say "could not remove earlier builds' untagged images ($1 image prune --filter label=$label)"
+    say "could not remove earlier builds' untagged images ($1 image prune --filter label=$label)"
 }
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
