@@ -302,7 +302,8 @@ bench_reference() { # NAME PATH LUA PORT
   run_wrk "$1" "http://127.0.0.1:$4$2" "$3"
 }
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.1f", a / b; else print "n/a"}'; }
+# ratio A B [FORMAT]: A / B written with FORMAT (default %.1f), or n/a when B is not positive.
+ratio() { awk -v a="$1" -v b="$2" -v f="${3:-%.1f}" 'BEGIN {if (b > 0) printf f, a / b; else print "n/a"}'; }
 
 bench_writes() {
   command -v wrk >/dev/null || die "wrk is missing: apt-get install wrk (scripts/bench.sh installs it)"
@@ -339,14 +340,15 @@ bench_writes() {
     if [[ -n $ANALYZER_BASELINE_BIN ]]; then
       before=$(rate "before_$key")
       printf '| same, beside the previous version (no aggregates) | %s | %s | %s× | ≥ 0.9× |\n' \
-        "$ours" "$before" "$(awk -v a="$ours" -v b="$before" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}')"
+        "$ours" "$before" "$(ratio "$ours" "$before" %.2f)"
     fi
   done
-  local with reports
+  local with reports alone
   with=$(rate ours_progress)
   reports=$(rate ours_progress.beside)
+  alone=$(rate ours_events)
   printf '| analyzer POST /events outcomes/s with %s progress reports/s beside | %s | %s (outcomes alone) | %s× | ≥ 0.9× |\n' \
-    "$reports" "$with" "$(rate ours_events)" "$(awk -v a="$with" -v b="$(rate ours_events)" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}')"
+    "$reports" "$with" "$alone" "$(ratio "$with" "$alone" %.2f)"
 }
 
 # --- reads ----------------------------------------------------------------------------------------

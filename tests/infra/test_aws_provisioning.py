@@ -139,16 +139,29 @@ def test_create_queue_fifo_makes_a_fifo_dead_letter_queue(emulator):
 
 
 # The settings are refused before any AWS call, so one emulator is enough.
-@pytest.mark.parametrize("setting, message", [
-    ({"QUEUE_NAME": "no spaces"}, "invalid QUEUE_NAME"),
-    ({"QUEUE_NAME": "x" * 81}, "invalid QUEUE_NAME"),
-    ({"MAX_RECEIVE_COUNT": "0"}, "invalid MAX_RECEIVE_COUNT"),
-    ({"VISIBILITY_TIMEOUT_SECONDS": "2m"}, "invalid VISIBILITY_TIMEOUT_SECONDS"),
-    ({"RECEIVE_WAIT_SECONDS": "21"}, "invalid RECEIVE_WAIT_SECONDS"),
-    ({"QUEUE_NAME": "jobs.fifo", "DLQ_NAME": "jobs-dlq"}, "SQS needs both of one type"),
+@pytest.mark.parametrize("script, setting, message", [
+    ("create-queue.sh", {"QUEUE_NAME": "no spaces"}, "invalid QUEUE_NAME"),
+    ("create-queue.sh", {"QUEUE_NAME": "x" * 81}, "invalid QUEUE_NAME"),
+    ("create-queue.sh", {"MAX_RECEIVE_COUNT": "0"}, "invalid MAX_RECEIVE_COUNT"),
+    ("create-queue.sh", {"VISIBILITY_TIMEOUT_SECONDS": "2m"}, "invalid VISIBILITY_TIMEOUT_SECONDS"),
+    ("create-queue.sh", {"RECEIVE_WAIT_SECONDS": "21"}, "invalid RECEIVE_WAIT_SECONDS"),
+    ("create-queue.sh", {"QUEUE_NAME": "jobs.fifo", "DLQ_NAME": "jobs-dlq"}, "SQS needs both of one type"),
+    # The encoder may send to the results queue: it must never be the request queue or its DLQ.
+    ("create-results-queue.sh", {"RESULT_QUEUE_NAME": "video-encode-requests"},
+     "must differ from QUEUE_NAME and DLQ_NAME"),
+    ("create-results-queue.sh", {"RESULT_QUEUE_NAME": "video-encode-requests-dlq"},
+     "must differ from QUEUE_NAME and DLQ_NAME"),
+    ("create-results-queue.sh", {"QUEUE_NAME": "jobs", "RESULT_QUEUE_NAME": "jobs"},
+     "must differ from QUEUE_NAME and DLQ_NAME"),
+    ("create-results-queue.sh", {"RESULT_QUEUE_NAME": "results*"}, "invalid RESULT_QUEUE_NAME"),
+    ("create-results-queue.sh", {"RESULT_RETENTION_SECONDS": "30"}, "invalid RESULT_RETENTION_SECONDS"),
+    ("create-results-queue.sh", {"RECEIVE_WAIT_SECONDS": "21"}, "invalid RECEIVE_WAIT_SECONDS"),
+    ("create-results-queue.sh", {"RESULT_VISIBILITY_TIMEOUT_SECONDS": "43201"},
+     "invalid RESULT_VISIBILITY_TIMEOUT_SECONDS"),
+    ("create-results-queue.sh", {"QUEUE_NAME": "jobs*"}, "invalid QUEUE_NAME"),
 ])
-def test_create_queue_refuses_bad_settings_before_creating_anything(fresh_moto, setting, message):
-    result = run_script("create-queue.sh", fresh_moto.env(**setting), check=False)
+def test_queue_scripts_refuse_bad_settings_before_creating_anything(fresh_moto, script, setting, message):
+    result = run_script(script, fresh_moto.env(**setting), check=False)
     assert result.returncode != 0
     assert message in result.stderr
     assert result.stdout == ""
@@ -232,25 +245,6 @@ def test_create_results_queue_usage(fresh_moto):
     assert wrong.returncode != 0
     assert "unknown argument: --fifo" in wrong.stderr and "usage:" in wrong.stderr
     assert wrong.stdout == ""
-    assert fresh_moto.client("sqs").list_queues().get("QueueUrls", []) == []
-
-
-@pytest.mark.parametrize("setting, message", [
-    # The encoder may send to the results queue: it must never be the request queue or its DLQ.
-    ({"RESULT_QUEUE_NAME": "video-encode-requests"}, "must differ from QUEUE_NAME and DLQ_NAME"),
-    ({"RESULT_QUEUE_NAME": "video-encode-requests-dlq"}, "must differ from QUEUE_NAME and DLQ_NAME"),
-    ({"QUEUE_NAME": "jobs", "RESULT_QUEUE_NAME": "jobs"}, "must differ from QUEUE_NAME and DLQ_NAME"),
-    ({"RESULT_QUEUE_NAME": "results*"}, "invalid RESULT_QUEUE_NAME"),
-    ({"RESULT_RETENTION_SECONDS": "30"}, "invalid RESULT_RETENTION_SECONDS"),
-    ({"RECEIVE_WAIT_SECONDS": "21"}, "invalid RECEIVE_WAIT_SECONDS"),
-    ({"RESULT_VISIBILITY_TIMEOUT_SECONDS": "43201"}, "invalid RESULT_VISIBILITY_TIMEOUT_SECONDS"),
-    ({"QUEUE_NAME": "jobs*"}, "invalid QUEUE_NAME"),
-])
-def test_create_results_queue_refuses_bad_settings_before_creating_anything(fresh_moto, setting, message):
-    result = run_script("create-results-queue.sh", fresh_moto.env(**setting), check=False)
-    assert result.returncode != 0
-    assert message in result.stderr
-    assert result.stdout == ""
     assert fresh_moto.client("sqs").list_queues().get("QueueUrls", []) == []
 
 

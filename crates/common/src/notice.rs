@@ -82,6 +82,21 @@ pub struct NoticeOutput {
     pub height: Option<u32>,
 }
 
+impl NoticeOutput {
+    /// An output known by its URI alone.
+    pub fn at(uri: impl Into<String>) -> Self {
+        Self {
+            uri: uri.into(),
+            size: None,
+            duration_seconds: None,
+            video_codec: None,
+            audio_codec: None,
+            width: None,
+            height: None,
+        }
+    }
+}
+
 /// The completion notice of one request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notice {

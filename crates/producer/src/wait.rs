@@ -241,15 +241,7 @@ fn notice_from_analyzer(request_id: &str, video_id: &str, v: &serde_json::Value)
         .map(|a| {
             a.iter()
                 .filter_map(|o| o.as_str())
-                .map(|uri| encoding_common::notice::NoticeOutput {
-                    uri: uri.to_owned(),
-                    size: None,
-                    duration_seconds: None,
-                    video_codec: None,
-                    audio_codec: None,
-                    width: None,
-                    height: None,
-                })
+                .map(encoding_common::notice::NoticeOutput::at)
                 .collect()
         })
         .unwrap_or_default();

@@ -62,6 +62,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::process::read_all;
+
 /// How the harness is installed: said in every message about a missing piece.
 const INSTALL: &str = "scripts/install-players.sh";
 
@@ -998,17 +1000,9 @@ pub fn play(url: &str, entry: Entry, options: &Options) -> Result<Report, Player
     let mut child = cmd
         .spawn()
         .map_err(|e| PlayerError::Node(format!("cannot run {} ({e})", h.node.display())))?;
-    let read = |s: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut s) = s {
-                let _ = s.read_to_end(&mut buf);
-            }
-            String::from_utf8_lossy(&buf).into_owned()
-        })
-    };
-    let stdout = read(child.stdout.take().map(|s| Box::new(s) as _));
-    let stderr = read(child.stderr.take().map(|s| Box::new(s) as _));
+    let stdout = read_all(child.stdout.take().expect("stdout is piped"));
+    let stderr = read_all(child.stderr.take().expect("stderr is piped"));
+    let text = |t: JoinHandle<Vec<u8>>| String::from_utf8_lossy(&t.join().unwrap_or_default()).into_owned();
     let budget = options.timeout + Duration::from_secs(40);
     let deadline = Instant::now() + budget;
     let status = loop {
@@ -1023,12 +1017,12 @@ pub fn play(url: &str, entry: Entry, options: &Options) -> Result<Report, Player
             let _ = child.wait();
             return Err(PlayerError::Hung {
                 after: budget,
-                stderr: stderr.join().unwrap_or_default(),
+                stderr: text(stderr),
             });
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let (stdout, stderr) = (stdout.join().unwrap_or_default(), stderr.join().unwrap_or_default());
+    let (stdout, stderr) = (text(stdout), text(stderr));
     let code = crate::exit_code(status);
     if code != 0 {
         return Err(PlayerError::Harness { status: code, stderr });

@@ -142,7 +142,7 @@ pub fn wait_output(mut child: Child, what: &str, timeout: Duration) -> Output {
 }
 
 /// Reads a stream to its end on a thread of its own (a full pipe would stall the child).
-fn read_all(mut stream: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+pub(crate) fn read_all(mut stream: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
         let mut buf = Vec::new();
         let _ = stream.read_to_end(&mut buf);

@@ -13,8 +13,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use test_support::TempDir;
 use test_support::players::{self, Entry, Options, PlayerError, Report, Server};
+use test_support::{TempDir, streams};
 
 /// The ladder's sizes, smallest first.
 const SIZES: [(u32, u32); 3] = [(320, 180), (480, 270), (640, 360)];
@@ -411,11 +411,8 @@ fn ffprobe_reads_the_master_playlist_and_the_mpd_over_http() {
     make_dash(&dir, Media::Segments);
     for entry in [Entry::Hls, Entry::Dash] {
         let probe = players::ffprobe_served(&dir, entry).unwrap_or_else(|e| panic!("{e}"));
-        let mut sizes: Vec<(u32, u32)> = probe["streams"]
-            .as_array()
-            .expect("streams")
-            .iter()
-            .filter(|s| s["codec_type"] == "video")
+        let mut sizes: Vec<(u32, u32)> = streams(&probe, "video")
+            .into_iter()
             .map(|s| {
                 (
                     s["width"].as_u64().unwrap() as u32,
@@ -427,11 +424,7 @@ fn ffprobe_reads_the_master_playlist_and_the_mpd_over_http() {
         sizes.dedup();
         assert_eq!(sizes, SIZES, "{entry:?}: {probe:#}");
         assert!(
-            probe["streams"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|s| s["codec_name"] == "aac"),
+            streams(&probe, "audio").iter().any(|s| s["codec_name"] == "aac"),
             "{entry:?}: {probe:#}"
         );
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use test_support::{TempDir, ffprobe, num, streams};
+use test_support::{TempDir, num, streams};
 use transcode::chunk::{self, Plan};
 use transcode::{CancelHandle, RenditionSpec, TranscodeOptions};
 
@@ -70,10 +70,21 @@ struct Pkt {
     key: bool,
 }
 
-/// The video and the audio packets of a file, each in file order.
-fn packets(path: &Path) -> (Vec<Pkt>, Vec<Pkt>) {
+/// What `ffprobe -show_packets -show_streams` says of a file, read once for every check.
+struct Probed {
+    /// The video packets, in file order.
+    video: Vec<Pkt>,
+    /// The audio packets, in file order.
+    audio: Vec<Pkt>,
+    /// The video stream's duration, as the index says; 0 if none.
+    video_seconds: f64,
+    /// The audio stream's duration, as the index says; 0 if none.
+    audio_seconds: f64,
+}
+
+fn probe(path: &Path) -> Probed {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-print_format", "json", "-show_packets"])
+        .args(["-v", "error", "-print_format", "json", "-show_packets", "-show_streams"])
         .arg(path)
         .output()
         .expect("run ffprobe");
@@ -92,14 +103,13 @@ fn packets(path: &Path) -> (Vec<Pkt>, Vec<Pkt>) {
             _ => {}
         }
     }
-    (video, audio)
-}
-
-/// The duration of a file's stream of `kind` (`video`, `audio`), as its index says; 0 if none.
-fn duration(path: &Path, kind: &str) -> f64 {
-    streams(&ffprobe(path), kind)
-        .first()
-        .map_or(0.0, |s| num(&s["duration"]))
+    let duration = |kind| streams(&json, kind).first().map_or(0.0, |s| num(&s["duration"]));
+    Probed {
+        video,
+        audio,
+        video_seconds: duration("video"),
+        audio_seconds: duration("audio"),
+    }
 }
 
 fn keyframes(video: &[Pkt]) -> Vec<f64> {
@@ -108,28 +118,28 @@ fn keyframes(video: &[Pkt]) -> Vec<f64> {
 
 const FRAME: f64 = 1.0 / 30.0;
 
-fn same_frame_count(got: &Path, want: &Path) -> Result<(), String> {
-    let (g, w) = (packets(got).0.len(), packets(want).0.len());
+fn same_frame_count(got: &Probed, want: &Probed) -> Result<(), String> {
+    let (g, w) = (got.video.len(), want.video.len());
     (g == w).then_some(()).ok_or(format!("{g} frames against {w}"))
 }
 
-fn duration_within_a_frame(got: &Path, want: &Path) -> Result<(), String> {
-    let (g, w) = (duration(got, "video"), duration(want, "video"));
+fn duration_within_a_frame(got: &Probed, want: &Probed) -> Result<(), String> {
+    let (g, w) = (got.video_seconds, want.video_seconds);
     ((g - w).abs() <= FRAME)
         .then_some(())
         .ok_or(format!("{g} s against {w} s"))
 }
 
-fn keyframes_on_the_same_2s_grid(got: &Path, want: &Path) -> Result<(), String> {
-    let (g, w) = (keyframes(&packets(got).0), keyframes(&packets(want).0));
+fn keyframes_on_the_same_2s_grid(got: &Probed, want: &Probed) -> Result<(), String> {
+    let (g, w) = (keyframes(&got.video), keyframes(&want.video));
     let on_grid = g.iter().all(|t| (t / 2.0 - (t / 2.0).round()).abs() < 1e-3);
     (g == w && on_grid)
         .then_some(())
         .ok_or(format!("keyframes at {g:?} against {w:?}"))
 }
 
-fn audio_within_25ms(got: &Path, want: &Path) -> Result<(), String> {
-    let (g, w) = (duration(got, "audio"), duration(want, "audio"));
+fn audio_within_25ms(got: &Probed, want: &Probed) -> Result<(), String> {
+    let (g, w) = (got.audio_seconds, want.audio_seconds);
     (w > 0.0 && (g - w).abs() <= 0.025)
         .then_some(())
         .ok_or(format!("audio {g} s against {w} s"))
@@ -137,17 +147,17 @@ fn audio_within_25ms(got: &Path, want: &Path) -> Result<(), String> {
 
 /// Every frame shown one frame after the one before, decoded in increasing order; every audio
 /// packet one AAC frame (1 024 samples at 48 kHz) after the one before.
-fn no_timestamp_gap(got: &Path) -> Result<(), String> {
-    let (video, audio) = packets(got);
-    let mut pts: Vec<f64> = video.iter().map(|p| p.pts).collect();
+fn no_timestamp_gap(got: &Probed) -> Result<(), String> {
+    let mut pts: Vec<f64> = got.video.iter().map(|p| p.pts).collect();
     pts.sort_by(f64::total_cmp);
     if let Some(w) = pts.windows(2).find(|w| (w[1] - w[0] - FRAME).abs() > 1e-3) {
         return Err(format!("video from {} s to {} s", w[0], w[1]));
     }
-    if let Some(w) = video.windows(2).find(|w| w[1].dts <= w[0].dts) {
+    if let Some(w) = got.video.windows(2).find(|w| w[1].dts <= w[0].dts) {
         return Err(format!("video decoded at {} s after {} s", w[1].dts, w[0].dts));
     }
-    if let Some(w) = audio
+    if let Some(w) = got
+        .audio
         .windows(2)
         .find(|w| (w[1].pts - w[0].pts - 1_024.0 / 48_000.0).abs() > 1e-4)
     {
@@ -205,13 +215,14 @@ fn moov_before_mdat(got: &Path) -> Result<(), String> {
     }
 }
 
-/// Every check of a stitched rendition against its unsplit twin.
+/// Every check of a stitched rendition against its unsplit twin, each file probed once.
 fn compare(got: &Path, want: &Path) -> Result<(), String> {
-    same_frame_count(got, want)?;
-    duration_within_a_frame(got, want)?;
-    keyframes_on_the_same_2s_grid(got, want)?;
-    audio_within_25ms(got, want)?;
-    no_timestamp_gap(got)?;
+    let (g, w) = (probe(got), probe(want));
+    same_frame_count(&g, &w)?;
+    duration_within_a_frame(&g, &w)?;
+    keyframes_on_the_same_2s_grid(&g, &w)?;
+    audio_within_25ms(&g, &w)?;
+    no_timestamp_gap(&g)?;
     moov_before_mdat(got)
 }
 
@@ -267,19 +278,18 @@ fn split_and_stitch() -> Made {
     let outputs: Vec<PathBuf> = specs().iter().map(|s| dir.join(format!("{}.mp4", s.name))).collect();
     // Every rendition at once: the audio is encoded once for the ladder.
     let reports = chunk::stitch_ladder(&chunks, &source, &outputs).unwrap();
-    let stitched: Vec<PathBuf> = reports.into_iter().map(|r| r.output).collect();
-    assert_eq!(stitched, outputs);
     let stitch_seconds = (started.elapsed().as_secs_f64(), cpu_seconds() - cpu);
-    for (o, s) in whole.outputs.iter().zip(&stitched) {
-        let bytes = std::fs::metadata(s).unwrap().len();
+    let stitched: Vec<PathBuf> = reports.iter().map(|r| r.output.clone()).collect();
+    assert_eq!(stitched, outputs);
+    for (o, s) in whole.outputs.iter().zip(&reports) {
         eprintln!(
             "{}: unsplit {} frames {} bytes, stitched {} frames {} bytes ({:+.2}%)",
             o.name,
             o.frames,
             o.bytes,
-            packets(s).0.len(),
-            bytes,
-            (bytes as f64 / o.bytes as f64 - 1.0) * 100.0
+            s.frames,
+            s.bytes,
+            (s.bytes as f64 / o.bytes as f64 - 1.0) * 100.0
         );
     }
     eprintln!(
@@ -315,19 +325,19 @@ fn a_20s_source_in_6s_chunks_stitches_into_the_unsplit_renditions_twin_and_each_
     let (got, want) = (&made.stitched[0], &made.unsplit[0]);
     same_pictures(got, want, &made.source).unwrap();
     assert_eq!(
-        keyframes(&packets(&made.stitched[0]).0),
+        keyframes(&probe(&made.stitched[0]).video),
         [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.0]
     );
 
     // Each check, failing once on a file made to fail it.
     let (want, dir) = (&made.unsplit[0], made.dir.path());
-    let first_chunk = &made.chunks[0][0];
+    let (first_chunk, probed_want) = (probe(&made.chunks[0][0]), probe(want));
     assert!(
-        same_frame_count(first_chunk, want)
+        same_frame_count(&first_chunk, &probed_want)
             .unwrap_err()
             .contains("240 frames against 600")
     );
-    assert!(duration_within_a_frame(first_chunk, want).is_err());
+    assert!(duration_within_a_frame(&first_chunk, &probed_want).is_err());
     let off_grid = dir.join("off-grid.mp4");
     ffmpeg(&[
         "-i",
@@ -342,8 +352,9 @@ fn a_20s_source_in_6s_chunks_stitches_into_the_unsplit_renditions_twin_and_each_
         "copy",
         off_grid.to_str().unwrap(),
     ]);
-    assert!(same_frame_count(&off_grid, want).is_ok());
-    assert!(keyframes_on_the_same_2s_grid(&off_grid, want).is_err());
+    let off_grid = probe(&off_grid);
+    assert!(same_frame_count(&off_grid, &probed_want).is_ok());
+    assert!(keyframes_on_the_same_2s_grid(&off_grid, &probed_want).is_err());
     let short_audio = dir.join("short-audio.mp4");
     let stitched = made.stitched[0].to_str().unwrap();
     ffmpeg(&[
@@ -358,7 +369,7 @@ fn a_20s_source_in_6s_chunks_stitches_into_the_unsplit_renditions_twin_and_each_
         short_audio.to_str().unwrap(),
     ]);
     assert!(
-        audio_within_25ms(&short_audio, want)
+        audio_within_25ms(&probe(&short_audio), &probed_want)
             .unwrap_err()
             .starts_with("audio 19.9")
     );
@@ -377,11 +388,8 @@ fn a_20s_source_in_6s_chunks_stitches_into_the_unsplit_renditions_twin_and_each_
         "-an",
         gap.to_str().unwrap(),
     ]);
-    assert!(
-        no_timestamp_gap(&gap).unwrap_err().starts_with("video from 9.96"),
-        "{:?}",
-        no_timestamp_gap(&gap)
-    );
+    let gap = no_timestamp_gap(&probe(&gap));
+    assert!(gap.as_ref().is_err_and(|e| e.starts_with("video from 9.96")), "{gap:?}");
     let shifted = dir.join("shifted.mp4");
     ffmpeg(&[
         "-i",

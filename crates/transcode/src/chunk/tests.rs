@@ -215,11 +215,8 @@ fn a_chunk_outside_its_plan_or_beyond_the_source_is_refused_and_leaves_no_file()
         end_seconds: 20.0,
         ..plan.chunks[2].clone()
     };
-    assert!(
-        refused(&beyond).contains("beyond the end of the source"),
-        "{}",
-        refused(&beyond)
-    );
+    let why = refused(&beyond);
+    assert!(why.contains("beyond the end of the source"), "{why}");
     // A middle chunk that the source cannot fill.
     let short = Chunk {
         index: 1,
@@ -229,11 +226,8 @@ fn a_chunk_outside_its_plan_or_beyond_the_source_is_refused_and_leaves_no_file()
         end_seconds: 14.0,
         ..plan.chunks[1].clone()
     };
-    assert!(
-        refused(&short).contains("has 50 frames where the plan has 100"),
-        "{}",
-        refused(&short)
-    );
+    let why = refused(&short);
+    assert!(why.contains("has 50 frames where the plan has 100"), "{why}");
     assert!(std::fs::read_dir(&out).map_or(0, |d| d.count()) == 0);
 }
 

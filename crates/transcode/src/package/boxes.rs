@@ -2,6 +2,7 @@
 //! (`ftyp` + `moov`) ends, and where each fragment (`moof` + `mdat`) starts, ends, begins in time
 //! and lasts. The manifests address the media by these byte ranges.
 
+use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 
 /// One fragment of a track.
@@ -112,14 +113,80 @@ fn u64_at(data: &[u8], at: usize) -> Result<u64, LayoutError> {
         .ok_or_else(|| bad(format!("a field at byte {at} is cut")))
 }
 
-/// Reads the layout of a one-track fragmented MP4 file.
+/// The top-level boxes of a file, read from their headers alone (`mdat` is never read).
+fn top_level<R: Read + Seek>(file: &mut R) -> Result<Vec<BoxAt>, LayoutError> {
+    let len = file.seek(SeekFrom::End(0)).map_err(io)?;
+    let mut out = Vec::new();
+    let mut at = 0u64;
+    while at < len {
+        let mut header = [0u8; 16];
+        let n = usize::try_from((len - at).min(16)).expect("at most 16");
+        file.seek(SeekFrom::Start(at)).map_err(io)?;
+        file.read_exact(&mut header[..n]).map_err(io)?;
+        // The header parsed as a box list of its own, its size checked against the file.
+        let size32 = u32::from_be_bytes(header[..4].try_into().expect("4 bytes"));
+        let (size, head) = match (size32, n) {
+            (_, 0..8) => return Err(bad(format!("a box header is cut at byte {at}"))),
+            (0, _) => (len - at, 8),
+            (1, 0..16) => return Err(bad(format!("a large box header is cut at byte {at}"))),
+            (1, _) => (u64::from_be_bytes(header[8..16].try_into().expect("8 bytes")), 16),
+            (n, _) => (u64::from(n), 8),
+        };
+        let kind: [u8; 4] = header[4..8].try_into().expect("4 bytes");
+        let end = at
+            .checked_add(size)
+            .filter(|e| *e <= len && size >= head)
+            .ok_or_else(|| bad(format!("the box {} at byte {at} runs past its parent", show(kind))))?;
+        let [start, content, end] = [at, at + head, end].map(|v| usize::try_from(v).expect("a file offset fits"));
+        out.push(BoxAt {
+            kind,
+            start,
+            content,
+            end,
+        });
+        at = end as u64;
+    }
+    Ok(out)
+}
+
+fn io(e: std::io::Error) -> LayoutError {
+    bad(format!("reading the file: {e}"))
+}
+
+/// The bytes of one top-level box, read on their own: its `content` and `end` then count from 0.
+fn load<R: Read + Seek>(file: &mut R, b: BoxAt) -> Result<(Vec<u8>, BoxAt), LayoutError> {
+    let mut data = vec![0u8; b.end - b.start];
+    file.seek(SeekFrom::Start(b.start as u64)).map_err(io)?;
+    file.read_exact(&mut data).map_err(io)?;
+    let local = BoxAt {
+        kind: b.kind,
+        start: 0,
+        content: b.content - b.start,
+        end: data.len(),
+    };
+    Ok((data, local))
+}
+
+/// Reads the layout of a one-track fragmented MP4 file held in memory.
 ///
 /// # Errors
 ///
-/// [`LayoutError`] when a box is cut or missing (`moov`, `mdhd`, a fragment's `tfdt` or `trun`).
+/// As [`read_layout`].
 pub fn layout(data: &[u8]) -> Result<Layout, LayoutError> {
-    let top = boxes(data, 0..data.len())?;
-    let moov = *top
+    read_layout(&mut std::io::Cursor::new(data))
+}
+
+/// Reads the layout of a one-track fragmented MP4 file: the top-level box headers, and the
+/// `moov` and each `moof` in full (a few kilobytes each); the media data is never read, so a
+/// track of any length costs the same memory.
+///
+/// # Errors
+///
+/// [`LayoutError`] when a box is cut or missing (`moov`, `mdhd`, a fragment's `tfdt` or `trun`),
+/// or the file cannot be read.
+pub fn read_layout<R: Read + Seek>(file: &mut R) -> Result<Layout, LayoutError> {
+    let top = top_level(file)?;
+    let moov_at = *top
         .iter()
         .find(|b| &b.kind == b"moov")
         .ok_or_else(|| bad("no moov box"))?;
@@ -127,15 +194,16 @@ pub fn layout(data: &[u8]) -> Result<Layout, LayoutError> {
         .iter()
         .position(|b| &b.kind == b"moof")
         .ok_or_else(|| bad("no fragment"))?;
-    let trak = child(data, moov, b"trak")?.ok_or_else(|| bad("no trak box"))?;
-    let mdia = child(data, trak, b"mdia")?.ok_or_else(|| bad("no mdia box"))?;
-    let mdhd = child(data, mdia, b"mdhd")?.ok_or_else(|| bad("no mdhd box"))?;
-    let version = data[mdhd.content];
-    let timescale = u32_at(data, mdhd.content + if version == 1 { 20 } else { 12 })?;
-    let trex_default = match child(data, moov, b"mvex")? {
-        Some(mvex) => match child(data, mvex, b"trex")? {
+    let (data, moov) = load(file, moov_at)?;
+    let trak = child(&data, moov, b"trak")?.ok_or_else(|| bad("no trak box"))?;
+    let mdia = child(&data, trak, b"mdia")?.ok_or_else(|| bad("no mdia box"))?;
+    let mdhd = child(&data, mdia, b"mdhd")?.ok_or_else(|| bad("no mdhd box"))?;
+    let version = *data.get(mdhd.content).ok_or_else(|| bad("the mdhd box is empty"))?;
+    let timescale = u32_at(&data, mdhd.content + if version == 1 { 20 } else { 12 })?;
+    let trex_default = match child(&data, moov, b"mvex")? {
+        Some(mvex) => match child(&data, mvex, b"trex")? {
             // version+flags, track_ID, default_sample_description_index, default_sample_duration
-            Some(trex) => Some(u32_at(data, trex.content + 12)?),
+            Some(trex) => Some(u32_at(&data, trex.content + 12)?),
             None => None,
         },
         None => None,
@@ -148,17 +216,18 @@ pub fn layout(data: &[u8]) -> Result<Layout, LayoutError> {
             i += 1;
             continue;
         }
-        let moof = top[i];
+        let moof_at = top[i];
         // The fragment runs to the end of the next mdat.
         let mdat = top[i + 1..]
             .iter()
             .position(|b| &b.kind == b"mdat")
             .map(|p| i + 1 + p)
-            .ok_or_else(|| bad(format!("the fragment at byte {} has no mdat", moof.start)))?;
-        let traf = child(data, moof, b"traf")?.ok_or_else(|| bad("a fragment without traf"))?;
-        let (start, duration, samples, presentation) = read_traf(data, traf, trex_default)?;
+            .ok_or_else(|| bad(format!("the fragment at byte {} has no mdat", moof_at.start)))?;
+        let (data, moof) = load(file, moof_at)?;
+        let traf = child(&data, moof, b"traf")?.ok_or_else(|| bad("a fragment without traf"))?;
+        let (start, duration, samples, presentation) = read_traf(&data, traf, trex_default)?;
         fragments.push(Fragment {
-            bytes: moof.start as u64..top[mdat].end as u64,
+            bytes: moof_at.start as u64..top[mdat].end as u64,
             start,
             duration,
             samples,
@@ -167,7 +236,7 @@ pub fn layout(data: &[u8]) -> Result<Layout, LayoutError> {
         i = mdat + 1;
     }
     Ok(Layout {
-        init: 0..moov.end as u64,
+        init: 0..moov_at.end as u64,
         index: top[..first_moof]
             .iter()
             .find(|b| &b.kind == b"sidx")
@@ -304,6 +373,41 @@ mod tests {
             time += u64::from(*count) * 3000;
         }
         out
+    }
+
+    /// A reader that counts the bytes read from it.
+    struct Counting<R> {
+        inner: R,
+        read: usize,
+    }
+
+    impl<R: Read> Read for Counting<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.read += n;
+            Ok(n)
+        }
+    }
+
+    impl<R: Seek> Seek for Counting<R> {
+        fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+            self.inner.seek(pos)
+        }
+    }
+
+    #[test]
+    fn the_media_data_is_never_read() {
+        let data = file(&[6000, 6000, 6000]);
+        let mut reader = Counting {
+            inner: std::io::Cursor::new(&data),
+            read: 0,
+        };
+        let l = read_layout(&mut reader).unwrap();
+        assert_eq!(l, layout(&data).unwrap());
+        assert_eq!(l.fragments.len(), 3);
+        // 180 kB of mdat, a few hundred bytes of headers, moov and moofs (the first moof lists
+        // 6000 durations: 24 kB).
+        assert!(reader.read < 30_000, "{} of {} bytes read", reader.read, data.len());
     }
 
     #[test]

@@ -108,11 +108,12 @@ pub fn write_track(input: &Path, kind: Kind, output: &Path) -> Result<Track> {
     }
     octx.write_trailer().ctx(format!("finishing {}", output.display()))?;
 
-    let data = std::fs::read(output).map_err(|e| TranscodeError::Io {
+    let mut file = std::fs::File::open(output).map_err(|e| TranscodeError::Io {
         path: output.display().to_string(),
         source: e,
     })?;
-    let layout = boxes::layout(&data).map_err(|e| TranscodeError::Package(format!("{}: {e}", output.display())))?;
+    let layout =
+        boxes::read_layout(&mut file).map_err(|e| TranscodeError::Package(format!("{}: {e}", output.display())))?;
     let ticks: u64 = layout.fragments.iter().map(|f| f.duration).sum();
     let duration = ticks as f64 / f64::from(layout.timescale.max(1));
     let (peak, bits) = layout.fragments.iter().fold((0u64, 0u64), |(peak, bits), f| {

@@ -177,9 +177,6 @@ pub fn package(
         .fold(0.0, f64::max);
 
     let (subs, skipped_subtitles) = subtitles::extract(source, &media_dir)?;
-    for s in &skipped_subtitles {
-        tracing::warn!(stream = s.stream, reason = %s.reason, "subtitle track left out");
-    }
     let mut subtitle_tracks = Vec::new();
     for s in &subs {
         let file = s

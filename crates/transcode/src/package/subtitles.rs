@@ -111,6 +111,17 @@ pub fn extract(source: &Path, dir: &Path) -> Result<(Vec<Subtitles>, Vec<Skipped
     if tracks.is_empty() {
         return Ok((Vec::new(), skipped));
     }
+    // The pass below reads the subtitle packets alone: the demuxer skips the others' data where
+    // the container lets it (MP4), instead of reading the whole source a second time.
+    let wanted: Vec<usize> = tracks.iter().map(|t| t.0).collect();
+    for i in 0..ictx.nb_streams() as usize {
+        if !wanted.contains(&i)
+            && let Some(mut stream) = ictx.stream_mut(i)
+        {
+            // SAFETY: setting a plain field of a stream of the open input, before reading.
+            unsafe { (*stream.as_mut_ptr()).discard = ffmpeg::ffi::AVDiscard::AVDISCARD_ALL };
+        }
+    }
     for (stream, packet) in ictx.packets() {
         let Some(t) = tracks.iter_mut().find(|t| t.0 == stream.index()) else {
             continue;

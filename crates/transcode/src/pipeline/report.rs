@@ -193,6 +193,13 @@ impl DecodeStats {
                 )));
             }
         }
+        self.check_damage()
+    }
+
+    /// Rejects a decode with more errors than [`tolerated_errors`] allows for what it decoded:
+    /// the part of [`check_complete`](Self::check_complete) that holds for a window of the source
+    /// too (whose length is not the announced one).
+    pub(super) fn check_damage(&self) -> Result<()> {
         let allowed = tolerated_errors(self.frames);
         if self.errors > allowed {
             return Err(TranscodeError::Damaged {

@@ -14,7 +14,7 @@ use ffmpeg_next::ffi;
 
 use super::audio::AudioPipe;
 use super::mux::{RenditionMux, VideoInput};
-use super::report::{Progress, RenditionOutput, TranscodeReport, tolerated_errors};
+use super::report::{Progress, RenditionOutput, TranscodeReport};
 use super::time::ts_seconds;
 use super::video::{VideoPipe, nominal_fps};
 use crate::error::{FfmpegContext, Result, TranscodeError};
@@ -371,14 +371,7 @@ fn run(
         // A window is checked against itself (the announced length is the whole source's), and
         // its decode against the damage policy.
         cut.check()?;
-        let (errors, decoded) = (video.stats.errors, video.stats.frames);
-        if errors > tolerated_errors(decoded) {
-            return Err(TranscodeError::Damaged {
-                errors,
-                decoded,
-                allowed: tolerated_errors(decoded),
-            });
-        }
+        video.stats.check_damage()?;
     } else {
         video.stats.check_complete(&vinfo, info.duration_seconds)?;
     }
