@@ -3,9 +3,13 @@
 //! Every encoder run has a `run_id`; it reports `started` when it has a message (with the lease it
 //! holds it under, `lease_seconds`), `progress` every few seconds while it works (stage, percent,
 //! frames per second), then exactly one terminal event (`processed`, `killed`, `failed`,
-//! `rejected`, `duplicate`), or only `empty` when the queue had nothing for it. The analyzer pairs
-//! a run's events to draw one bar per run, and calls a run that stopped reporting for longer than
-//! its lease `lost`.
+//! `rejected`, `duplicate`, `split`, `chunk`), or only `empty` when the queue had nothing for it.
+//! The analyzer pairs a run's events to draw one bar per run, and calls a run that stopped
+//! reporting for longer than its lease `lost`.
+//!
+//! A split request's runs say so: the run that split it ends `split` (with `chunks`), each chunk
+//! run carries `chunk` and `chunks` on every event and ends `chunk` when its chunk is stored, and
+//! the run that stitches the chunks carries `chunks` and ends `processed`, once for the request.
 //!
 //! [`Event::validate`] holds the rules an event must keep beyond its JSON shape; the analyzer
 //! refuses (422) an event that breaks one, and the encoder's own reports keep them.
@@ -35,11 +39,17 @@ pub enum EventKind {
     Empty,
     /// A running run's report of how far it is (`stage`, `percent`, `fps`); not an outcome.
     Progress,
+    /// The request was split: its plan stored and one chunk message per missing chunk sent
+    /// (`chunks` says how many the plan has); the request's message was deleted.
+    Split,
+    /// A chunk (`chunk` of `chunks`) was stored and verified, or found stored; its message was
+    /// deleted. The request is `processed` once, by the run that stitches the chunks.
+    Chunk,
 }
 
 impl EventKind {
     /// Every kind, in the order the dashboard shows them.
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 10] = [
         Self::Started,
         Self::Processed,
         Self::Killed,
@@ -48,6 +58,8 @@ impl EventKind {
         Self::Duplicate,
         Self::Empty,
         Self::Progress,
+        Self::Split,
+        Self::Chunk,
     ];
 
     /// The lowercase name used on the wire and in storage.
@@ -61,6 +73,8 @@ impl EventKind {
             Self::Duplicate => "duplicate",
             Self::Empty => "empty",
             Self::Progress => "progress",
+            Self::Split => "split",
+            Self::Chunk => "chunk",
         }
     }
 
@@ -79,7 +93,7 @@ impl fmt::Display for EventKind {
 /// An unknown event kind.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
-    "unknown event kind {0:?}: expected one of started, processed, killed, failed, rejected, duplicate, empty, progress"
+    "unknown event kind {0:?}: expected one of started, processed, killed, failed, rejected, duplicate, empty, progress, split, chunk"
 )]
 pub struct UnknownKind(pub String);
 
@@ -152,6 +166,14 @@ pub struct Event {
     /// How far the stage is, 0 to 100, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percent: Option<f64>,
+    /// A chunk run's chunk, from 0 (with `chunks`): every event of a run that encodes one chunk of
+    /// a split request carries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk: Option<u32>,
+    /// How many chunks the request's plan has: on a `split` event, on every event of a chunk run,
+    /// and on every event of the run that stitches them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<u32>,
 }
 
 impl Event {
@@ -176,6 +198,8 @@ impl Event {
             lease_seconds: None,
             stage: None,
             percent: None,
+            chunk: None,
+            chunks: None,
         }
     }
 }
@@ -187,7 +211,7 @@ pub const MAX_ID_LEN: usize = 256;
 pub const MAX_URI_LEN: usize = 2048;
 
 /// The stages a `progress` report may name.
-pub const STAGES: [&str; 3] = ["downloading", "encoding", "uploading"];
+pub const STAGES: [&str; 5] = ["downloading", "splitting", "encoding", "stitching", "uploading"];
 
 /// An event that breaks one of [`Event::validate`]'s rules; the message names the rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -281,6 +305,23 @@ impl Event {
         if self.receive_count == Some(0) {
             return Err(bad("receive_count counts deliveries: it starts at 1".into()));
         }
+        match (self.chunk, self.chunks) {
+            (_, Some(n)) if n < 2 => return Err(bad(format!("chunks must be at least 2, got {n}"))),
+            (Some(_), None) => return Err(bad("chunk needs chunks, the plan's number of chunks".into())),
+            (Some(i), Some(n)) if i >= n => {
+                return Err(bad(format!("chunk must be below chunks ({n}), got {i}")));
+            }
+            _ => {}
+        }
+        match self.kind {
+            EventKind::Chunk if self.chunk.is_none() => {
+                return Err(bad("a chunk event needs chunk and chunks".into()));
+            }
+            EventKind::Split if self.chunks.is_none() || self.chunk.is_some() => {
+                return Err(bad("a split event needs chunks, and no chunk".into()));
+            }
+            _ => {}
+        }
         Ok(self)
     }
 }
@@ -326,9 +367,37 @@ mod tests {
                 "stage must be one of",
             ),
             (r#"{"kind":"started","run_id":"r","lease_seconds":0}"#, "lease_seconds"),
+            (
+                r#"{"kind":"chunk","run_id":"r","chunks":3}"#,
+                "a chunk event needs chunk",
+            ),
+            (r#"{"kind":"started","run_id":"r","chunk":1}"#, "chunk needs chunks"),
+            (
+                r#"{"kind":"started","run_id":"r","chunk":3,"chunks":3}"#,
+                "chunk must be below chunks (3)",
+            ),
+            (
+                r#"{"kind":"split","run_id":"r","chunks":1}"#,
+                "chunks must be at least 2",
+            ),
+            (r#"{"kind":"split","run_id":"r"}"#, "a split event needs chunks"),
+            (r#"{"kind":"split","run_id":"r","chunk":0,"chunks":2}"#, "and no chunk"),
         ] {
             let err = event(json).validate().expect_err(json);
             assert!(err.0.contains(expected), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_events_of_a_split_request_are_valid() {
+        for json in [
+            r#"{"kind":"split","run_id":"r","chunks":3}"#,
+            r#"{"kind":"started","run_id":"r","chunk":0,"chunks":3,"stage":"encoding"}"#,
+            r#"{"kind":"chunk","run_id":"r","chunk":2,"chunks":3}"#,
+            r#"{"kind":"processed","run_id":"r","chunks":3}"#,
+            r#"{"kind":"progress","run_id":"r","chunks":3,"stage":"stitching"}"#,
+        ] {
+            event(json).validate().unwrap_or_else(|e| panic!("{json}: {e}"));
         }
     }
 

@@ -31,14 +31,24 @@ pub const META_VIDEO_ID: &str = "video-id";
 /// The keys that decide whether a stored rendition is the one a request would make.
 const SAME_RENDITION_KEYS: [&str; 4] = [META_SOURCE_BUCKET, META_SOURCE_KEY, META_SOURCE_ETAG, META_SETTINGS];
 
+/// The 64-bit FNV-1a digest of `bytes`: stable across builds and platforms, unlike `std`'s
+/// hasher, which an identity stored in S3 needs.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// The identity of a request for the duplicate check and the analyzer: its `request_id`, or,
 /// without one, a digest of the request itself (`body-` and 16 hex digits).
 pub fn request_identity(r: &EncodeRequest) -> String {
     r.request_id.clone().unwrap_or_else(|| {
-        // FNV-1a: stable across builds and platforms, unlike std's hasher.
-        let digest = r.to_json().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
+        // The request as its producer sent it: a chunk or the stitch of it is the same request.
+        let whole = EncodeRequest {
+            part: None,
+            ..r.clone()
+        };
+        let digest = fnv1a64(whole.to_json().as_bytes());
         format!("body-{digest:016x}")
     })
 }
@@ -130,6 +140,10 @@ mod tests {
         assert_eq!(request_identity(&r).len(), "body-".len() + 16);
         let other = request(r#"{"video_id":"w","source":"s3://in-b/a.mp4","quality":"480p"}"#);
         assert_ne!(request_identity(&r), request_identity(&other));
+        let chunk = request(
+            r#"{"video_id":"v","source":"s3://in-b/a.mp4","quality":"480p","chunk":{"plan":"p-1","index":0,"count":2}}"#,
+        );
+        assert_eq!(request_identity(&chunk), request_identity(&r), "a chunk is its request");
         let named = request(r#"{"video_id":"v","source":"s3://in-b/a.mp4","quality":"480p","request_id":"abc"}"#);
         assert_eq!(request_identity(&named), "abc");
     }

@@ -4,6 +4,7 @@
 //!   validation that keeps a typo from silently becoming a default.
 //! - [`identity`]: a request's identity and what each stored rendition's metadata says about who
 //!   made it, for the duplicate check.
+//! - [`part`]: the chunk or the stitch of a split request a message may ask for.
 //! - [`format`]: the output formats a request may ask for (`mp4`, `hls`, `dash`).
 //! - [`event`]: what the encoder reports to the result analyzer, and the rules the analyzer checks.
 //! - [`notice`]: the completion notice the encoder sends to the results queue, one per request.
@@ -20,6 +21,7 @@ pub mod event;
 pub mod format;
 pub mod identity;
 pub mod notice;
+pub mod part;
 pub mod request;
 pub mod shutdown;
 pub mod telemetry;

@@ -16,6 +16,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::format::{Format, parse_formats};
+use crate::part::{self, Part, PartError, WireChunk, WireStitch};
 
 /// Longest accepted `video_id`.
 pub const MAX_VIDEO_ID_LEN: usize = 128;
@@ -68,6 +69,9 @@ pub enum RequestError {
     /// `formats` is empty, names an unknown format or repeats one.
     #[error("invalid formats: {0}")]
     Formats(#[from] crate::format::FormatsError),
+    /// `chunk` or `stitch` is malformed, or both are given.
+    #[error("invalid chunk or stitch: {0}")]
+    Part(#[from] PartError),
 }
 
 /// A rendition size: the short side of the displayed picture, in pixels.
@@ -270,6 +274,10 @@ struct WireRequest {
     request_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     formats: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    chunk: Option<WireChunk>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stitch: Option<WireStitch>,
 }
 
 /// A validated encode request.
@@ -290,6 +298,9 @@ pub struct EncodeRequest {
     /// The output formats asked for, in order, never empty, without repeats; `None` means the
     /// encoder's `FORMATS`.
     pub formats: Option<Vec<Format>>,
+    /// The part of a split request this message asks for (sent by the encoder itself), or
+    /// `None` for a whole request.
+    pub part: Option<Part>,
 }
 
 impl EncodeRequest {
@@ -310,6 +321,7 @@ impl EncodeRequest {
             output: None,
             request_id: None,
             formats: None,
+            part: None,
         })
     }
 
@@ -337,6 +349,7 @@ impl EncodeRequest {
             check_request_id(id)?;
         }
         let formats = wire.formats.as_deref().map(parse_formats).transpose()?;
+        let part = part::from_wire(wire.chunk, wire.stitch)?;
         Ok(Self {
             video_id: wire.video_id,
             source,
@@ -345,12 +358,14 @@ impl EncodeRequest {
             output,
             request_id: wire.request_id,
             formats,
+            part,
         })
     }
 
     /// The message body for this request, in the contract's wire form.
     pub fn to_json(&self) -> String {
         let names = || self.qualities.iter().map(|q| q.as_str().to_owned());
+        let (chunk, stitch) = part::to_wire(self.part.as_ref());
         let wire = WireRequest {
             video_id: self.video_id.clone(),
             source: self.source.to_string(),
@@ -362,6 +377,8 @@ impl EncodeRequest {
                 .formats
                 .as_ref()
                 .map(|f| f.iter().map(|f| f.as_str().to_owned()).collect()),
+            chunk,
+            stitch,
         };
         serde_json::to_string(&wire).expect("a request always serializes")
     }
@@ -476,6 +493,42 @@ mod tests {
         assert!(back.contains(r#""qualities":["480p","2160p"]"#), "{back}");
         assert!(!back.contains(r#""quality""#));
         assert_eq!(parse(&back).unwrap(), list);
+    }
+
+    #[test]
+    fn a_chunk_or_a_stitch_is_parsed_checked_and_written_back() {
+        let base = r#""video_id":"v","source":"s3://in-b/k.mp4","qualities":["720p","480p"]"#;
+        let chunk = parse(&format!(r#"{{{base},"chunk":{{"plan":"p-0a","index":2,"count":3}}}}"#)).unwrap();
+        assert_eq!(
+            chunk.part,
+            Some(Part::Chunk {
+                plan: "p-0a".into(),
+                index: 2,
+                count: 3
+            })
+        );
+        assert_eq!(EncodeRequest::from_json(&chunk.to_json()).unwrap(), chunk);
+        let stitch = parse(&format!(r#"{{{base},"stitch":{{"plan":"p-0a","count":3}}}}"#)).unwrap();
+        assert_eq!(stitch.part.as_ref().map(Part::count), Some(3));
+        assert_eq!(EncodeRequest::from_json(&stitch.to_json()).unwrap(), stitch);
+        assert_eq!(parse(&format!("{{{base}}}")).unwrap().part, None);
+        for (part, why) in [
+            (
+                r#""chunk":{"plan":"p","index":0,"count":2},"stitch":{"plan":"p","count":2}"#,
+                "not both",
+            ),
+            (r#""chunk":{"plan":"P/../x","index":0,"count":2}"#, "invalid plan"),
+            (r#""chunk":{"plan":"","index":0,"count":2}"#, "invalid plan"),
+            (r#""chunk":{"plan":"p","index":2,"count":2}"#, "invalid index 2"),
+            (r#""stitch":{"plan":"p","count":1}"#, "invalid count 1"),
+            (r#""stitch":{"plan":"p","count":10001}"#, "invalid count 10001"),
+            (r#""chunk":{"plan":"p","index":0}"#, "missing field `count`"),
+            (r#""chunk":{"plan":"p","index":0,"count":2,"extra":1}"#, "unknown field"),
+            (r#""chunk":{"plan":"p","index":-1,"count":2}"#, "invalid value"),
+        ] {
+            let err = parse(&format!("{{{base},{part}}}")).unwrap_err().to_string();
+            assert!(err.contains(why), "{part}: {err}");
+        }
     }
 
     #[test]

@@ -47,7 +47,16 @@ pub struct WorkerArgs {
     /// MP4 file per quality), `hls` and `dash` (one set of streaming media, with the manifests).
     #[arg(long, env = "FORMATS", default_value = "mp4")]
     pub formats: String,
+    /// Split a request whose source lasts at least twice this many seconds into chunks of about
+    /// this length, encoded by one Job each and then stitched; 0 turns splitting off.
+    #[arg(long, env = "SPLIT_SECONDS", default_value_t = DEFAULT_SPLIT_SECONDS)]
+    pub split_seconds: f64,
 }
+
+/// The default chunk length: a one-hour source in 30 chunks.
+pub const DEFAULT_SPLIT_SECONDS: f64 = 120.0;
+/// The shortest chunk asked for: one 2 s GOP.
+const MIN_SPLIT_SECONDS: f64 = 2.0;
 
 /// Validated worker settings.
 #[derive(Clone)]
@@ -72,6 +81,8 @@ pub struct WorkerConfig {
     pub result_queue_url: Option<String>,
     /// The formats of a request that names none.
     pub formats: Vec<Format>,
+    /// The chunk length of a split request, seconds; 0: never split.
+    pub split_seconds: f64,
 }
 
 impl std::fmt::Debug for WorkerConfig {
@@ -87,6 +98,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("host", &self.host)
             .field("result_queue_url", &self.result_queue_url)
             .field("formats", &self.formats)
+            .field("split_seconds", &self.split_seconds)
             .finish()
     }
 }
@@ -141,6 +153,10 @@ impl WorkerConfig {
         }
         let names: Vec<&str> = args.formats.split(',').filter(|f| !f.trim().is_empty()).collect();
         let formats = parse_formats(&names).with_context(|| format!("FORMATS {:?} is invalid", args.formats))?;
+        let split = args.split_seconds;
+        if !(split == 0.0 || (split.is_finite() && split >= MIN_SPLIT_SECONDS)) {
+            bail!("SPLIT_SECONDS must be 0 (never split) or at least {MIN_SPLIT_SECONDS}, got {split}");
+        }
         let host = std::env::var("HOSTNAME")
             .ok()
             .filter(|h| !h.is_empty())
@@ -158,6 +174,7 @@ impl WorkerConfig {
             host,
             result_queue_url,
             formats,
+            split_seconds: split,
         })
     }
 }
@@ -177,6 +194,7 @@ mod tests {
             work_dir: None,
             result_queue_url: None,
             formats: "mp4".into(),
+            split_seconds: DEFAULT_SPLIT_SECONDS,
         }
     }
 
@@ -282,6 +300,27 @@ mod tests {
                     ..args()
                 },
                 "must not be empty",
+            ),
+            (
+                WorkerArgs {
+                    split_seconds: 1.0,
+                    ..args()
+                },
+                "SPLIT_SECONDS must be 0 (never split) or at least 2, got 1",
+            ),
+            (
+                WorkerArgs {
+                    split_seconds: -4.0,
+                    ..args()
+                },
+                "SPLIT_SECONDS must be 0",
+            ),
+            (
+                WorkerArgs {
+                    split_seconds: f64::NAN,
+                    ..args()
+                },
+                "SPLIT_SECONDS must be 0",
             ),
         ];
         for (a, expect) in cases {

@@ -36,6 +36,8 @@ pub enum Fate {
     /// A completion notice of this outcome sent (recorded here by a [`NoticeBox`] on the same
     /// timeline, to see it come before the delete).
     Notice(String),
+    /// A message of this key sent to the queue (a chunk or the stitch).
+    Sent(String),
 }
 
 /// What the in-memory queue does when asked.
@@ -52,6 +54,7 @@ struct QueueState {
     no_dead_letter_queue: bool,
     max_receive_count: Option<u32>,
     receive_count: u32,
+    fail_send: bool,
 }
 
 /// An in-memory queue: hands out its messages once each and records every fate.
@@ -72,6 +75,16 @@ impl MemoryQueue {
             .await
             .unwrap()
             .expect("a message")
+    }
+
+    /// Sending fails.
+    pub fn fail_send(&self) {
+        self.0.lock().unwrap().fail_send = true;
+    }
+
+    /// The bodies waiting in the queue (those sent by a run included), in order.
+    pub fn waiting(&self) -> Vec<String> {
+        self.0.lock().unwrap().messages.clone()
     }
 
     /// What happened to the messages, in order.
@@ -180,6 +193,16 @@ impl Queue for MemoryQueue {
 
     async fn max_receive_count(&self) -> anyhow::Result<Option<u32>> {
         Ok(self.0.lock().unwrap().max_receive_count)
+    }
+
+    async fn send(&self, msg: &crate::queue::Outgoing) -> anyhow::Result<()> {
+        let mut s = self.0.lock().unwrap();
+        if s.fail_send {
+            return Err(anyhow!("sending {} to the queue: connection refused", msg.key));
+        }
+        s.fates.push(Fate::Sent(msg.key.clone()));
+        s.messages.push(msg.body.clone());
+        Ok(())
     }
 
     async fn dead_letter(&self, _msg: &Received, reason: &str) -> anyhow::Result<Option<String>> {
@@ -401,6 +424,61 @@ impl Store for MemoryStore {
             crc32: "AAAAAA==".into(),
         })
     }
+
+    async fn read_small(&self, uri: &S3Uri) -> anyhow::Result<Option<Vec<u8>>> {
+        if self.fault == StoreFault::Unreachable {
+            return Err(anyhow!("reading {uri}: dispatch failure"));
+        }
+        Ok(self.get(&uri.to_string()).map(|o| o.bytes))
+    }
+
+    async fn write_small(
+        &self,
+        uri: &S3Uri,
+        body: Vec<u8>,
+        content_type: &str,
+        only_if_absent: bool,
+    ) -> anyhow::Result<bool> {
+        if self.fault == StoreFault::UploadFails {
+            return Err(anyhow!("storing {uri}: InternalError"));
+        }
+        let mut objects = self.objects.lock().unwrap();
+        if only_if_absent && objects.contains_key(&uri.to_string()) {
+            return Ok(false);
+        }
+        objects.insert(
+            uri.to_string(),
+            Object {
+                bytes: body,
+                metadata: HashMap::new(),
+                etag: "\"small\"".into(),
+                content_type: content_type.to_owned(),
+            },
+        );
+        self.order.lock().unwrap().push(uri.to_string());
+        Ok(true)
+    }
+
+    async fn list(&self, prefix: &S3Uri) -> anyhow::Result<Vec<String>> {
+        let folder = format!("{prefix}/");
+        let mut names: Vec<String> = self
+            .objects
+            .lock()
+            .unwrap()
+            .keys()
+            .filter_map(|k| k.strip_prefix(&folder).map(str::to_owned))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    async fn delete(&self, uris: &[S3Uri]) -> anyhow::Result<()> {
+        let mut objects = self.objects.lock().unwrap();
+        for u in uris {
+            objects.remove(&u.to_string());
+        }
+        Ok(())
+    }
 }
 
 /// How the stand-in media answers.
@@ -432,6 +510,38 @@ pub struct FakeMedia {
     pub package_fails: bool,
     /// The packaging jobs it was given.
     pub packaged: Arc<Mutex<Vec<PackageJob>>>,
+    /// Plans every source in this many chunks of 4 s (none: never split).
+    pub split_into: Option<usize>,
+    /// The chunks encoded, by index, in order.
+    pub chunks_encoded: Arc<Mutex<Vec<usize>>>,
+    /// The stitches made: each rendition's chunk files (their names).
+    pub stitched: Arc<Mutex<Vec<Vec<Vec<String>>>>>,
+}
+
+/// A valid plan of `count` chunks of 120 frames at 30 frames per second.
+pub fn fake_plan(count: usize) -> transcode::chunk::Plan {
+    let id = format!("v{}-fake{count}", transcode::chunk::PLAN_VERSION);
+    let chunks = (0..count)
+        .map(|i| transcode::chunk::Chunk {
+            plan_id: id.clone(),
+            index: i,
+            count,
+            start_frame: i as u64 * 120,
+            end_frame: (i as u64 + 1) * 120,
+            start_seconds: i as f64 * 4.0,
+            end_seconds: (i as f64 + 1.0) * 4.0,
+            frame_rate: 30.0,
+        })
+        .collect();
+    transcode::chunk::Plan {
+        version: transcode::chunk::PLAN_VERSION,
+        id,
+        frame_rate: 30.0,
+        keyint: 60,
+        frames: count as u64 * 120,
+        split_seconds: 4.0,
+        chunks,
+    }
 }
 
 /// Writes `text` at `dir/name` and describes it as a packaged file.
@@ -530,6 +640,92 @@ impl Media for FakeMedia {
             duration_seconds: 5.0,
             codecs: vec!["avc1.64001f".into(), "mp4a.40.2".into()],
             subtitles: 0,
+        })
+    }
+
+    async fn plan(&self, _input: PathBuf, split_seconds: f64) -> Option<transcode::chunk::Plan> {
+        assert!(split_seconds > 0.0, "plan() is only asked when splitting is on");
+        self.split_into.map(fake_plan)
+    }
+
+    /// `{name}.chunk-{index}.mp4` files saying which chunk they are, or answers as told.
+    async fn encode_chunk(
+        &self,
+        _input: PathBuf,
+        renditions: Vec<RenditionSpec>,
+        chunk: transcode::chunk::Chunk,
+        out_dir: PathBuf,
+        _cancel: CancellationToken,
+        _progress: Progress,
+    ) -> Result<Encoded, MediaError> {
+        match self.answer {
+            MediaAnswer::Rejected => return Err(MediaError::Rejected("the chunk cannot be decoded".into())),
+            MediaAnswer::Failed => {
+                return Err(MediaError::Failed(anyhow!(
+                    "chunk 1 has 50 frames where the plan has 120"
+                )));
+            }
+            MediaAnswer::Cancelled => return Err(MediaError::Cancelled),
+            MediaAnswer::Renditions => {}
+        }
+        self.chunks_encoded.lock().unwrap().push(chunk.index);
+        std::fs::create_dir_all(&out_dir).map_err(|e| MediaError::Failed(e.into()))?;
+        let mut files = Vec::new();
+        for r in &renditions {
+            let path = out_dir.join(transcode::chunk::chunk_file_name(&r.name, chunk.index));
+            std::fs::write(&path, format!("[{} {}]", r.name, chunk.index)).map_err(|e| MediaError::Failed(e.into()))?;
+            files.push(EncodedFile {
+                path,
+                width: r.short_side * 16 / 9,
+                height: r.short_side,
+                bytes: 10,
+                duration_seconds: 4.0,
+                audio: false,
+            });
+        }
+        Ok(Encoded {
+            files,
+            frames: chunk.frames(),
+            source_seconds: None,
+            encode_seconds: 1.0,
+        })
+    }
+
+    /// Each output the concatenation of its chunks.
+    async fn stitch(
+        &self,
+        chunks: Vec<Vec<PathBuf>>,
+        _source: PathBuf,
+        outputs: Vec<PathBuf>,
+    ) -> Result<Encoded, MediaError> {
+        let names = |paths: &Vec<PathBuf>| -> Vec<String> {
+            paths
+                .iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        self.stitched.lock().unwrap().push(chunks.iter().map(names).collect());
+        let mut files = Vec::new();
+        for (paths, out) in chunks.iter().zip(&outputs) {
+            let mut bytes = Vec::new();
+            for p in paths {
+                bytes.extend(std::fs::read(p).map_err(|e| MediaError::Failed(e.into()))?);
+            }
+            std::fs::write(out, &bytes).map_err(|e| MediaError::Failed(e.into()))?;
+            files.push(EncodedFile {
+                path: out.clone(),
+                width: 854,
+                height: 480,
+                bytes: bytes.len() as u64,
+                duration_seconds: 4.0 * paths.len() as f64,
+                audio: true,
+            });
+        }
+        Ok(Encoded {
+            frames: 120 * chunks.first().map_or(0, Vec::len) as u64,
+            source_seconds: Some(4.0 * chunks.first().map_or(0, Vec::len) as f64),
+            encode_seconds: 0.5,
+            files,
         })
     }
 }

@@ -6,6 +6,8 @@
 //! |---|---|---|
 //! | processed | every rendition stored in S3 and verified, message deleted | 0 |
 //! | duplicate | the renditions already existed for the same source and settings; message deleted | 0 |
+//! | split | a long source's plan stored and one chunk message per chunk sent; message deleted | 0 |
+//! | chunk | one chunk of a split request stored (the last one also sends the stitch message); message deleted | 0 |
 //! | empty | no message within `RECEIVE_WAIT_SECONDS` | 0 |
 //! | rejected | the request can never succeed; message moved to the dead-letter queue | 0 |
 //! | failed | something that may pass on a retry failed; message released at once | 1 |
@@ -147,6 +149,7 @@ async fn serve_one(config: WorkerConfig) -> Outcome {
         default_output: config.default_output.clone(),
         formats: config.formats.clone(),
         work_dir: config.work_dir.clone(),
+        split_seconds: config.split_seconds,
     };
     let reporter = report::Reporter::new(config.analyzer_url.as_deref(), config.analyzer_token.as_deref());
     let notices = notify::Notifier::new(encoding_common::aws::sqs_client(&sdk), config.result_queue_url.clone());

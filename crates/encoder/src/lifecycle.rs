@@ -7,6 +7,9 @@
 //! |---|---|---|---|
 //! | renditions stored ([`Done::Encoded`]) | **deleted** | `processed` | 0 |
 //! | already stored by this request / by another ([`Done::AlreadyStored`]) | **deleted** | `processed` / `duplicate` | 0 |
+//! | split ([`Done::Split`]): the chunk messages sent first | **deleted** | `split` | 0 |
+//! | a chunk stored or found stored ([`Done::Chunk`]): the stitch message sent first, when due | **deleted** | `chunk` | 0 |
+//! | a chunk or stitch message could not be sent | **released** | `failed` | 1 |
 //! | the request can never succeed ([`Stop::Reject`], a body that is not a request) | **dead-lettered** (deleted when the queue has none) | `rejected` | 0 |
 //! | dead-lettering failed | **released** | `failed` | 1 |
 //! | a failure that may pass ([`Stop::Fail`]) | **released** (visible again at once) | `failed` | 1 |
@@ -36,14 +39,15 @@
 use std::time::{Duration, Instant};
 
 use encoding_common::identity::request_identity;
-use encoding_common::notice::{Notice, NoticeOutcome, NoticeOutput};
+use encoding_common::notice::{Notice, NoticeOutcome};
+use encoding_common::part::Part;
 use encoding_common::{EncodeRequest, Event, EventKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::lease::Lease;
 use crate::notify::Notify;
 use crate::progress::{Progress, Snapshot};
-use crate::queue::{Queue, Received};
+use crate::queue::{Outgoing, Queue, Received};
 use crate::report::Reports;
 use crate::work::{Done, Stop, Work};
 
@@ -62,6 +66,10 @@ pub enum Outcome {
     Failed,
     /// Stopped by a signal; message released.
     Killed,
+    /// The request was split: its chunk messages sent, its message deleted.
+    Split,
+    /// A chunk was stored (or found stored); its message deleted.
+    Chunk,
     /// Bad settings; nothing received.
     ConfigError,
 }
@@ -70,7 +78,7 @@ impl Outcome {
     /// The process exit code of the contract.
     pub fn exit_code(self) -> u8 {
         match self {
-            Self::Processed | Self::Duplicate | Self::Empty | Self::Rejected => 0,
+            Self::Processed | Self::Duplicate | Self::Empty | Self::Rejected | Self::Split | Self::Chunk => 0,
             Self::Failed => 1,
             Self::ConfigError => 2,
             Self::Killed => 143,
@@ -282,6 +290,33 @@ impl<Q: Queue, W: Work, R: Reports, N: Notify> Run<Q, W, R, N> {
                 }
                 self.finish(msg, request, event, notice, outcome).await
             }
+            Ok(Done::Split { count, messages }) => {
+                if let Err(e) = self.send_all(&messages).await {
+                    return self.fail(msg, request, e).await;
+                }
+                let mut event = self.event(EventKind::Split, Some(msg), request);
+                event.chunks = Some(count);
+                event.reason = Some(format!("{} of {count} chunk messages sent", messages.len()));
+                self.finish(msg, request, event, None, Outcome::Split).await
+            }
+            Ok(Done::Chunk { encoded, stitch, note }) => {
+                if let Err(e) = self.send_all(stitch.as_slice()).await {
+                    return self.fail(msg, request, e).await;
+                }
+                let mut event = self.event(EventKind::Chunk, Some(msg), request);
+                if let Some(encoded) = &encoded {
+                    event.encode_seconds = Some(encoded.encode_seconds);
+                    event.frames = Some(encoded.frames);
+                    event.fps = Some(encoded.frames as f64 / encoded.encode_seconds.max(1e-6));
+                }
+                event.reason = match (&encoded, &stitch, note) {
+                    (_, _, Some(note)) => Some(note),
+                    (None, None, None) => Some("stored by an earlier delivery".into()),
+                    (_, Some(_), None) => Some("every chunk is stored: the stitch message is sent".into()),
+                    (Some(_), None, None) => None,
+                };
+                self.finish(msg, request, event, None, Outcome::Chunk).await
+            }
             Err(Stop::Reject(reason)) => self.reject(msg, request, reason).await,
             Err(Stop::Cancelled) if !self.shutdown.is_cancelled() => {
                 // Only a lost lease cancels work without a signal.
@@ -375,8 +410,9 @@ impl<Q: Queue, W: Work, R: Reports, N: Notify> Run<Q, W, R, N> {
         }
     }
 
-    /// The notice of a request that ended as `outcome`, from its terminal `event`; none for a
-    /// body that is not a request (there is nobody to tell).
+    /// The notice of a request that ended as `outcome`, from its terminal `event` (the caller
+    /// adds the outputs, with what it measured of them); none for a body that is not a request
+    /// (there is nobody to tell).
     fn notice(
         &self,
         outcome: NoticeOutcome,
@@ -387,19 +423,6 @@ impl<Q: Queue, W: Work, R: Reports, N: Notify> Run<Q, W, R, N> {
         let request = request?;
         let mut n = Notice::new(request_identity(request), request.video_id.clone(), outcome);
         n.reason = event.reason.clone();
-        n.outputs = event
-            .outputs
-            .iter()
-            .map(|uri| NoticeOutput {
-                uri: uri.clone(),
-                size: None,
-                duration_seconds: None,
-                video_codec: None,
-                audio_codec: None,
-                width: None,
-                height: None,
-            })
-            .collect();
         n.encode_seconds = event.encode_seconds;
         n.frames = event.frames;
         n.fps = event.fps;
@@ -408,6 +431,18 @@ impl<Q: Queue, W: Work, R: Reports, N: Notify> Run<Q, W, R, N> {
         n.message_id = Some(msg.message_id.clone());
         n.receive_count = Some(msg.receive_count);
         Some(n)
+    }
+
+    /// Sends the chunk or stitch messages of a split request, before its own message is deleted:
+    /// one that fails releases that message, and its next delivery sends what is still missing.
+    async fn send_all(&self, messages: &[Outgoing]) -> anyhow::Result<()> {
+        for m in messages {
+            self.queue.send(m).await?;
+        }
+        if !messages.is_empty() {
+            tracing::info!(messages = messages.len(), "sent the messages of the split");
+        }
+        Ok(())
     }
 
     async fn send_notice(&self, notice: Option<Notice>) -> anyhow::Result<()> {
@@ -443,6 +478,8 @@ impl<Q: Queue, W: Work, R: Reports, N: Notify> Run<Q, W, R, N> {
             e.video_id = Some(r.video_id.clone());
             e.qualities = r.qualities.iter().map(|q| q.as_str().to_owned()).collect();
             e.request_id = Some(request_identity(r));
+            e.chunk = r.part.as_ref().and_then(Part::index);
+            e.chunks = r.part.as_ref().map(Part::count);
         }
         e
     }

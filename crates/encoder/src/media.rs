@@ -12,8 +12,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
+use transcode::chunk::{Chunk, Plan as ChunkPlan};
 use transcode::package::{Manifests, PackagedFile};
-use transcode::{CancelHandle, RenditionSpec, TranscodeError, TranscodeOptions};
+use transcode::{CancelHandle, RenditionSpec, TranscodeError, TranscodeOptions, TranscodeReport};
 
 use crate::progress::Progress;
 
@@ -106,6 +107,31 @@ pub trait Media: Send + Sync {
 
     /// Packages verified renditions for streaming (HLS, DASH) and reads the manifests back.
     fn package(&self, job: PackageJob) -> impl Future<Output = Result<Packaged, MediaError>> + Send;
+
+    /// Probes `input` and plans its chunks of about `split_seconds`; `None` when it is not to be
+    /// split (too short, no video, unreadable: the whole-request path then decides its fate).
+    fn plan(&self, input: PathBuf, split_seconds: f64) -> impl Future<Output = Option<ChunkPlan>> + Send;
+
+    /// Encodes `chunk` of `input` into one video-only MP4 per spec under `out_dir` (each holding
+    /// exactly the chunk's frames, starting with a keyframe); returns them in the specs' order.
+    fn encode_chunk(
+        &self,
+        input: PathBuf,
+        renditions: Vec<RenditionSpec>,
+        chunk: Chunk,
+        out_dir: PathBuf,
+        cancel: CancellationToken,
+        progress: Progress,
+    ) -> impl Future<Output = Result<Encoded, MediaError>> + Send;
+
+    /// Joins each rendition's chunks (`chunks[r]`, in order) into `outputs[r]`, with the audio of
+    /// `source` encoded once for all, and verifies each result as a whole transcode's.
+    fn stitch(
+        &self,
+        chunks: Vec<Vec<PathBuf>>,
+        source: PathBuf,
+        outputs: Vec<PathBuf>,
+    ) -> impl Future<Output = Result<Encoded, MediaError>> + Send;
 }
 
 /// How often progress is logged while encoding.
@@ -126,18 +152,8 @@ impl Media for FfmpegMedia {
         cancel: CancellationToken,
         progress: Progress,
     ) -> Result<Encoded, MediaError> {
-        let handle = CancelHandle::new();
-        let bridge = {
-            let handle = handle.clone();
-            tokio::spawn(async move {
-                cancel.cancelled().await;
-                handle.cancel();
-            })
-        };
-        let span = tracing::Span::current();
         let started = Instant::now();
-        let job = tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
+        let report = on_a_blocking_thread(cancel, move |handle| {
             let mut last_log = Instant::now();
             let mut last_share = Instant::now();
             let mut on_progress = |p: &transcode::Progress| {
@@ -162,25 +178,14 @@ impl Media for FfmpegMedia {
                 &out_dir,
                 &TranscodeOptions::default(),
                 &mut on_progress,
-                &handle,
+                handle,
             )?;
             for out in &report.outputs {
                 crate::verify::check_rendition(out, &report).map_err(Verify)?;
             }
-            Ok::<_, Failure>(report)
-        });
-        let result = job.await;
-        bridge.abort();
-        let report = match result {
-            Ok(Ok(report)) => report,
-            Ok(Err(Failure::Transcode(TranscodeError::Cancelled))) => return Err(MediaError::Cancelled),
-            Ok(Err(Failure::Transcode(e))) if e.is_rejection() => return Err(MediaError::Rejected(e.to_string())),
-            Ok(Err(Failure::Transcode(e))) => {
-                return Err(MediaError::Failed(anyhow::Error::new(e).context("transcoding")));
-            }
-            Ok(Err(Failure::Verify(Verify(e)))) => return Err(MediaError::Failed(e)),
-            Err(e) => return Err(MediaError::Failed(anyhow::anyhow!("the transcode thread failed: {e}"))),
-        };
+            Ok(report)
+        })
+        .await?;
         let encode_seconds = started.elapsed().as_secs_f64();
         tracing::info!(
             frames = report.frames_decoded,
@@ -188,27 +193,159 @@ impl Media for FfmpegMedia {
             fps = report.frames_decoded as f64 / encode_seconds.max(1e-6),
             "transcoded"
         );
-        Ok(Encoded {
-            files: report
-                .outputs
-                .iter()
-                .map(|o| EncodedFile {
-                    path: o.path.clone(),
-                    width: o.width,
-                    height: o.height,
-                    bytes: o.bytes,
-                    duration_seconds: report.decoded_seconds,
-                    audio: report.has_audio,
-                })
-                .collect(),
-            frames: report.frames_decoded,
-            source_seconds: report.source.duration_seconds,
-            encode_seconds,
-        })
+        Ok(encoded(&report, encode_seconds))
     }
 
     async fn package(&self, job: PackageJob) -> Result<Packaged, MediaError> {
         package_on_a_blocking_thread(job).await
+    }
+
+    async fn plan(&self, input: PathBuf, split_seconds: f64) -> Option<ChunkPlan> {
+        let probed = tokio::task::spawn_blocking(move || transcode::probe(&input)).await;
+        match probed {
+            Ok(Ok(info)) => transcode::chunk::plan(&info, split_seconds),
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "the source cannot be probed for a split; encoding it whole");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the probe thread failed; encoding the source whole");
+                None
+            }
+        }
+    }
+
+    async fn encode_chunk(
+        &self,
+        input: PathBuf,
+        renditions: Vec<RenditionSpec>,
+        chunk: Chunk,
+        out_dir: PathBuf,
+        cancel: CancellationToken,
+        progress: Progress,
+    ) -> Result<Encoded, MediaError> {
+        let started = Instant::now();
+        let index = chunk.index;
+        let report = on_a_blocking_thread(cancel, move |handle| {
+            let mut on_progress = |p: &transcode::Progress| progress.encoding(p.percent(), p.fps);
+            let report = transcode::chunk::transcode_chunk(
+                &input,
+                &renditions,
+                &chunk,
+                &out_dir,
+                &TranscodeOptions::default(),
+                &mut on_progress,
+                handle,
+            )?;
+            Ok(report)
+        })
+        .await?;
+        let encode_seconds = started.elapsed().as_secs_f64();
+        tracing::info!(
+            chunk = index,
+            frames = report.frames_decoded,
+            encode_seconds,
+            "encoded the chunk"
+        );
+        Ok(encoded(&report, encode_seconds))
+    }
+
+    async fn stitch(
+        &self,
+        chunks: Vec<Vec<PathBuf>>,
+        source: PathBuf,
+        outputs: Vec<PathBuf>,
+    ) -> Result<Encoded, MediaError> {
+        let started = Instant::now();
+        let (reports, info) = on_a_blocking_thread(CancellationToken::new(), move |_| {
+            let reports = transcode::chunk::stitch_ladder(&chunks, &source, &outputs)?;
+            let info = transcode::probe(&source)?;
+            for r in &reports {
+                crate::verify::check_stitched(r, &info).map_err(Verify)?;
+            }
+            Ok((reports, info))
+        })
+        .await?;
+        let encode_seconds = started.elapsed().as_secs_f64();
+        let mut files = Vec::with_capacity(reports.len());
+        for r in &reports {
+            let v = transcode::probe(&r.output)
+                .ok()
+                .and_then(|i| i.video)
+                .ok_or_else(|| MediaError::Failed(anyhow::anyhow!("{} cannot be read back", r.output.display())))?;
+            files.push(EncodedFile {
+                path: r.output.clone(),
+                width: v.width,
+                height: v.height,
+                bytes: r.bytes,
+                duration_seconds: r.video_seconds,
+                audio: r.audio_seconds.is_some(),
+            });
+        }
+        tracing::info!(
+            renditions = files.len(),
+            chunks = reports.first().map_or(0, |r| r.chunks),
+            encode_seconds,
+            "stitched"
+        );
+        Ok(Encoded {
+            frames: reports.first().map_or(0, |r| r.frames),
+            source_seconds: info.duration_seconds,
+            encode_seconds,
+            files,
+        })
+    }
+}
+
+/// What a transcode's `report` made, in `encode_seconds`.
+fn encoded(report: &TranscodeReport, encode_seconds: f64) -> Encoded {
+    Encoded {
+        files: report
+            .outputs
+            .iter()
+            .map(|o| EncodedFile {
+                path: o.path.clone(),
+                width: o.width,
+                height: o.height,
+                bytes: o.bytes,
+                duration_seconds: report.decoded_seconds,
+                audio: report.has_audio,
+            })
+            .collect(),
+        frames: report.frames_decoded,
+        source_seconds: report.source.duration_seconds,
+        encode_seconds,
+    }
+}
+
+/// Runs `work` on a blocking thread, its [`CancelHandle`] cancelled when `cancel` fires, in the
+/// caller's span; maps what can go wrong to a [`MediaError`].
+async fn on_a_blocking_thread<T: Send + 'static>(
+    cancel: CancellationToken,
+    work: impl FnOnce(&CancelHandle) -> Result<T, Failure> + Send + 'static,
+) -> Result<T, MediaError> {
+    let handle = CancelHandle::new();
+    let bridge = {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            cancel.cancelled().await;
+            handle.cancel();
+        })
+    };
+    let span = tracing::Span::current();
+    let result = tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        work(&handle)
+    })
+    .await;
+    bridge.abort();
+    match result {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(Failure::Transcode(TranscodeError::Cancelled))) => Err(MediaError::Cancelled),
+        Ok(Err(Failure::Transcode(e))) if e.is_rejection() => Err(MediaError::Rejected(e.to_string())),
+        Ok(Err(Failure::Transcode(e))) => Err(MediaError::Failed(anyhow::Error::new(e).context("transcoding"))),
+        Ok(Err(Failure::Verify(Verify(e)))) => Err(MediaError::Failed(e)),
+        Err(e) => Err(MediaError::Failed(anyhow::anyhow!("the transcode thread failed: {e}"))),
     }
 }
 

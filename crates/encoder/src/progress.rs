@@ -1,6 +1,6 @@
 //! How far a run is, for the `progress` reports the analyzer shows as a live bar.
 //!
-//! The work sets the stage (downloading, encoding, uploading) and the transcode its percent and
+//! The work sets the stage (downloading, splitting, encoding, stitching, uploading) and the transcode its percent and
 //! frames per second through a [`Progress`] handle; the lifecycle reads the latest [`Snapshot`]
 //! every few seconds and reports it when it changed. Setting is a cheap, non-blocking store into a
 //! watch channel, safe from the blocking transcode thread.
@@ -15,8 +15,12 @@ pub enum Stage {
     Starting,
     /// Downloading the source.
     Downloading,
-    /// Transcoding.
+    /// Planning the chunks of a split request and sending their messages.
+    Splitting,
+    /// Transcoding (the whole source, or one chunk of it).
     Encoding,
+    /// Joining a split request's chunks.
+    Stitching,
     /// Storing the renditions.
     Uploading,
 }
@@ -27,7 +31,9 @@ impl Stage {
         match self {
             Self::Starting => None,
             Self::Downloading => Some("downloading"),
+            Self::Splitting => Some("splitting"),
             Self::Encoding => Some("encoding"),
+            Self::Stitching => Some("stitching"),
             Self::Uploading => Some("uploading"),
         }
     }

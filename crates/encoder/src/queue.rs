@@ -27,6 +27,17 @@ pub struct Received {
     pub received_at: Instant,
 }
 
+/// A message a run sends to its own queue: a chunk or the stitch of a split request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The body (an encode request with its `chunk` or `stitch`).
+    pub body: String,
+    /// Names this message among all (the plan and the part): on a FIFO queue its deduplication
+    /// id and its message group, so that a message sent twice within five minutes is taken once
+    /// and the chunks of one request are still worked on at once.
+    pub key: String,
+}
+
 /// What a run does with the queue. Cheap to clone (the lease renews from a task of its own).
 pub trait Queue: Clone + Send + Sync + 'static {
     /// One long-poll receive of at most one message, leased for `lease`.
@@ -50,6 +61,9 @@ pub trait Queue: Clone + Send + Sync + 'static {
     /// The queue's `maxReceiveCount` (from its RedrivePolicy): the delivery after which SQS moves
     /// a message to the dead-letter queue; `None` without one.
     fn max_receive_count(&self) -> impl Future<Output = anyhow::Result<Option<u32>>> + Send;
+
+    /// Sends `msg` to this queue.
+    fn send(&self, msg: &Outgoing) -> impl Future<Output = anyhow::Result<()>> + Send;
 
     /// Makes the message visible again at once, for another run to retry.
     fn release(&self, msg: &Received) -> impl Future<Output = anyhow::Result<()>> + Send {
@@ -134,6 +148,18 @@ impl Queue for SqsQueue {
             receive_count,
             received_at: Instant::now(),
         }))
+    }
+
+    async fn send(&self, msg: &Outgoing) -> anyhow::Result<()> {
+        let mut send = self.client.send_message().queue_url(&self.url).message_body(&msg.body);
+        if self.url.ends_with(".fifo") {
+            // Keys are short and of [a-z0-9-], as SQS ids must be.
+            send = send.message_deduplication_id(&msg.key).message_group_id(&msg.key);
+        }
+        send.send()
+            .await
+            .with_context(|| format!("sending {} to the queue", msg.key))?;
+        Ok(())
     }
 
     async fn set_visibility(&self, msg: &Received, timeout: Duration) -> anyhow::Result<()> {

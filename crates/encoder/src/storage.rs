@@ -77,6 +77,25 @@ pub trait Store: Send + Sync {
         metadata: &HashMap<String, String>,
         cancel: &CancellationToken,
     ) -> impl Future<Output = Result<Stored, TransferError>> + Send;
+
+    /// A small object's bytes (a plan, a claim), or `None` when there is none.
+    fn read_small(&self, uri: &S3Uri) -> impl Future<Output = anyhow::Result<Option<Vec<u8>>>> + Send;
+
+    /// Stores a small object; with `only_if_absent`, only when there is none yet (S3's
+    /// conditional write, `If-None-Match: *`). Returns whether it was written.
+    fn write_small(
+        &self,
+        uri: &S3Uri,
+        body: Vec<u8>,
+        content_type: &str,
+        only_if_absent: bool,
+    ) -> impl Future<Output = anyhow::Result<bool>> + Send;
+
+    /// The names of the objects under the folder `prefix` (their keys after `prefix/`).
+    fn list(&self, prefix: &S3Uri) -> impl Future<Output = anyhow::Result<Vec<String>>> + Send;
+
+    /// Deletes the objects `uris` (all in one bucket); a missing one is not an error.
+    fn delete(&self, uris: &[S3Uri]) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
 /// S3 access for a run.
@@ -169,6 +188,101 @@ impl Store for S3Store {
             Err(UploadError::Stopped) => Err(TransferError::Cancelled),
             Err(e) => Err(TransferError::Failed(e.into())),
         }
+    }
+
+    async fn read_small(&self, uri: &S3Uri) -> anyhow::Result<Option<Vec<u8>>> {
+        match self.s3.get_object().bucket(&uri.bucket).key(&uri.key).send().await {
+            Ok(out) => {
+                let body = out.body.collect().await.with_context(|| format!("reading {uri}"))?;
+                Ok(Some(body.into_bytes().to_vec()))
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("reading {uri}"))),
+        }
+    }
+
+    async fn write_small(
+        &self,
+        uri: &S3Uri,
+        body: Vec<u8>,
+        content_type: &str,
+        only_if_absent: bool,
+    ) -> anyhow::Result<bool> {
+        let mut put = self
+            .s3
+            .put_object()
+            .bucket(&uri.bucket)
+            .key(&uri.key)
+            .content_type(content_type)
+            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32)
+            .body(body.into());
+        if only_if_absent {
+            put = put.if_none_match("*");
+        }
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if only_if_absent && is_precondition_failed(&e) => Ok(false),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("storing {uri}"))),
+        }
+    }
+
+    async fn list(&self, prefix: &S3Uri) -> anyhow::Result<Vec<String>> {
+        let folder = format!("{}/", prefix.key.trim_end_matches('/'));
+        let mut names = Vec::new();
+        let mut pages = self
+            .s3
+            .list_objects_v2()
+            .bucket(&prefix.bucket)
+            .prefix(&folder)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.with_context(|| format!("listing {prefix}/"))?;
+            names.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key()?.strip_prefix(&folder).map(str::to_owned)),
+            );
+        }
+        Ok(names)
+    }
+
+    async fn delete(&self, uris: &[S3Uri]) -> anyhow::Result<()> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        let Some(first) = uris.first() else { return Ok(()) };
+        // DeleteObjects takes at most 1 000 keys.
+        for batch in uris.chunks(1000) {
+            let objects = batch
+                .iter()
+                .map(|u| ObjectIdentifier::builder().key(&u.key).build())
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = self
+                .s3
+                .delete_objects()
+                .bucket(&first.bucket)
+                .delete(Delete::builder().set_objects(Some(objects)).quiet(true).build()?)
+                .send()
+                .await
+                .with_context(|| format!("deleting {} objects in {}", batch.len(), first.bucket))?;
+            if let Some(e) = out.errors().first() {
+                anyhow::bail!(
+                    "deleting {}: {}",
+                    e.key().unwrap_or("?"),
+                    e.message().or(e.code()).unwrap_or("refused")
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a conditional write was refused because the object exists (412).
+fn is_precondition_failed<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
+    match e {
+        SdkError::ServiceError(se) => {
+            se.err().code() == Some("PreconditionFailed") || se.raw().status().as_u16() == 412
+        }
+        _ => false,
     }
 }
 
@@ -274,7 +388,82 @@ mod tests {
         ));
     }
 
+    /// What a split keeps beside the outputs: the plan (written once), the stitch claim (won by
+    /// one writer), the listing of the chunks, and their removal.
+    async fn small_objects_are_written_once_listed_and_removed(kind: Kind) {
+        let (_aws, bucket, storage, dir) = setup(kind).await;
+        let folder = uri(&bucket, "r/v/chunks/p-1");
+        let claim = folder.join("stitch.json");
+        assert_eq!(storage.read_small(&claim).await.unwrap(), None);
+        assert!(
+            storage
+                .write_small(&claim, b"{\"chunk\":2}".to_vec(), "application/json", true)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !storage
+                .write_small(&claim, b"{\"chunk\":0}".to_vec(), "application/json", true)
+                .await
+                .unwrap(),
+            "a second claim loses"
+        );
+        assert_eq!(
+            storage.read_small(&claim).await.unwrap().as_deref(),
+            Some(&b"{\"chunk\":2}"[..])
+        );
+        assert!(
+            storage
+                .write_small(&folder.join("plan.json"), b"{}".to_vec(), "application/json", false)
+                .await
+                .unwrap()
+        );
+        let chunk = dir.noise_file("c.mp4", 1000);
+        for name in ["480p.chunk-00000.mp4", "480p.chunk-00001.mp4"] {
+            storage
+                .upload(
+                    &chunk,
+                    &folder.join(name),
+                    "video/mp4",
+                    &HashMap::new(),
+                    &CancellationToken::new(),
+                )
+                .await
+                .unwrap();
+        }
+        // A neighbour whose key starts the same is not in the folder.
+        storage
+            .write_small(
+                &uri(&bucket, "r/v/chunks/p-10/plan.json"),
+                b"{}".to_vec(),
+                "application/json",
+                false,
+            )
+            .await
+            .unwrap();
+        let mut names = storage.list(&folder).await.unwrap();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "480p.chunk-00000.mp4",
+                "480p.chunk-00001.mp4",
+                "plan.json",
+                "stitch.json"
+            ]
+        );
+        let uris: Vec<S3Uri> = names.iter().map(|n| folder.join(n)).collect();
+        storage.delete(&uris).await.unwrap();
+        assert!(storage.list(&folder).await.unwrap().is_empty());
+        assert_eq!(
+            storage.list(&uri(&bucket, "r/v/chunks/p-10")).await.unwrap(),
+            ["plan.json"]
+        );
+        storage.delete(&uris).await.unwrap();
+    }
+
     test_support::on_both_emulators!(
+        small_objects_are_written_once_listed_and_removed,
         a_large_rendition_is_uploaded_in_parts_with_its_metadata,
         a_stopped_multipart_upload_is_aborted_and_leaves_nothing,
         a_missing_source_is_told_apart_from_other_failures,

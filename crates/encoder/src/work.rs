@@ -3,6 +3,10 @@
 //! transcode and verify, package for streaming when asked (HLS, DASH), upload: the MP4
 //! renditions, the stream's media, and the manifests last.
 //!
+//! A long source is split (`split`, with `SPLIT_SECONDS`): the request's run stores a plan and
+//! answers the chunk messages to send; a chunk message's run encodes and stores one chunk; the
+//! stitch message's run joins the chunks and stores the outputs as a whole request's run does.
+//!
 //! The work knows nothing of the message: it answers [`Done`] or a [`Stop`], and the lifecycle
 //! ([`crate::lifecycle`]) decides the message's fate from that. It reaches S3 and FFmpeg through
 //! the [`Store`] and [`Media`] seams.
@@ -14,6 +18,7 @@ use std::time::Instant;
 
 use encoding_common::identity::{rendition_metadata, same_rendition, same_request, stream_metadata};
 use encoding_common::notice::NoticeOutput;
+use encoding_common::part::Part;
 use encoding_common::{EncodeRequest, Format, Quality, S3Uri};
 use tokio_util::sync::CancellationToken;
 use transcode::RenditionSpec;
@@ -21,7 +26,10 @@ use transcode::package::{self, Manifests};
 
 use crate::media::{Encoded, EncodedFile, Media, MediaError, PackageJob, Packaged};
 use crate::progress::{Progress, Stage};
-use crate::storage::{SourceError, Store, TransferError};
+use crate::queue::Outgoing;
+use crate::storage::{SourceError, SourceObject, Store, TransferError};
+
+mod split;
 
 /// What the work achieved.
 #[derive(Debug)]
@@ -40,6 +48,23 @@ pub enum Done {
         same_request: bool,
         /// Their URIs.
         outputs: Vec<NoticeOutput>,
+    },
+    /// A whole request split into `count` chunks: its plan stored; the lifecycle sends
+    /// `messages` (one per chunk not stored yet) before it deletes the request.
+    Split {
+        /// The plan's chunks.
+        count: u32,
+        /// The chunk messages to send.
+        messages: Vec<Outgoing>,
+    },
+    /// A chunk stored now (`encoded`: what its encode made) or found stored (`None`).
+    Chunk {
+        /// What the chunk's encode made, when it ran.
+        encoded: Option<Encoded>,
+        /// The stitch message, when this chunk's run completed the set and claimed the stitch.
+        stitch: Option<Outgoing>,
+        /// Why nothing was done, when nothing was.
+        note: Option<String>,
     },
 }
 
@@ -99,6 +124,8 @@ pub struct Job<S, M> {
     pub formats: Vec<Format>,
     /// Scratch space: each run works in a directory of its own under it, removed at the end.
     pub work_dir: PathBuf,
+    /// The chunk length of a split request (the encoder's `SPLIT_SECONDS`); 0: never split.
+    pub split_seconds: f64,
 }
 
 impl<S: Store, M: Media> Work for Job<S, M> {
@@ -118,51 +145,65 @@ impl<S: Store, M: Media> Work for Job<S, M> {
         let metadata = |q: Quality| rendition_metadata(request, &source.etag, q);
         let stream_meta = stream_metadata(request, &source.etag);
 
+        if let Some(Part::Chunk {
+            plan: key,
+            index,
+            count,
+        }) = &request.part
+        {
+            if self.already_stored(&plan, &metadata, &stream_meta).await?.is_some() {
+                return Ok(Done::Chunk {
+                    encoded: None,
+                    stitch: None,
+                    note: Some("the chunks are stitched already".into()),
+                });
+            }
+            let scratch = Scratch::create(&self.work_dir, run_id).map_err(Stop::Fail)?;
+            return self
+                .chunk(request, &source, (key, *index, *count), &scratch.path, cancel, progress)
+                .await;
+        }
+
         // At-least-once delivery: skip the work when every output is already stored from the
         // same source content with the same settings.
         if let Some(same_request) = self.already_stored(&plan, &metadata, &stream_meta).await? {
+            if let Some(Part::Stitch { plan: key, .. }) = &request.part {
+                self.remove_plan(request, key).await;
+            }
             return Ok(Done::AlreadyStored {
                 same_request,
-                outputs: plan.output_uris().into_iter().map(bare_output).collect(),
+                outputs: plan
+                    .output_uris()
+                    .iter()
+                    .map(|u| NoticeOutput::at(u.to_string()))
+                    .collect(),
             });
         }
 
         let scratch = Scratch::create(&self.work_dir, run_id).map_err(Stop::Fail)?;
         let input = scratch.path.join("source");
-        let t = Instant::now();
-        progress.stage(Stage::Downloading);
-        let bytes = self.store.download(&request.source, &input, cancel).await?;
-        if bytes != source.size {
-            return Err(Stop::Fail(anyhow::anyhow!(
-                "downloaded {bytes} bytes of the {} announced for {}",
-                source.size,
-                request.source
-            )));
-        }
-        tracing::info!(bytes, seconds = t.elapsed().as_secs_f64(), source = %request.source, "downloaded the source");
-        if cancel.is_cancelled() {
-            return Err(Stop::Cancelled);
-        }
-
-        let specs = request
-            .qualities
-            .iter()
-            .map(|q| RenditionSpec {
-                name: q.as_str().to_owned(),
-                short_side: q.short_side(),
-            })
-            .collect();
-        progress.stage(Stage::Encoding);
-        let encoded = self
-            .media
-            .encode(
-                input.clone(),
-                specs,
-                scratch.path.join("out"),
-                cancel.clone(),
-                progress.clone(),
-            )
-            .await?;
+        let encoded = match &request.part {
+            Some(Part::Stitch { plan: key, count }) => {
+                self.stitch(request, &source, (key, *count), &scratch.path, &input, cancel, progress)
+                    .await?
+            }
+            _ => {
+                self.fetch_source(request, &source, &input, cancel, progress).await?;
+                if let Some(split) = self.split(request, &source, &input, progress).await? {
+                    return Ok(split);
+                }
+                progress.stage(Stage::Encoding);
+                self.media
+                    .encode(
+                        input.clone(),
+                        specs(request),
+                        scratch.path.join("out"),
+                        cancel.clone(),
+                        progress.clone(),
+                    )
+                    .await?
+            }
+        };
         if encoded.files.len() != request.qualities.len() {
             return Err(Stop::Fail(anyhow::anyhow!(
                 "the transcode made {} renditions of the {} asked",
@@ -217,8 +258,23 @@ impl<S: Store, M: Media> Work for Job<S, M> {
                 .max_by_key(|f| u64::from(f.width) * u64::from(f.height));
             outputs.extend(self.store_stream(stream, packaged, top, &stream_meta, cancel).await?);
         }
+        if let Some(Part::Stitch { plan: key, .. }) = &request.part {
+            self.remove_plan(request, key).await;
+        }
         Ok(Done::Encoded { encoded, outputs })
     }
+}
+
+/// The renditions `request` asks for.
+fn specs(request: &EncodeRequest) -> Vec<RenditionSpec> {
+    request
+        .qualities
+        .iter()
+        .map(|q| RenditionSpec {
+            name: q.as_str().to_owned(),
+            short_side: q.short_side(),
+        })
+        .collect()
 }
 
 /// Where each output of a request goes.
@@ -259,19 +315,6 @@ impl Plan {
             uris.extend(s.entry_points().into_iter().map(|n| s.folder.join(n)));
         }
         uris
-    }
-}
-
-/// An output known by its URI only.
-fn bare_output(uri: S3Uri) -> NoticeOutput {
-    NoticeOutput {
-        uri: uri.to_string(),
-        size: None,
-        duration_seconds: None,
-        video_codec: None,
-        audio_codec: None,
-        width: None,
-        height: None,
     }
 }
 
@@ -317,6 +360,32 @@ impl<S: Store, M: Media> Job<S, M> {
             None
         };
         Ok(Plan { mp4, stream })
+    }
+
+    /// Downloads the source of `request` (described by `source`) to `input`, checking its size.
+    async fn fetch_source(
+        &self,
+        request: &EncodeRequest,
+        source: &SourceObject,
+        input: &Path,
+        cancel: &CancellationToken,
+        progress: &Progress,
+    ) -> Result<(), Stop> {
+        let t = Instant::now();
+        progress.stage(Stage::Downloading);
+        let bytes = self.store.download(&request.source, input, cancel).await?;
+        if bytes != source.size {
+            return Err(Stop::Fail(anyhow::anyhow!(
+                "downloaded {bytes} bytes of the {} announced for {}",
+                source.size,
+                request.source
+            )));
+        }
+        tracing::info!(bytes, seconds = t.elapsed().as_secs_f64(), source = %request.source, "downloaded the source");
+        if cancel.is_cancelled() {
+            return Err(Stop::Cancelled);
+        }
+        Ok(())
     }
 
     /// `Some(same_request)` when every output is stored as this request would make it: each MP4

@@ -446,3 +446,98 @@ async fn duplicates_rejections_and_last_failures_are_noticed_and_other_endings_a
         r.endings
     );
 }
+
+fn outgoing(key: &str) -> crate::queue::Outgoing {
+    crate::queue::Outgoing {
+        body: format!(r#"{{"video_id":"clip","source":"s3://in-b/clip.mp4","quality":"480p","x":"{key}"}}"#),
+        key: key.into(),
+    }
+}
+
+#[tokio::test]
+async fn a_split_sends_its_chunk_messages_then_deletes_the_request() {
+    let queue = MemoryQueue::with_messages(&[REQUEST]);
+    let ran = run(
+        queue.clone(),
+        StubWork::answering(|| {
+            Ok(Done::Split {
+                count: 3,
+                messages: vec![outgoing("p-1-c00000"), outgoing("p-1-c00002")],
+            })
+        }),
+    )
+    .await;
+    assert_eq!(ran.outcome, Outcome::Split);
+    assert_eq!(ran.outcome.exit_code(), 0);
+    assert_eq!(
+        ran.endings,
+        [
+            Fate::Sent("p-1-c00000".into()),
+            Fate::Sent("p-1-c00002".into()),
+            Fate::Deleted
+        ]
+    );
+    assert_eq!(ran.kinds, [EventKind::Started, EventKind::Split]);
+    let split = &ran.events[1];
+    assert_eq!((split.chunk, split.chunks), (None, Some(3)));
+    assert_eq!(split.reason.as_deref(), Some("2 of 3 chunk messages sent"));
+    assert_eq!(queue.waiting().len(), 2, "the chunk messages are on the queue");
+}
+
+#[tokio::test]
+async fn a_chunk_message_that_cannot_be_sent_releases_the_request() {
+    let queue = MemoryQueue::with_messages(&[REQUEST]);
+    queue.fail_send();
+    let ran = run(
+        queue,
+        StubWork::answering(|| {
+            Ok(Done::Split {
+                count: 2,
+                messages: vec![outgoing("p-1-c00000")],
+            })
+        }),
+    )
+    .await;
+    assert_eq!(ran.outcome, Outcome::Failed);
+    assert_eq!(ran.endings, [Fate::Visibility(Duration::ZERO)]);
+    assert_eq!(ran.kinds, [EventKind::Started, EventKind::Failed]);
+    assert!(ran.events[1].reason.as_deref().unwrap().contains("connection refused"));
+}
+
+#[tokio::test]
+async fn a_chunk_run_reports_its_chunk_and_the_last_one_sends_the_stitch_first() {
+    const CHUNK: &str = r#"{"video_id":"clip","source":"s3://in-b/clip.mp4","quality":"480p","request_id":"req-1","chunk":{"plan":"p-1","index":2,"count":3}}"#;
+    let queue = MemoryQueue::with_messages(&[CHUNK]);
+    let notices = NoticeBox::on(&queue);
+    let ran = run_noticed(
+        queue,
+        StubWork::answering(|| {
+            Ok(Done::Chunk {
+                encoded: Some(Encoded {
+                    files: Vec::new(),
+                    frames: 120,
+                    source_seconds: None,
+                    encode_seconds: 2.0,
+                }),
+                stitch: Some(outgoing("p-1-stitch")),
+                note: None,
+            })
+        }),
+        CancellationToken::new(),
+        notices.clone(),
+    )
+    .await;
+    assert_eq!(ran.outcome, Outcome::Chunk);
+    assert_eq!(ran.endings, [Fate::Sent("p-1-stitch".into()), Fate::Deleted]);
+    assert!(notices.sent().is_empty(), "a chunk does not end its request");
+    assert_eq!(ran.kinds, [EventKind::Started, EventKind::Chunk]);
+    for e in &ran.events {
+        assert_eq!((e.chunk, e.chunks), (Some(2), Some(3)));
+        assert_eq!(e.request_id.as_deref(), Some("req-1"));
+    }
+    assert_eq!(ran.events[1].frames, Some(120));
+    assert_eq!(
+        ran.events[1].reason.as_deref(),
+        Some("every chunk is stored: the stitch message is sent")
+    );
+}

@@ -34,6 +34,7 @@ fn job(dir: &TempDir) -> Job<MemoryStore, FakeMedia> {
         default_output: Some(S3Uri::parse("OUTPUT_URI", "s3://out-b/r", false).unwrap()),
         formats: vec![encoding_common::Format::Mp4],
         work_dir: dir.to_path_buf(),
+        split_seconds: 0.0,
     }
 }
 

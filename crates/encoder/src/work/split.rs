@@ -1,0 +1,339 @@
+//! Split requests: one long source encoded as chunks by many Jobs at once, then stitched.
+//!
+//! ```text
+//! request ──▶ split: plan stored, one chunk message per chunk not stored yet ──▶ (request deleted)
+//! chunk i ──▶ encode frames [start, end) of every rendition, store {q}.chunk-{i}.mp4
+//!             └─ the chunk that finds every chunk stored claims the stitch (a conditional
+//!                write of stitch.json) and sends the stitch message
+//! stitch  ──▶ join the chunks (video copied, audio encoded once), verify, store the outputs
+//!             as a whole request does (packaging included), then remove the chunk folder
+//! ```
+//!
+//! Everything of one split lives in the plan's folder, `{output}/{video_id}/chunks/{plan}/`,
+//! where `{plan}` is a digest of the chunk plan, the source's content (its ETag) and the
+//! settings: a redelivered request makes the same plan and finds what is stored; a chunk or a
+//! stitch of a plan that no longer matches the source is rejected, so no output mixes two plans.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use encoding_common::identity::{SETTINGS_VERSION, fnv1a64, rendition_metadata};
+use encoding_common::part::Part;
+use encoding_common::{EncodeRequest, S3Uri};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use transcode::chunk::{Plan as ChunkPlan, chunk_file_name};
+
+use super::{Done, Job, Stop};
+use crate::media::{Encoded, Media};
+use crate::progress::{Progress, Stage};
+use crate::queue::Outgoing;
+use crate::storage::{SourceObject, Store};
+
+/// The plan's object in its folder.
+const PLAN: &str = "plan.json";
+/// The stitch claim's object in the plan's folder: the chunk whose run sends the stitch message.
+const CLAIM: &str = "stitch.json";
+
+/// The stitch claim's content.
+#[derive(Debug, Serialize, Deserialize)]
+struct Claim {
+    /// The chunk whose run claimed the stitch.
+    chunk: u32,
+}
+
+/// The plan's key: `p-` and a digest of the chunk plan's id, the source's location and content,
+/// the settings and the qualities.
+fn plan_key(plan_id: &str, request: &EncodeRequest, etag: &str) -> String {
+    let qualities: Vec<&str> = request.qualities.iter().map(|q| q.as_str()).collect();
+    let text = format!(
+        "{plan_id}\n{}\n{}\n{etag}\n{SETTINGS_VERSION}\n{}",
+        request.source.bucket,
+        request.source.key,
+        qualities.join("+")
+    );
+    format!("p-{:016x}", fnv1a64(text.as_bytes()))
+}
+
+/// `request` again, asking for `part`.
+fn with_part(request: &EncodeRequest, part: Part) -> EncodeRequest {
+    EncodeRequest {
+        part: Some(part),
+        ..request.clone()
+    }
+}
+
+/// The message of chunk `index` of plan `key`.
+fn chunk_message(request: &EncodeRequest, key: &str, index: u32, count: u32) -> Outgoing {
+    let part = Part::Chunk {
+        plan: key.to_owned(),
+        index,
+        count,
+    };
+    Outgoing {
+        body: with_part(request, part).to_json(),
+        key: format!("{key}-c{index:05}"),
+    }
+}
+
+/// The stitch message of plan `key`.
+fn stitch_message(request: &EncodeRequest, key: &str, count: u32) -> Outgoing {
+    let part = Part::Stitch {
+        plan: key.to_owned(),
+        count,
+    };
+    Outgoing {
+        body: with_part(request, part).to_json(),
+        key: format!("{key}-stitch"),
+    }
+}
+
+impl<S: Store, M: Media> Job<S, M> {
+    /// The folder of plan `key` of `request`.
+    fn plan_folder(&self, request: &EncodeRequest, key: &str) -> Result<S3Uri, Stop> {
+        request
+            .video_folder(self.default_output.as_ref())
+            .map(|f| f.join(&format!("chunks/{key}")))
+            .ok_or_else(|| Stop::Reject("the request has no \"output\" and the encoder has no OUTPUT_URI".into()))
+    }
+
+    /// After the download of a whole request (`input`): its split, when the source lasts at least
+    /// two chunks of `SPLIT_SECONDS`; `None` to encode it whole.
+    pub(super) async fn split(
+        &self,
+        request: &EncodeRequest,
+        source: &SourceObject,
+        input: &Path,
+        progress: &Progress,
+    ) -> Result<Option<Done>, Stop> {
+        if self.split_seconds <= 0.0 {
+            return Ok(None);
+        }
+        let Some(plan) = self.media.plan(input.to_owned(), self.split_seconds).await else {
+            return Ok(None);
+        };
+        progress.stage(Stage::Splitting);
+        let count = plan.chunks.len() as u32;
+        let key = plan_key(&plan.id, request, &source.etag);
+        let folder = self.plan_folder(request, &key)?;
+        // The same request, source and settings always make the same plan: a redelivery finds it
+        // stored and keeps it.
+        let body = serde_json::to_vec_pretty(&plan).map_err(|e| Stop::Fail(e.into()))?;
+        self.store
+            .write_small(&folder.join(PLAN), body, "application/json", true)
+            .await
+            .map_err(Stop::Fail)?;
+        let stored = self.stored_chunks(request, &folder, count).await?;
+        let messages: Vec<Outgoing> = (0..count)
+            .filter(|i| !stored.contains(i))
+            .map(|i| chunk_message(request, &key, i, count))
+            .collect();
+        tracing::info!(plan = %key, chunks = count, stored = stored.len(), sending = messages.len(), split_seconds = self.split_seconds, "split the request");
+        Ok(Some(Done::Split { count, messages }))
+    }
+
+    /// The plan `key` of `request`, read back and checked against the message's `count` and
+    /// the source as it is now.
+    async fn stored_plan(
+        &self,
+        request: &EncodeRequest,
+        folder: &S3Uri,
+        key: &str,
+        count: u32,
+        etag: &str,
+    ) -> Result<ChunkPlan, Stop> {
+        let uri = folder.join(PLAN);
+        let Some(bytes) = self.store.read_small(&uri).await.map_err(Stop::Fail)? else {
+            return Err(Stop::Reject(format!(
+                "the plan {uri} is not stored: the chunks of a split are sent by the encoder that splits the request"
+            )));
+        };
+        let plan: ChunkPlan =
+            serde_json::from_slice(&bytes).map_err(|e| Stop::Reject(format!("the plan {uri} cannot be read: {e}")))?;
+        plan.validate().map_err(|e| Stop::Reject(e.to_string()))?;
+        if plan_key(&plan.id, request, etag) != key {
+            return Err(Stop::Reject(format!(
+                "the plan {key} was made for another source content or other settings: send the request again"
+            )));
+        }
+        if plan.chunks.len() as u32 != count {
+            return Err(Stop::Reject(format!(
+                "the message names {count} chunks where the plan {key} has {}",
+                plan.chunks.len()
+            )));
+        }
+        Ok(plan)
+    }
+
+    /// The chunks of which every rendition is stored in `folder`.
+    async fn stored_chunks(&self, request: &EncodeRequest, folder: &S3Uri, count: u32) -> Result<BTreeSet<u32>, Stop> {
+        let names: BTreeSet<String> = self.store.list(folder).await.map_err(Stop::Fail)?.into_iter().collect();
+        Ok((0..count)
+            .filter(|i| {
+                request
+                    .qualities
+                    .iter()
+                    .all(|q| names.contains(&chunk_file_name(q.as_str(), *i as usize)))
+            })
+            .collect())
+    }
+
+    /// A chunk message: encode and store chunk `index` unless it is stored; then, when every
+    /// chunk is stored, claim the stitch.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn chunk(
+        &self,
+        request: &EncodeRequest,
+        source: &SourceObject,
+        (key, index, count): (&str, u32, u32),
+        scratch: &Path,
+        cancel: &CancellationToken,
+        progress: &Progress,
+    ) -> Result<Done, Stop> {
+        let folder = self.plan_folder(request, key)?;
+        let plan = self.stored_plan(request, &folder, key, count, &source.etag).await?;
+        let chunk = plan.chunks[index as usize].clone();
+        let mut stored = self.stored_chunks(request, &folder, count).await?;
+        let encoded = if stored.contains(&index) {
+            tracing::info!(plan = %key, chunk = index, "the chunk is already stored");
+            None
+        } else {
+            let input = scratch.join("source");
+            self.fetch_source(request, source, &input, cancel, progress).await?;
+            progress.stage(Stage::Encoding);
+            let encoded = self
+                .media
+                .encode_chunk(
+                    input,
+                    super::specs(request),
+                    chunk,
+                    scratch.join("out"),
+                    cancel.clone(),
+                    progress.clone(),
+                )
+                .await?;
+            progress.stage(Stage::Uploading);
+            for (q, file) in request.qualities.iter().zip(&encoded.files) {
+                let uri = folder.join(&chunk_file_name(q.as_str(), index as usize));
+                let meta = rendition_metadata(request, &source.etag, *q);
+                let object = self.store.upload(&file.path, &uri, "video/mp4", &meta, cancel).await?;
+                tracing::info!(%uri, bytes = object.size, "stored the chunk");
+            }
+            stored = self.stored_chunks(request, &folder, count).await?;
+            Some(encoded)
+        };
+        let stitch = if stored.len() as u32 == count {
+            self.claim_stitch(request, &folder, key, index, count).await?
+        } else {
+            None
+        };
+        Ok(Done::Chunk {
+            encoded,
+            stitch,
+            note: None,
+        })
+    }
+
+    /// Every chunk is stored: the stitch message, if this chunk's run is the one to send it (it
+    /// won the conditional write of the claim now, or in an earlier delivery of its message).
+    async fn claim_stitch(
+        &self,
+        request: &EncodeRequest,
+        folder: &S3Uri,
+        key: &str,
+        index: u32,
+        count: u32,
+    ) -> Result<Option<Outgoing>, Stop> {
+        let uri = folder.join(CLAIM);
+        let claim = serde_json::to_vec(&Claim { chunk: index }).map_err(|e| Stop::Fail(e.into()))?;
+        let ours = if self
+            .store
+            .write_small(&uri, claim, "application/json", true)
+            .await
+            .map_err(Stop::Fail)?
+        {
+            true
+        } else {
+            let found = self.store.read_small(&uri).await.map_err(Stop::Fail)?;
+            let by = found
+                .and_then(|b| serde_json::from_slice::<Claim>(&b).ok())
+                .map(|c| c.chunk);
+            tracing::info!(plan = %key, chunk = index, claimed_by = ?by, "the stitch is claimed");
+            by == Some(index)
+        };
+        Ok(ours.then(|| {
+            tracing::info!(plan = %key, chunk = index, "every chunk is stored: sending the stitch message");
+            stitch_message(request, key, count)
+        }))
+    }
+
+    /// A stitch message: download the stored chunks and the source, and join them into one
+    /// verified file per rendition under `scratch/out` (the source at `input`, for packaging).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn stitch(
+        &self,
+        request: &EncodeRequest,
+        source: &SourceObject,
+        (key, count): (&str, u32),
+        scratch: &Path,
+        input: &Path,
+        cancel: &CancellationToken,
+        progress: &Progress,
+    ) -> Result<Encoded, Stop> {
+        let folder = self.plan_folder(request, key)?;
+        self.stored_plan(request, &folder, key, count, &source.etag).await?;
+        let stored = self.stored_chunks(request, &folder, count).await?;
+        if let Some(missing) = (0..count).find(|i| !stored.contains(i)) {
+            return Err(Stop::Fail(anyhow::anyhow!(
+                "chunk {missing} of the plan {key} is not stored: the stitch waits for it"
+            )));
+        }
+        self.fetch_source(request, source, input, cancel, progress).await?;
+        let dir = scratch.join("chunks");
+        std::fs::create_dir_all(&dir).map_err(|e| Stop::Fail(e.into()))?;
+        let mut chunks = Vec::with_capacity(request.qualities.len());
+        for q in &request.qualities {
+            let mut paths = Vec::with_capacity(count as usize);
+            for i in 0..count as usize {
+                let name = chunk_file_name(q.as_str(), i);
+                let path = dir.join(&name);
+                self.store.download(&folder.join(&name), &path, cancel).await?;
+                paths.push(path);
+            }
+            chunks.push(paths);
+        }
+        let out = scratch.join("out");
+        std::fs::create_dir_all(&out).map_err(|e| Stop::Fail(e.into()))?;
+        let outputs = request
+            .qualities
+            .iter()
+            .map(|q| out.join(format!("{}.mp4", q.as_str())))
+            .collect();
+        progress.stage(Stage::Stitching);
+        let encoded = self.media.stitch(chunks, input.to_owned(), outputs).await?;
+        tracing::info!(plan = %key, chunks = count, seconds = encoded.encode_seconds, "stitched the chunks");
+        Ok(encoded)
+    }
+
+    /// Removes the folder of plan `key` once the outputs are stored (a failure is logged: the
+    /// bucket's lifecycle rule expires what is left).
+    pub(super) async fn remove_plan(&self, request: &EncodeRequest, key: &str) {
+        let Ok(folder) = self.plan_folder(request, key) else {
+            return;
+        };
+        let removed = async {
+            let names = self.store.list(&folder).await?;
+            let uris: Vec<S3Uri> = names.iter().map(|n| folder.join(n)).collect();
+            self.store.delete(&uris).await?;
+            anyhow::Ok(uris.len())
+        }
+        .await;
+        match removed {
+            Ok(n) => tracing::info!(plan = %key, objects = n, "removed the chunks"),
+            Err(e) => tracing::warn!(plan = %key, error = %format!("{e:#}"), "the chunks could not be removed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,282 @@
+//! A split request from end to end with S3 and the media in memory: the plan, the chunk
+//! messages, resumes, the one stitch, the removal of the chunks, and every refusal.
+
+use std::collections::HashMap;
+
+use encoding_common::EncodeRequest;
+use encoding_common::part::Part;
+use test_support::TempDir;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::fakes::{FakeMedia, MediaAnswer, MemoryStore};
+use crate::work::Work;
+
+const SOURCE: &str = "s3://in-b/uploads/long.mp4";
+const REQUEST: &str =
+    r#"{"video_id":"long","source":"s3://in-b/uploads/long.mp4","qualities":["480p","720p"],"request_id":"req-9"}"#;
+
+fn job(dir: &TempDir, chunks: usize) -> Job<MemoryStore, FakeMedia> {
+    let store = MemoryStore::default();
+    store.put(SOURCE, b"a long source video", "\"etag-1\"", HashMap::new());
+    Job {
+        store,
+        media: FakeMedia {
+            split_into: Some(chunks),
+            ..FakeMedia::default()
+        },
+        default_output: Some(S3Uri::parse("OUTPUT_URI", "s3://out-b/r", false).unwrap()),
+        formats: vec![encoding_common::Format::Mp4],
+        work_dir: dir.to_path_buf(),
+        split_seconds: 4.0,
+    }
+}
+
+async fn work(job: &Job<MemoryStore, FakeMedia>, body: &str) -> Result<Done, Stop> {
+    let r = EncodeRequest::from_json(body).unwrap();
+    job.work_on(&r, "run-1", &CancellationToken::new(), &Progress::unread())
+        .await
+}
+
+/// Splits [`REQUEST`]: the chunk messages' bodies.
+async fn split(job: &Job<MemoryStore, FakeMedia>) -> Vec<Outgoing> {
+    match work(job, REQUEST).await {
+        Ok(Done::Split { messages, .. }) => messages,
+        other => panic!("expected a split, got {other:?}"),
+    }
+}
+
+/// A chunk's answer: whether it encoded, and the stitch message it sends.
+async fn chunk(job: &Job<MemoryStore, FakeMedia>, body: &str) -> (bool, Option<Outgoing>, Option<String>) {
+    match work(job, body).await {
+        Ok(Done::Chunk { encoded, stitch, note }) => (encoded.is_some(), stitch, note),
+        other => panic!("expected a chunk, got {other:?}"),
+    }
+}
+
+fn reason(result: Result<Done, Stop>) -> String {
+    match result {
+        Err(Stop::Reject(why)) => format!("rejected: {why}"),
+        Err(Stop::Fail(e)) => format!("failed: {e:#}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn chunk_uris(store: &MemoryStore) -> Vec<String> {
+    store.uris().into_iter().filter(|u| u.contains("/chunks/")).collect()
+}
+
+#[tokio::test]
+async fn a_long_source_is_planned_encoded_in_chunks_stitched_once_and_its_chunks_removed() {
+    let dir = TempDir::new("split-flow");
+    let job = job(&dir, 3);
+    let messages = split(&job).await;
+    assert_eq!(messages.len(), 3);
+    assert!(
+        job.media.calls.lock().unwrap().is_empty(),
+        "a split request is not encoded whole"
+    );
+    let key = EncodeRequest::from_json(&messages[0].body)
+        .unwrap()
+        .part
+        .unwrap()
+        .plan()
+        .to_owned();
+    let folder = format!("s3://out-b/r/long/chunks/{key}");
+    let plan: ChunkPlan =
+        serde_json::from_slice(&job.store.get(&format!("{folder}/plan.json")).unwrap().bytes).unwrap();
+    assert_eq!(plan.chunks.len(), 3);
+
+    assert_eq!(chunk(&job, &messages[0].body).await, (true, None, None));
+    assert_eq!(chunk(&job, &messages[2].body).await, (true, None, None));
+    let (encoded, stitch, _) = chunk(&job, &messages[1].body).await;
+    assert!(encoded);
+    let stitch = stitch.expect("the chunk that completes the set sends the stitch");
+    assert_eq!(stitch.key, format!("{key}-stitch"));
+    assert_eq!(*job.media.chunks_encoded.lock().unwrap(), [0, 2, 1]);
+    let chunk_meta = job
+        .store
+        .get(&format!("{folder}/720p.chunk-00001.mp4"))
+        .unwrap()
+        .metadata;
+    assert_eq!(chunk_meta["request-id"], "req-9");
+
+    // Redeliveries: the claimant sends the stitch again, another chunk does not; nothing is
+    // encoded twice.
+    let (encoded, again, _) = chunk(&job, &messages[1].body).await;
+    assert!(!encoded);
+    assert_eq!(again.as_ref(), Some(&stitch));
+    assert_eq!(chunk(&job, &messages[0].body).await, (false, None, None));
+    assert_eq!(job.media.chunks_encoded.lock().unwrap().len(), 3);
+
+    let Ok(Done::Encoded { outputs, encoded }) = work(&job, &stitch.body).await else {
+        panic!("the stitch stores the outputs");
+    };
+    assert_eq!(encoded.frames, 360);
+    let uris: Vec<&str> = outputs.iter().map(|o| o.uri.as_str()).collect();
+    assert_eq!(uris, ["s3://out-b/r/long/480p.mp4", "s3://out-b/r/long/720p.mp4"]);
+    assert_eq!(
+        job.store.get("s3://out-b/r/long/480p.mp4").unwrap().bytes,
+        b"[480p 0][480p 1][480p 2]"
+    );
+    let stitched = job.media.stitched.lock().unwrap().clone();
+    assert_eq!(stitched.len(), 1);
+    assert_eq!(
+        stitched[0][1],
+        ["720p.chunk-00000.mp4", "720p.chunk-00001.mp4", "720p.chunk-00002.mp4"]
+    );
+    assert_eq!(chunk_uris(&job.store), Vec::<String>::new(), "the chunks are removed");
+
+    // Late messages: the stitch is done, the request is stored, a chunk has nothing to do.
+    assert!(matches!(
+        work(&job, &stitch.body).await,
+        Ok(Done::AlreadyStored { same_request: true, .. })
+    ));
+    let (encoded, stitch_again, note) = chunk(&job, &messages[2].body).await;
+    assert!(!encoded && stitch_again.is_none());
+    assert_eq!(note.as_deref(), Some("the chunks are stitched already"));
+    assert!(matches!(
+        work(&job, REQUEST).await,
+        Ok(Done::AlreadyStored { same_request: true, .. })
+    ));
+    assert_eq!(job.media.chunks_encoded.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_redelivered_request_sends_only_the_chunks_not_stored() {
+    let dir = TempDir::new("split-resume");
+    let job = job(&dir, 4);
+    let messages = split(&job).await;
+    chunk(&job, &messages[1].body).await;
+    chunk(&job, &messages[3].body).await;
+    let again = split(&job).await;
+    let keys: Vec<&str> = again.iter().map(|m| m.key.rsplit('-').next().unwrap()).collect();
+    assert_eq!(keys, ["c00000", "c00002"]);
+    assert_eq!(again[0], messages[0], "the same plan, the same message");
+}
+
+#[tokio::test]
+async fn two_chunks_that_find_the_set_complete_send_one_stitch() {
+    let dir = TempDir::new("split-race");
+    let job = job(&dir, 3);
+    let messages = split(&job).await;
+    for m in &messages {
+        chunk(&job, m.body.as_str()).await;
+    }
+    // The set was complete when the last chunk (2) looked; 0 and 1 look again (redelivered).
+    let sent: Vec<bool> = [
+        chunk(&job, &messages[0].body).await,
+        chunk(&job, &messages[1].body).await,
+        chunk(&job, &messages[2].body).await,
+    ]
+    .into_iter()
+    .map(|(_, stitch, _)| stitch.is_some())
+    .collect();
+    assert_eq!(sent, [false, false, true]);
+}
+
+#[tokio::test]
+async fn a_short_source_or_splitting_off_encodes_the_request_whole() {
+    let dir = TempDir::new("split-off");
+    let mut whole = job(&dir, 3);
+    whole.media.split_into = None;
+    assert!(matches!(work(&whole, REQUEST).await, Ok(Done::Encoded { .. })));
+    let mut off = job(&dir, 3);
+    off.split_seconds = 0.0;
+    assert!(matches!(work(&off, REQUEST).await, Ok(Done::Encoded { .. })));
+    assert!(chunk_uris(&off.store).is_empty());
+}
+
+#[tokio::test]
+async fn chunks_and_stitches_that_cannot_belong_to_the_source_are_refused() {
+    let dir = TempDir::new("split-refused");
+    let job = job(&dir, 3);
+    let messages = split(&job).await;
+    let body = |part: &str| REQUEST.replacen("\"request_id\"", &format!("{part},\"request_id\""), 1);
+
+    let unknown = body(r#""chunk":{"plan":"p-0000000000000000","index":0,"count":3}"#);
+    assert!(
+        reason(work(&job, &unknown).await)
+            .contains("rejected: the plan s3://out-b/r/long/chunks/p-0000000000000000/plan.json is not stored")
+    );
+
+    let key = EncodeRequest::from_json(&messages[0].body)
+        .unwrap()
+        .part
+        .unwrap()
+        .plan()
+        .to_owned();
+    let wrong_count = body(&format!(r#""chunk":{{"plan":"{key}","index":0,"count":4}}"#));
+    assert!(reason(work(&job, &wrong_count).await).contains("names 4 chunks where the plan"));
+
+    let early_stitch = body(&format!(r#""stitch":{{"plan":"{key}","count":3}}"#));
+    assert!(reason(work(&job, &early_stitch).await).starts_with("failed: chunk 0 of the plan"));
+
+    // The source replaced since the split: its chunks would mix two contents.
+    job.store.put(SOURCE, b"another video", "\"etag-2\"", HashMap::new());
+    assert!(reason(work(&job, &messages[0].body).await).contains("made for another source content"));
+    assert!(job.media.chunks_encoded.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_chunk_that_fails_or_is_stopped_stores_nothing() {
+    let dir = TempDir::new("split-chunk-fails");
+    let mut job = job(&dir, 3);
+    let messages = split(&job).await;
+    for (answer, expected) in [
+        (MediaAnswer::Failed, "failed: chunk 1 has 50 frames"),
+        (
+            MediaAnswer::Rejected,
+            "rejected: the source is not a usable video: the chunk cannot be decoded",
+        ),
+    ] {
+        job.media.answer = answer;
+        assert!(reason(work(&job, &messages[1].body).await).starts_with(expected));
+    }
+    job.media.answer = MediaAnswer::Cancelled;
+    assert!(matches!(work(&job, &messages[1].body).await, Err(Stop::Cancelled)));
+    let stored: Vec<String> = chunk_uris(&job.store)
+        .into_iter()
+        .filter(|u| u.ends_with(".mp4"))
+        .collect();
+    assert!(stored.is_empty(), "{stored:?}");
+}
+
+#[test]
+fn the_plan_key_changes_with_the_plan_the_source_content_and_the_qualities() {
+    let r =
+        EncodeRequest::from_json(r#"{"video_id":"v","source":"s3://in-b/k.mp4","qualities":["720p","480p"]}"#).unwrap();
+    let key = plan_key("v1-abc", &r, "\"e1\"");
+    assert!(key.starts_with("p-") && key.len() == 18, "{key}");
+    assert_eq!(key, plan_key("v1-abc", &r, "\"e1\""));
+    assert_ne!(key, plan_key("v1-abd", &r, "\"e1\""));
+    assert_ne!(key, plan_key("v1-abc", &r, "\"e2\""));
+    let fewer =
+        EncodeRequest::from_json(r#"{"video_id":"v","source":"s3://in-b/k.mp4","qualities":["720p"]}"#).unwrap();
+    assert_ne!(key, plan_key("v1-abc", &fewer, "\"e1\""));
+}
+
+#[test]
+fn chunk_and_stitch_messages_are_the_request_with_its_part() {
+    let r =
+        EncodeRequest::from_json(r#"{"video_id":"v","source":"s3://in-b/k.mp4","quality":"480p","request_id":"r-1"}"#)
+            .unwrap();
+    let m = chunk_message(&r, "p-00ff", 2, 5);
+    assert_eq!(m.key, "p-00ff-c00002");
+    let back = EncodeRequest::from_json(&m.body).unwrap();
+    assert_eq!(
+        back.part,
+        Some(Part::Chunk {
+            plan: "p-00ff".into(),
+            index: 2,
+            count: 5
+        })
+    );
+    assert_eq!(EncodeRequest { part: None, ..back }, r);
+    let s = stitch_message(&r, "p-00ff", 5);
+    assert_eq!(s.key, "p-00ff-stitch");
+    assert_eq!(
+        EncodeRequest::from_json(&s.body).unwrap().part.map(|p| p.count()),
+        Some(5)
+    );
+}
