@@ -10,6 +10,7 @@
 //! - `lifecycle`: what the encoder does with its message under signals, bad input, duplicates,
 //!   failures and configuration errors.
 //! - `results`: completion notices on the results queue, and `producer --wait`.
+//! - `split`: a long source split into chunks, chunk runs killed at random, stitched once.
 //! - `streaming`: HLS and DASH through the queue and S3, played by hls.js and dash.js.
 //! - `faults`: SQS and S3 unreachable for 10 s during an upload and during a lease renewal.
 
@@ -20,5 +21,6 @@ mod media;
 mod media_queue;
 mod results;
 mod scaling;
+mod split;
 mod streaming;
 mod walking_skeleton;

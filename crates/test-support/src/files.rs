@@ -120,6 +120,17 @@ pub fn make_clip(path: &Path, seconds: u32) {
     );
 }
 
+/// Makes a test clip with the `ffmpeg` tool: `seconds` of `size` (`WxH`) 30 fps test pattern
+/// with a tone.
+pub fn make_clip_sized(path: &Path, size: &str, seconds: u32) {
+    lavfi_clip(
+        path,
+        &format!("testsrc2=size={size}:rate=30:duration={seconds}"),
+        seconds,
+        &["-preset", "ultrafast"],
+    );
+}
+
 /// Makes a clip that is expensive to compress (a test pattern under moving noise, 1080p at 10 fps,
 /// with a tone), so that a 1080p rendition of it reaches the ladder's bitrate cap: `seconds` of it
 /// give a rendition of about `seconds * 7 Mbit/s` (24 s: over 16 MiB, a multipart upload).

@@ -25,7 +25,7 @@ pub mod proxy;
 pub mod stack;
 
 pub use emulator::{Emulator, Kind};
-pub use files::{TempDir, ffprobe, make_clip, make_noisy_clip, media, media_dir, num, streams};
+pub use files::{TempDir, ffprobe, make_clip, make_clip_sized, make_noisy_clip, media, media_dir, num, streams};
 pub use process::{
     LineCollector, Process, assert_exit, bin, clean_command, exit_code, free_port, run, signal, wait_exit,
     wait_for_line,
