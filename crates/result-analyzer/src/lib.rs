@@ -158,20 +158,11 @@ impl Config {
         let Some(days) = self.retention_days else {
             return Ok(None);
         };
-        let keep = Duration::try_from_secs_f64(days * 86_400.0)
-            .ok()
-            .filter(|d| !d.is_zero())
+        let keep = positive(days, 86_400.0)
             .and_then(|d| chrono::Duration::from_std(d).ok())
-            .ok_or_else(|| Error::Config(format!("RETENTION_DAYS must be a positive number, got {days}")))?;
-        let every = Duration::try_from_secs_f64(self.retention_interval_seconds)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "RETENTION_INTERVAL_SECONDS must be a positive number, got {}",
-                    self.retention_interval_seconds
-                ))
-            })?;
+            .ok_or_else(|| not_positive("RETENTION_DAYS", days))?;
+        let every = positive(self.retention_interval_seconds, 1.0)
+            .ok_or_else(|| not_positive("RETENTION_INTERVAL_SECONDS", self.retention_interval_seconds))?;
         Ok(Some((keep, every)))
     }
 
@@ -181,16 +172,21 @@ impl Config {
     ///
     /// When it is not a positive number of seconds.
     fn request_timeout(&self) -> Result<Duration, Error> {
-        Duration::try_from_secs_f64(self.request_timeout_seconds)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "REQUEST_TIMEOUT_SECONDS must be a positive number, got {}",
-                    self.request_timeout_seconds
-                ))
-            })
+        positive(self.request_timeout_seconds, 1.0)
+            .ok_or_else(|| not_positive("REQUEST_TIMEOUT_SECONDS", self.request_timeout_seconds))
     }
+}
+
+/// `value` units of `unit_seconds` each, when that is a positive, representable duration.
+fn positive(value: f64, unit_seconds: f64) -> Option<Duration> {
+    Duration::try_from_secs_f64(value * unit_seconds)
+        .ok()
+        .filter(|d| !d.is_zero())
+}
+
+/// The refusal of setting `name`, which is not a positive number.
+fn not_positive(name: &str, value: f64) -> Error {
+    Error::Config(format!("{name} must be a positive number, got {value}"))
 }
 
 impl std::fmt::Debug for Config {
@@ -204,6 +200,7 @@ impl std::fmt::Debug for Config {
             .field("synchronous", &self.synchronous)
             .field("retention_days", &self.retention_days)
             .field("retention_interval_seconds", &self.retention_interval_seconds)
+            .field("player_url_base", &self.player_url_base)
             .finish()
     }
 }

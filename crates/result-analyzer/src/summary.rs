@@ -38,12 +38,20 @@ pub struct Run {
     pub lease_seconds: u64,
     /// Its latest progress report, if any.
     pub progress: Option<Progress>,
+    /// The chunk it encodes (from 0) when it is a chunk run of a split request; omitted otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunk: Option<u32>,
+    /// How many chunks its request's plan has, when it is part of a split request: a chunk run
+    /// (with `chunk`), the run that split the request (outcome `split`), or the run that stitches
+    /// the chunks; omitted otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<u32>,
 }
 
 /// A run's latest progress report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
-    /// `downloading`, `encoding` or `uploading`.
+    /// `downloading`, `splitting`, `encoding`, `stitching` or `uploading`.
     pub stage: Option<String>,
     /// How far the stage is, 0 to 100, when known.
     pub percent: Option<f64>,
@@ -86,6 +94,22 @@ pub struct Summary {
     pub peak_concurrent_runs: u64,
     /// Runs that have started, not ended, and are not lost.
     pub runs_in_progress: u64,
+    /// The requests encoded in chunks.
+    pub split: SplitSummary,
+}
+
+/// Split requests, as `GET /summary` counts them. A split request counts once in the processed
+/// figures (its stitch run's `processed`); this says how much chunk work was behind them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SplitSummary {
+    /// Requests that some event of a split request named (`split`, or a chunk or stitch run's
+    /// event: anything carrying `chunks`), each once.
+    pub requests: u64,
+    /// Chunk runs (runs whose events carry `chunk`), whatever their outcome.
+    pub chunk_runs: u64,
+    /// Chunks stored: `chunk` events, each chunk of a request (and plan size) once, however many
+    /// runs stored it or found it stored.
+    pub chunks_stored: u64,
 }
 
 /// Nearest-rank percentiles of a sample.
@@ -130,7 +154,10 @@ pub struct RequestState {
     pub request_id: String,
     /// Where it stands: `processed` once a run processed it (it stays so), otherwise the outcome
     /// of its latest run: `duplicate`, `rejected`, `failed`, `killed`, `lost`; `None` while that
-    /// run is still going.
+    /// run is still going. A split request is `None` while its chunks are being encoded (after
+    /// `split`, and after a chunk run's `chunk` or `duplicate`), `failed`, `killed` or `lost`
+    /// (not final) after such a chunk run, `rejected` when a chunk run was, and `processed` once
+    /// its stitch run is.
     pub outcome: Option<String>,
     /// Whether `outcome` is the end of the request: true for `processed`, `duplicate` and
     /// `rejected`; false otherwise, as SQS delivers a failed, killed or lost run's message again
@@ -148,6 +175,18 @@ pub struct RequestState {
     pub latest: LatestEvent,
     /// The state of that event's run now: `running`, `lost`, or its outcome; `None` without a run.
     pub run_state: Option<String>,
+    /// For a request encoded in chunks, how far its chunks are; omitted for any other request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split: Option<SplitState>,
+}
+
+/// How far the chunks of a split request are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SplitState {
+    /// How many chunks its plan has (the latest event carrying `chunks` says).
+    pub chunks: u32,
+    /// How many of them are stored (distinct chunks with a `chunk` event).
+    pub chunks_stored: u64,
 }
 
 /// Whether a request whose outcome is `outcome` is over for good.

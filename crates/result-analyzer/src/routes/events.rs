@@ -18,7 +18,7 @@ use encoding_common::{Event, EventKind};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{AppState, error, query_error, store_error};
+use super::{AppState, bad_request, check_window, error, page_limit, query_error, store_error};
 use crate::store::EventQuery;
 
 /// A progress report as taken: the report and when it was received.
@@ -129,34 +129,20 @@ const MAX_PAGE: u32 = 1000;
 pub(super) async fn list_events(
     State(s): State<AppState>,
     params: Result<Query<EventsParams>, QueryRejection>,
-) -> Response {
-    let Query(p) = match params {
-        Ok(p) => p,
-        Err(e) => return query_error(&e),
-    };
-    let kind = match p.kind.as_deref().map(str::parse::<EventKind>).transpose() {
-        Ok(k) => k,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    let limit = p.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("limit must be 1 to {MAX_PAGE}, got {limit}"),
-        );
-    }
+) -> Result<Response, Response> {
+    let Query(p) = params.map_err(|e| query_error(&e))?;
+    let kind = p
+        .kind
+        .as_deref()
+        .map(str::parse::<EventKind>)
+        .transpose()
+        .map_err(|e| bad_request(e.to_string()))?;
+    let limit = page_limit(p.limit, DEFAULT_PAGE, MAX_PAGE).map_err(bad_request)?;
     let after_id = p.after_id.unwrap_or(0);
     if after_id < 0 {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("after_id must be 0 or more, got {after_id}"),
-        );
+        return Err(bad_request(format!("after_id must be 0 or more, got {after_id}")));
     }
-    if let (Some(since), Some(until)) = (p.since, p.until)
-        && since > until
-    {
-        return error(StatusCode::BAD_REQUEST, "since must not be later than until");
-    }
+    check_window(p.since, p.until).map_err(bad_request)?;
     let query = EventQuery {
         kind,
         video_id: p.video_id,
@@ -165,15 +151,11 @@ pub(super) async fn list_events(
         after_id,
         limit,
     };
-    match s.store.events(query).await {
-        Ok(events) => {
-            let next = if events.len() == limit as usize {
-                events.last().map(|e| e.id)
-            } else {
-                None
-            };
-            Json(json!({ "events": events, "next_after_id": next })).into_response()
-        }
-        Err(e) => store_error(e),
-    }
+    let events = s.store.events(query).await.map_err(store_error)?;
+    let next = if events.len() == limit as usize {
+        events.last().map(|e| e.id)
+    } else {
+        None
+    };
+    Ok(Json(json!({ "events": events, "next_after_id": next })).into_response())
 }

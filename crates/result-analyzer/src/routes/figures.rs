@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AppState, error, query_error, store_error};
+use super::{AppState, bad_request, check_window, error, page_limit, query_error, store_error};
 use crate::metrics;
 use crate::store::{Cursor, RunsQuery};
 
@@ -45,47 +45,35 @@ const MAX_RUNS: u32 = 10_000;
 /// start, newest first unless `order=oldest`, started in `[since, until)` when given, only those
 /// running now with `state=running`; `total` counts the runs so chosen, `next_cursor` continues the
 /// listing (null at the end).
-pub(super) async fn get_runs(State(s): State<AppState>, params: Result<Query<RunsParams>, QueryRejection>) -> Response {
-    let Query(p) = match params {
-        Ok(p) => p,
-        Err(e) => return query_error(&e),
-    };
-    let limit = p.limit.unwrap_or(DEFAULT_RUNS);
-    if !(1..=MAX_RUNS).contains(&limit) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("limit must be 1 to {MAX_RUNS}, got {limit}"),
-        );
-    }
+pub(super) async fn get_runs(
+    State(s): State<AppState>,
+    params: Result<Query<RunsParams>, QueryRejection>,
+) -> Result<Response, Response> {
+    let Query(p) = params.map_err(|e| query_error(&e))?;
+    let limit = page_limit(p.limit, DEFAULT_RUNS, MAX_RUNS).map_err(bad_request)?;
     let newest_first = match p.order.as_deref() {
         None | Some("newest") => true,
         Some("oldest") => false,
         Some(other) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("order must be newest or oldest, got {other:?}"),
-            );
+            return Err(bad_request(format!("order must be newest or oldest, got {other:?}")));
         }
     };
-    if let (Some(since), Some(until)) = (p.since, p.until)
-        && since > until
-    {
-        return error(StatusCode::BAD_REQUEST, "since must not be later than until");
-    }
+    check_window(p.since, p.until).map_err(bad_request)?;
     let running_only = match p.state.as_deref() {
         None => false,
         Some("running") => true,
         Some(other) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("state must be running (or left out for every run), got {other:?}"),
-            );
+            return Err(bad_request(format!(
+                "state must be running (or left out for every run), got {other:?}"
+            )));
         }
     };
-    let cursor = match p.cursor.as_deref().map(Cursor::parse).transpose() {
-        Ok(c) => c,
-        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
-    };
+    let cursor = p
+        .cursor
+        .as_deref()
+        .map(Cursor::parse)
+        .transpose()
+        .map_err(bad_request)?;
     let query = RunsQuery {
         limit,
         newest_first,
@@ -94,10 +82,8 @@ pub(super) async fn get_runs(State(s): State<AppState>, params: Result<Query<Run
         cursor,
         running_only,
     };
-    match s.store.runs(query, Utc::now()).await {
-        Ok(page) => Json(page).into_response(),
-        Err(e) => store_error(e),
-    }
+    let page = s.store.runs(query, Utc::now()).await.map_err(store_error)?;
+    Ok(Json(page).into_response())
 }
 
 /// `GET /requests/{request_id}`: where the request stands (`outcome`, `final`, `reason`,

@@ -21,6 +21,7 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use tower_http::trace::TraceLayer;
 
@@ -114,6 +115,29 @@ fn query_error(e: &QueryRejection) -> Response {
             e.body_text()
         ),
     )
+}
+
+/// A page's `limit`: `default` when not given; it must be 1 to `max` (else why not, for a 400).
+fn page_limit(limit: Option<u32>, default: u32, max: u32) -> Result<u32, String> {
+    let limit = limit.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(format!("limit must be 1 to {max}, got {limit}"))
+    }
+}
+
+/// A window's `since` must not be later than its `until` (else why not, for a 400).
+fn check_window(since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> Result<(), String> {
+    match (since, until) {
+        (Some(since), Some(until)) if since > until => Err("since must not be later than until".into()),
+        _ => Ok(()),
+    }
+}
+
+/// A 400 saying `message`.
+fn bad_request(message: String) -> Response {
+    error(StatusCode::BAD_REQUEST, message)
 }
 
 fn store_error(e: StoreError) -> Response {

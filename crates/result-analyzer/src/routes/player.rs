@@ -18,21 +18,29 @@ pub(super) struct PlayerQuery {
     video_id: Option<String>,
 }
 
+/// Events of a video read at a time when looking for its latest outputs.
+const PAGE: u32 = 1000;
+
 /// The outputs of the newest `processed` event of `video_id` that names any.
 async fn latest_outputs(s: &AppState, video_id: &str) -> Result<Option<Vec<String>>, Response> {
     let mut query = EventQuery {
         kind: Some(EventKind::Processed),
         video_id: Some(video_id.to_owned()),
-        limit: 1000,
+        limit: PAGE,
         ..EventQuery::default()
     };
     let mut latest = None;
     loop {
         let page = s.store.events(query.clone()).await.map_err(store_error)?;
-        let Some(last) = page.last() else { return Ok(latest) };
-        query.after_id = last.id;
-        if let Some(e) = page.iter().rev().find(|e| !e.event.outputs.is_empty()) {
-            latest = Some(e.event.outputs.clone());
+        let full = page.len() == PAGE as usize;
+        if let Some(last) = page.last() {
+            query.after_id = last.id;
+        }
+        if let Some(e) = page.into_iter().rev().find(|e| !e.event.outputs.is_empty()) {
+            latest = Some(e.event.outputs);
+        }
+        if !full {
+            return Ok(latest);
         }
     }
 }

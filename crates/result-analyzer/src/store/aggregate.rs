@@ -1,6 +1,6 @@
 //! What each event changes in the aggregates, inside the writer's transaction: the totals, the
-//! run it belongs to (`runs`), its request (`requests`), the percentile samples (`samples`) and the
-//! concurrency edges ([`super::peak`]).
+//! run it belongs to (`runs`), its request (`requests`, [`super::requests`]), the percentile
+//! samples (`samples`) and the concurrency edges ([`super::peak`]).
 //!
 //! The same code counts new events as they are written and, once, the events of a database
 //! written by an older analyzer when it is opened ([`super::schema`]), so the two cannot drift.
@@ -23,6 +23,16 @@ pub const DEFAULT_LEASE_SECONDS: u64 = 120;
 const ENCODE_SECONDS: i64 = 0;
 /// `samples.metric` of the frames per second.
 const FPS: i64 = 1;
+
+/// The insert of a `runs` row, its values in the order [`write_row`] binds them (a macro, so that
+/// each statement that extends it stays one literal).
+macro_rules! insert_run {
+    () => {
+        "INSERT INTO runs (run_id, start_us, end_us, outcome, video_id, qualities, host, last_report_us,
+                           lease_seconds, expiry_us, stage, percent, progress_fps, progress_us, chunk, chunks)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+    };
+}
 
 /// Progress reports of one run received since the last commit, merged: the writer applies them
 /// in one go, so a flood of reports costs one row update per run and commit.
@@ -62,6 +72,8 @@ impl PendingProgress {
         merge_some(&mut e.video_id, later.video_id);
         merge_some(&mut e.host, later.host);
         merge_some(&mut e.lease_seconds, later.lease_seconds);
+        merge_some(&mut e.chunk, later.chunk);
+        merge_some(&mut e.chunks, later.chunks);
         if !later.qualities.is_empty() {
             e.qualities = later.qualities;
         }
@@ -109,6 +121,10 @@ pub(crate) struct RunRow {
     lease: Option<u64>,
     /// Its latest progress report.
     progress: Option<Progress>,
+    /// Its chunk, for a chunk run.
+    chunk: Option<u32>,
+    /// Its plan's number of chunks, for a run of a split request.
+    chunks: Option<u32>,
 }
 
 impl RunRow {
@@ -153,7 +169,7 @@ fn start_of(kind: EventKind, at: i64, elapsed: Option<f64>) -> i64 {
 
 /// The aggregates' changes of one transaction.
 pub(crate) struct Apply<'c> {
-    conn: &'c Connection,
+    pub(super) conn: &'c Connection,
     /// The totals, changed in place (the writer restores them if the transaction fails).
     pub totals: &'c mut Totals,
     /// The rows of the runs at work (the writer clears it if the transaction fails).
@@ -179,50 +195,6 @@ impl<'c> Apply<'c> {
             runs,
             peak: PeakChanges::default(),
         }
-    }
-
-    /// Turns a `processed` event into `duplicate` when its request already has one: a request
-    /// counts as processed once. A `processed` event of a request never seen writes the
-    /// request's row at once (one insert, where a look-up and a write would be two): it says so.
-    ///
-    /// # Errors
-    ///
-    /// When SQLite fails.
-    pub fn dedup(&mut self, event: &mut Event, recorded_at: &str) -> Result<Noted, StoreError> {
-        if event.kind != EventKind::Processed {
-            return Ok(Noted::No);
-        }
-        let Some(rid) = &event.request_id else {
-            return Ok(Noted::No);
-        };
-        let inserted = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO requests (request_id, processed, outcome, last_kind, last_run, last_at, reason, outputs)
-                 VALUES (?1, 1, 'processed', 'processed', ?2, ?3, ?4, ?5) ON CONFLICT(request_id) DO NOTHING",
-            )?
-            .execute(params![
-                rid,
-                event.run_id,
-                recorded_at,
-                event.reason,
-                outputs_json(event)
-            ])?;
-        if inserted == 1 {
-            return Ok(Noted::Yes);
-        }
-        let processed: Option<bool> = self
-            .conn
-            .prepare_cached("SELECT processed FROM requests WHERE request_id = ?1")?
-            .query_row(params![rid], |r| r.get(0))
-            .optional()?;
-        if processed == Some(true) {
-            event.kind = EventKind::Duplicate;
-            event
-                .reason
-                .get_or_insert_with(|| "this request was already counted as processed".into());
-        }
-        Ok(Noted::No)
     }
 
     /// The number `GET /get/count` gives an event of `kind` stored now ("processed count N").
@@ -324,63 +296,63 @@ impl<'c> Apply<'c> {
     }
 
     fn touch_run(&mut self, run_id: &str, r: Report<'_>) -> Result<(), StoreError> {
-        let fresh = RunRow {
-            start: r.start,
-            end: None,
-            outcome: None,
-            video_id: None,
-            qualities: None,
-            host: None,
-            last_report: r.at,
-            lease: None,
-            progress: None,
-        };
         let old = match self.runs.0.remove(run_id) {
-            Some(row) => Some(row),
+            Some(row) => row,
             None => {
                 // A run never seen is written in one insert; one seen before is read back.
-                let new = merge(fresh.clone(), &r);
+                let fresh = RunRow {
+                    start: r.start,
+                    end: None,
+                    outcome: None,
+                    video_id: None,
+                    qualities: None,
+                    host: None,
+                    last_report: r.at,
+                    lease: None,
+                    progress: None,
+                    chunk: None,
+                    chunks: None,
+                };
+                let new = merge(fresh, &r);
                 if self.insert_run(run_id, &new)? {
                     self.totals.runs += 1;
                     self.changed(run_id, None, new);
                     return Ok(());
                 }
                 self.load_run(run_id)?
+                    .ok_or_else(|| StoreError::Inconsistent(format!("run {run_id:?} is neither new nor stored")))?
             }
         };
-        let row = merge(old.clone().unwrap_or(fresh), &r);
-        if old.is_none() {
-            self.totals.runs += 1;
-        }
-        let mut upsert = self.conn.prepare_cached(
-            "INSERT INTO runs (run_id, start_us, end_us, outcome, video_id, qualities, host, last_report_us,
-                               lease_seconds, expiry_us, stage, percent, progress_fps, progress_us)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-             ON CONFLICT(run_id) DO UPDATE SET end_us = excluded.end_us, outcome = excluded.outcome,
+        let row = merge(old.clone(), &r);
+        let mut upsert = self.conn.prepare_cached(concat!(
+            insert_run!(),
+            " ON CONFLICT(run_id) DO UPDATE SET end_us = excluded.end_us, outcome = excluded.outcome,
                  video_id = excluded.video_id, qualities = excluded.qualities, host = excluded.host,
                  last_report_us = excluded.last_report_us, lease_seconds = excluded.lease_seconds,
                  expiry_us = excluded.expiry_us, stage = excluded.stage, percent = excluded.percent,
-                 progress_fps = excluded.progress_fps, progress_us = excluded.progress_us",
-        )?;
+                 progress_fps = excluded.progress_fps, progress_us = excluded.progress_us,
+                 chunk = excluded.chunk, chunks = excluded.chunks",
+        ))?;
         write_row(&mut upsert, run_id, &row)?;
         drop(upsert);
-        self.changed(run_id, old.as_ref(), row);
+        self.changed(run_id, Some(&old), row);
         Ok(())
     }
 
     /// Inserts the row of a run if there is none yet; returns whether it did.
     fn insert_run(&self, run_id: &str, row: &RunRow) -> Result<bool, StoreError> {
-        let mut insert = self.conn.prepare_cached(
-            "INSERT INTO runs (run_id, start_us, end_us, outcome, video_id, qualities, host, last_report_us,
-                               lease_seconds, expiry_us, stage, percent, progress_fps, progress_us)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) ON CONFLICT(run_id) DO NOTHING",
-        )?;
+        let mut insert = self
+            .conn
+            .prepare_cached(concat!(insert_run!(), " ON CONFLICT(run_id) DO NOTHING"))?;
         Ok(write_row(&mut insert, run_id, row)? == 1)
     }
 
-    /// What a run's row going from `old` to `row` changes: the runs without an outcome, the
-    /// concurrency edges, the cache of the runs at work.
+    /// What a run's row going from `old` to `row` changes: the runs without an outcome, the chunk
+    /// runs, the concurrency edges, the cache of the runs at work.
     fn changed(&mut self, run_id: &str, old: Option<&RunRow>, row: RunRow) {
+        if row.chunk.is_some() && old.is_none_or(|o| o.chunk.is_none()) {
+            self.totals.chunk_runs += 1;
+        }
         let was_open = old.is_some_and(|o| o.end.is_none());
         match (was_open, row.end.is_none()) {
             (false, true) => self.totals.open_runs += 1,
@@ -406,7 +378,7 @@ impl<'c> Apply<'c> {
             .conn
             .prepare_cached(
                 "SELECT start_us, end_us, outcome, video_id, qualities, host, last_report_us, lease_seconds,
-                        stage, percent, progress_fps, progress_us
+                        stage, percent, progress_fps, progress_us, chunk, chunks
                  FROM runs WHERE run_id = ?1",
             )?
             .query_row(params![run_id], |r| {
@@ -420,58 +392,22 @@ impl<'c> Apply<'c> {
                     last_report: r.get(6)?,
                     lease: r.get(7)?,
                     progress: progress_of(r, 8)?,
+                    chunk: r.get(12)?,
+                    chunks: r.get(13)?,
                 })
             })
             .optional()?;
         Ok(row)
     }
 
-    /// Notes `s` in its request's row: its latest event, and, for an outcome, the outcome with its
-    /// reason and outputs, unless the request was already processed (which it stays).
-    fn note_request(&mut self, rid: &str, s: &StoredEvent) -> Result<(), StoreError> {
-        let e = &s.event;
-        let outcome = e.kind.is_terminal().then(|| e.kind.as_str());
-        let outputs = outcome.and(outputs_json(e));
-        self.conn
-            .prepare_cached(
-                "INSERT INTO requests (request_id, processed, outcome, last_kind, last_run, last_at, reason, outputs)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT(request_id) DO UPDATE SET processed = max(processed, excluded.processed),
-                     outcome = CASE WHEN processed OR excluded.outcome IS NULL THEN outcome ELSE excluded.outcome END,
-                     reason = CASE WHEN processed OR excluded.outcome IS NULL THEN reason ELSE excluded.reason END,
-                     outputs = CASE WHEN processed OR excluded.outcome IS NULL THEN outputs ELSE excluded.outputs END,
-                     last_kind = excluded.last_kind, last_run = excluded.last_run, last_at = excluded.last_at",
-            )?
-            .execute(params![
-                rid,
-                e.kind == EventKind::Processed,
-                outcome,
-                e.kind.as_str(),
-                e.run_id,
-                s.recorded_at,
-                outcome.and(e.reason.as_deref()),
-                outputs
-            ])?;
-        Ok(())
-    }
-
-    /// Writes the concurrency edges changed so far (and the buckets above them).
-    ///
-    /// # Errors
-    ///
-    /// When SQLite fails.
-    pub fn flush(&mut self) -> Result<(), StoreError> {
-        std::mem::take(&mut self.peak).apply(self.conn)
-    }
-
     /// Writes what the transaction changed beyond the rows already written: the concurrency
-    /// edges and the totals.
+    /// edges (and the buckets above them) and the totals.
     ///
     /// # Errors
     ///
     /// When SQLite fails.
-    pub fn finish(mut self) -> Result<(), StoreError> {
-        self.flush()?;
+    pub fn finish(self) -> Result<(), StoreError> {
+        self.peak.apply(self.conn)?;
         save_totals(self.conn, self.totals)
     }
 }
@@ -538,17 +474,14 @@ fn add_samples(conn: &Connection, totals: &mut Totals, secs: Option<f64>, fps: O
     Ok(())
 }
 
-/// The outputs of an event, as `requests.outputs` keeps them (JSON), or `None` without any.
-fn outputs_json(e: &Event) -> Option<String> {
-    (!e.outputs.is_empty()).then(|| serde_json::to_string(&e.outputs).expect("strings serialize"))
-}
-
 /// A merged report: `row` with what `r` says.
 fn merge(mut row: RunRow, r: &Report<'_>) -> RunRow {
     let e = r.event;
     merge_some(&mut row.video_id, e.video_id.clone());
     merge_some(&mut row.host, e.host.clone());
     merge_some(&mut row.lease, e.lease_seconds);
+    merge_some(&mut row.chunk, e.chunk);
+    merge_some(&mut row.chunks, e.chunks);
     if !e.qualities.is_empty() {
         row.qualities = Some(serde_json::to_string(&e.qualities).expect("strings serialize"));
     }
@@ -563,7 +496,7 @@ fn merge(mut row: RunRow, r: &Report<'_>) -> RunRow {
     row
 }
 
-/// Runs `stmt` on a `runs` row's values, in the order of its columns; returns the rows changed.
+/// Runs `stmt` (an [`insert_run`]) on a `runs` row's values; returns the rows changed.
 fn write_row(stmt: &mut rusqlite::CachedStatement<'_>, run_id: &str, row: &RunRow) -> Result<usize, StoreError> {
     let p = row.progress.as_ref();
     Ok(stmt.execute(params![
@@ -581,6 +514,8 @@ fn write_row(stmt: &mut rusqlite::CachedStatement<'_>, run_id: &str, row: &RunRo
         p.and_then(|p| p.percent),
         p.and_then(|p| p.fps),
         p.map(|p| p.at.timestamp_micros()),
+        row.chunk,
+        row.chunks,
     ])?)
 }
 
@@ -590,22 +525,30 @@ struct Samples<'c> {
     metric: i64,
 }
 
-impl SortedValues for Samples<'_> {
-    fn after(&mut self, key: i64) -> Result<Option<(i64, u64)>, StoreError> {
+impl Samples<'_> {
+    /// The first `(key, n)` row of this metric that `sql` (taking the metric and `key`) selects.
+    fn row(&self, sql: &str, key: i64) -> Result<Option<(i64, u64)>, StoreError> {
         let row = self
             .conn
-            .prepare_cached("SELECT key, n FROM samples WHERE metric = ?1 AND key > ?2 ORDER BY key LIMIT 1")?
+            .prepare_cached(sql)?
             .query_row(params![self.metric, key], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         Ok(row)
     }
+}
+
+impl SortedValues for Samples<'_> {
+    fn after(&mut self, key: i64) -> Result<Option<(i64, u64)>, StoreError> {
+        self.row(
+            "SELECT key, n FROM samples WHERE metric = ?1 AND key > ?2 ORDER BY key LIMIT 1",
+            key,
+        )
+    }
 
     fn before(&mut self, key: i64) -> Result<Option<(i64, u64)>, StoreError> {
-        let row = self
-            .conn
-            .prepare_cached("SELECT key, n FROM samples WHERE metric = ?1 AND key < ?2 ORDER BY key DESC LIMIT 1")?
-            .query_row(params![self.metric, key], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        Ok(row)
+        self.row(
+            "SELECT key, n FROM samples WHERE metric = ?1 AND key < ?2 ORDER BY key DESC LIMIT 1",
+            key,
+        )
     }
 }

@@ -12,6 +12,7 @@
 //! - [`schema`]: the tables, and bringing an older database up to date when it opens.
 //! - [`writer`]: the group-commit thread; progress reports merged per run; reset; pruning.
 //! - [`aggregate`]: what one event changes: totals, its run, its request, samples, edges.
+//! - [`requests`]: what one event changes in its request's row, split requests included.
 //! - [`totals`]: the counts and exact percentiles, one row saved per commit.
 //! - [`peak`]: the most runs at once, as a tree over time.
 //! - [`reads`]: every answer, from the aggregates; whether a run is lost.
@@ -19,6 +20,7 @@
 mod aggregate;
 mod peak;
 mod reads;
+mod requests;
 mod schema;
 mod totals;
 mod writer;
@@ -322,12 +324,8 @@ impl Store {
             self.sync().await?;
             return Ok(stored);
         }
-        let (done, wait) = oneshot::channel();
-        self.tx
-            .send(Command::Write(Box::new(WriteJob { event, at, done })))
+        self.ask(|done| Command::Write(Box::new(WriteJob { event, at, done })))
             .await
-            .map_err(|_| StoreError::WriterGone)?;
-        wait.await.map_err(|_| StoreError::WriterGone)?
     }
 
     /// Takes a `progress` report of a run (which must have a `run_id`), received at `at` (`None`:
@@ -382,12 +380,7 @@ impl Store {
     ///
     /// When that commit fails or the store is shutting down.
     pub async fn sync(&self) -> Result<(), StoreError> {
-        let (done, wait) = oneshot::channel();
-        self.tx
-            .send(Command::Sync(done))
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
-        wait.await.map_err(|_| StoreError::WriterGone)?
+        self.ask(Command::Sync).await
     }
 
     /// Forgets every event, and every aggregate with them.
@@ -396,12 +389,7 @@ impl Store {
     ///
     /// When the delete fails or the store is shutting down.
     pub async fn reset(&self) -> Result<(), StoreError> {
-        let (done, wait) = oneshot::channel();
-        self.tx
-            .send(Command::Reset(done))
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
-        wait.await.map_err(|_| StoreError::WriterGone)?
+        self.ask(Command::Reset).await
     }
 
     /// Deletes at most `limit` of the oldest events recorded before `cutoff`, in one short
@@ -412,12 +400,7 @@ impl Store {
     ///
     /// When the delete fails or the store is shutting down.
     pub async fn prune(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<usize, StoreError> {
-        let (done, wait) = oneshot::channel();
-        self.tx
-            .send(Command::Prune { cutoff, limit, done })
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
-        wait.await.map_err(|_| StoreError::WriterGone)?
+        self.ask(|done| Command::Prune { cutoff, limit, done }).await
     }
 
     /// Events matching `query`, in the order recorded.
@@ -496,6 +479,16 @@ impl Store {
             Ok(())
         })
         .await
+    }
+
+    /// Sends the writer the command `make` builds around a reply channel, and waits for the reply.
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command,
+    ) -> Result<T, StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.tx.send(make(done)).await.map_err(|_| StoreError::WriterGone)?;
+        wait.await.map_err(|_| StoreError::WriterGone)?
     }
 
     async fn read<T: Send + 'static>(

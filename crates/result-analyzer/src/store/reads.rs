@@ -14,7 +14,9 @@ use super::aggregate::{DEFAULT_LEASE_SECONDS, load_totals, progress_of};
 use super::peak::peak;
 use super::totals::{ENCODE_SECONDS_BUCKETS, Sample};
 use super::{EventQuery, StoreError, StoredEvent, decode_rows, parse_time, raw_row, rfc3339, time_of};
-use crate::summary::{Counters, LOST, LatestEvent, Percentiles, RequestState, Run, RunsPage, Summary, is_final};
+use crate::summary::{
+    Counters, LOST, LatestEvent, Percentiles, RequestState, Run, RunsPage, SplitState, SplitSummary, Summary, is_final,
+};
 
 /// The state of a run without an outcome whose lease has not run out.
 const RUNNING: &str = "running";
@@ -97,6 +99,11 @@ pub(crate) fn summary(conn: &Connection, now: i64) -> Result<Summary, StoreError
         runs: totals.runs,
         peak_concurrent_runs: peak,
         runs_in_progress: running,
+        split: SplitSummary {
+            requests: totals.split_requests,
+            chunk_runs: totals.chunk_runs,
+            chunks_stored: totals.chunks_stored,
+        },
     })
 }
 
@@ -139,7 +146,7 @@ pub(crate) fn counters(conn: &Connection, now: i64) -> Result<Counters, StoreErr
 
 const RUN_COLUMNS: &str =
     "run_id, start_us, end_us, outcome, video_id, qualities, host, last_report_us, lease_seconds, expiry_us,
-     stage, percent, progress_fps, progress_us";
+     stage, percent, progress_fps, progress_us, chunk, chunks";
 
 /// A `runs` row as the answers show it at `now`: lost when it has no outcome and its expiry has
 /// passed.
@@ -164,6 +171,8 @@ fn run_of(row: &rusqlite::Row<'_>, now: i64) -> rusqlite::Result<Run> {
         last_report_at: time_of(row.get(7)?),
         lease_seconds: row.get::<_, Option<u64>>(8)?.unwrap_or(DEFAULT_LEASE_SECONDS),
         progress: progress_of(row, 10)?,
+        chunk: row.get(14)?,
+        chunks: row.get(15)?,
     })
 }
 
@@ -231,14 +240,15 @@ pub(crate) fn runs(conn: &Connection, q: &RunsQuery, now: i64) -> Result<RunsPag
 pub(crate) fn request(conn: &Connection, request_id: &str, now: i64) -> Result<Option<RequestState>, StoreError> {
     let row = conn
         .prepare_cached(
-            "SELECT r.processed, r.outcome, r.reason, r.outputs, 0, r.last_kind, r.last_run, r.last_at,
-                    u.end_us, u.outcome, u.expiry_us, u.lease_seconds
+            "SELECT r.processed, r.outcome, r.reason, r.outputs, r.last_kind, r.last_run, r.last_at,
+                    u.end_us, u.outcome, u.expiry_us, u.lease_seconds, r.chunks,
+                    (SELECT count(*) FROM request_chunks c WHERE c.request_id = r.request_id AND c.chunks = r.chunks)
              FROM requests r LEFT JOIN runs u ON u.run_id = r.last_run WHERE r.request_id = ?1",
         )?
         .query_row(params![request_id], |r| {
-            let run_state = match (r.get::<_, Option<i64>>(10)?, r.get::<_, Option<i64>>(8)?) {
+            let run_state = match (r.get::<_, Option<i64>>(9)?, r.get::<_, Option<i64>>(7)?) {
                 (None, _) => None,
-                (Some(_), Some(_)) => r.get::<_, Option<String>>(9)?,
+                (Some(_), Some(_)) => r.get::<_, Option<String>>(8)?,
                 (Some(expiry), None) if expiry < now => Some(LOST.to_owned()),
                 (Some(_), None) => Some(RUNNING.to_owned()),
             };
@@ -246,12 +256,21 @@ pub(crate) fn request(conn: &Connection, request_id: &str, now: i64) -> Result<O
             let (stored, reason, outputs): (Option<String>, Option<String>, Option<String>) =
                 (r.get(1)?, r.get(2)?, r.get(3)?);
             let outputs = outputs.and_then(|o| serde_json::from_str(&o).ok()).unwrap_or_default();
-            let last_run: Option<String> = r.get(6)?;
+            let last_run: Option<String> = r.get(5)?;
+            // A split request: its chunks stored so far (an index range of at most its plan's
+            // chunks, whatever the history).
+            let split = match r.get::<_, Option<u32>>(11)? {
+                Some(chunks) => Some(SplitState {
+                    chunks,
+                    chunks_stored: r.get(12)?,
+                }),
+                None => None,
+            };
             let (outcome, reason, outputs) = match run_state.as_deref() {
                 _ if processed => (Some("processed".to_owned()), reason, outputs),
                 Some(RUNNING) => (None, None, Vec::new()),
                 Some(LOST) => {
-                    let lease = r.get::<_, Option<u64>>(11)?.unwrap_or(DEFAULT_LEASE_SECONDS);
+                    let lease = r.get::<_, Option<u64>>(10)?.unwrap_or(DEFAULT_LEASE_SECONDS);
                     let why = format!(
                         "run {} sent no report for longer than its lease ({lease} s): it is lost, and SQS \
                          delivers the message again",
@@ -259,6 +278,9 @@ pub(crate) fn request(conn: &Connection, request_id: &str, now: i64) -> Result<O
                     );
                     (run_state.clone(), Some(why), Vec::new())
                 }
+                // Its outcome as its events left it: none while its chunks are at work, even though
+                // the latest run has ended (`split`, `chunk`).
+                _ if split.is_some() => (stored, reason, outputs),
                 _ => (stored.or_else(|| run_state.clone()), reason, outputs),
             };
             Ok(RequestState {
@@ -269,11 +291,12 @@ pub(crate) fn request(conn: &Connection, request_id: &str, now: i64) -> Result<O
                 outputs,
                 processed,
                 latest: LatestEvent {
-                    kind: r.get(5)?,
+                    kind: r.get(4)?,
                     run_id: last_run,
-                    recorded_at: parse_time(&r.get::<_, String>(7)?),
+                    recorded_at: parse_time(&r.get::<_, String>(6)?),
                 },
                 run_state,
+                split,
             })
         })
         .optional()?;

@@ -5,13 +5,16 @@
 //! |---|---|
 //! | `events` | every stored event, with its `/get/count` number (`legacy_n`) |
 //! | `state` | one row: the [`Totals`](super::totals::Totals), as JSON |
-//! | `runs` | one row per run: start, end, outcome, video, qualities, host, last report, lease, expiry, progress |
-//! | `requests` | one row per `request_id`: processed or not, its outcome with the reason and outputs, latest event |
+//! | `runs` | one row per run: start, end, outcome, video, qualities, host, last report, lease, expiry, progress, chunk and chunks |
+//! | `requests` | one row per `request_id`: processed or not, its outcome with the reason and outputs, latest event, chunks of a split request |
+//! | `request_chunks` | one row per chunk stored of a split request (`request_id`, plan size, chunk) |
 //! | `samples` | the encode seconds and fps values, one row per distinct value with its count |
 //! | `peak_points`, `peak_buckets` | the concurrency edges and the tree above them ([`super::peak`]) |
 //!
-//! `PRAGMA user_version` says which of these a database has: 0, the events alone; 5, all of them
-//! (2 to 4, earlier forms of them, are counted again).
+//! `PRAGMA user_version` says which of these a database has: 0, the events alone; 6, all of them;
+//! 5, all of them but the chunk columns and `request_chunks` (added in place: a version-5
+//! analyzer refused chunk events, so its aggregates hold none, and are kept as they are, pruned
+//! events included); 2 to 4, earlier forms of them, counted again.
 //!
 //! The runs are kept in the order they started (their key is the start and the run id), so that
 //! a page of `/runs` is a few neighbouring pages of the file, whatever the history; `runs_id`
@@ -27,7 +30,10 @@ use super::aggregate::{Apply, Noted, RunCache, load_totals};
 use super::{StoreError, decode, raw_row};
 
 /// The schema version this analyzer writes.
-const VERSION: i64 = 5;
+const VERSION: i64 = 6;
+
+/// The version before chunk runs, brought up to [`VERSION`] by adding their columns.
+const BEFORE_CHUNKS: i64 = 5;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -60,6 +66,8 @@ CREATE TABLE IF NOT EXISTS runs (
     percent REAL,
     progress_fps REAL,
     progress_us INTEGER,
+    chunk INTEGER,
+    chunks INTEGER,
     PRIMARY KEY (start_us, run_id)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS runs_id ON runs(run_id);
@@ -72,7 +80,14 @@ CREATE TABLE IF NOT EXISTS requests (
     last_run TEXT,
     last_at TEXT NOT NULL,
     reason TEXT,
-    outputs TEXT
+    outputs TEXT,
+    chunks INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS request_chunks (
+    request_id TEXT NOT NULL,
+    chunks INTEGER NOT NULL,
+    chunk INTEGER NOT NULL,
+    PRIMARY KEY (request_id, chunks, chunk)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS samples (
     metric INTEGER NOT NULL,
@@ -91,7 +106,15 @@ CREATE TABLE IF NOT EXISTS peak_buckets (
 ";
 
 /// Every table but `events`, emptied by a reset.
-pub(crate) const AGGREGATE_TABLES: [&str; 6] = ["state", "runs", "requests", "samples", "peak_points", "peak_buckets"];
+pub(crate) const AGGREGATE_TABLES: [&str; 7] = [
+    "state",
+    "runs",
+    "requests",
+    "request_chunks",
+    "samples",
+    "peak_points",
+    "peak_buckets",
+];
 
 /// Rows read at a time when counting the events of an older database.
 const CHUNK: i64 = 10_000;
@@ -135,7 +158,7 @@ pub(crate) fn prepare(conn: &mut Connection) -> Result<usize, StoreError> {
     Ok(counted)
 }
 
-/// Brings a database of an older `version` to [`VERSION`]: the tables and the column it lacks.
+/// Brings a database of an older `version` to [`VERSION`]: the tables and the columns it lacks.
 fn upgrade(tx: &Connection, version: i64) -> Result<(), StoreError> {
     let has_events: bool = tx.query_row(
         "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'events'",
@@ -152,7 +175,15 @@ fn upgrade(tx: &Connection, version: i64) -> Result<(), StoreError> {
             tx.execute_batch("ALTER TABLE events ADD COLUMN legacy_n INTEGER")?;
         }
     }
-    if version >= 2 {
+    if version == BEFORE_CHUNKS {
+        // Only the chunk columns are new: adding a column changes no row (SQLite writes the
+        // schema alone), so this costs the same at any size.
+        tx.execute_batch(
+            "ALTER TABLE runs ADD COLUMN chunk INTEGER;
+             ALTER TABLE runs ADD COLUMN chunks INTEGER;
+             ALTER TABLE requests ADD COLUMN chunks INTEGER;",
+        )?;
+    } else if version >= 2 {
         // Versions 2 to 4 (each kept for a few hours of development) kept the requests and runs
         // otherwise: their aggregates are counted again from their events.
         for table in AGGREGATE_TABLES {

@@ -63,6 +63,12 @@ pub(crate) struct Totals {
     pub legacy_killed: u64,
     /// The highest event id these totals include.
     pub last_id: i64,
+    /// Requests named by an event carrying `chunks` (split requests), each once.
+    pub split_requests: u64,
+    /// Runs whose events carry `chunk` (chunk runs).
+    pub chunk_runs: u64,
+    /// Distinct chunks stored (`request_chunks` rows).
+    pub chunks_stored: u64,
 }
 
 impl Totals {

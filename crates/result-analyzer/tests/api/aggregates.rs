@@ -51,11 +51,36 @@ const OUTCOMES: [EventKind; 5] = [
     EventKind::Rejected,
     EventKind::Duplicate,
 ];
+/// The outcomes of a chunk run: mostly its chunk stored.
+const CHUNK_OUTCOMES: [EventKind; 6] = [
+    EventKind::Chunk,
+    EventKind::Chunk,
+    EventKind::Killed,
+    EventKind::Failed,
+    EventKind::Duplicate,
+    EventKind::Rejected,
+];
+
+/// Makes `e` an outcome of its run, as the encoder would give it: a chunk run's from
+/// [`CHUNK_OUTCOMES`], a stitch run's from [`OUTCOMES`], a whole request's from those or `split`
+/// (which says how many chunks it planned).
+fn end(rng: &mut Rng, e: &mut Event) {
+    e.kind = if e.chunk.is_some() {
+        *rng.pick(&CHUNK_OUTCOMES)
+    } else if e.chunks.is_some() || rng.below(8) != 0 {
+        *rng.pick(&OUTCOMES)
+    } else {
+        e.chunks = Some(2 + rng.below(4) as u32);
+        EventKind::Split
+    };
+}
 
 /// A random stream of `n` steps by encoder runs whose ids start with `prefix`: runs that start,
 /// report progress, end (or never do: lost or still running, by their lease), outcomes whose
 /// `started` never came, empty-queue runs, reports after the outcome, requests processed twice,
-/// and legacy events without a run. `leases` are the leases runs give (`None`: none given).
+/// and legacy events without a run; some runs are part of a split request (a run that splits, a
+/// chunk run, a stitch run), their request ids shared with the others'. `leases` are the leases
+/// runs give (`None`: none given).
 pub fn stream(rng: &mut Rng, prefix: &str, n: usize, leases: &[Option<u64>], progress: bool) -> Vec<Step> {
     let mut steps = Vec::with_capacity(n);
     let mut open: Vec<Event> = Vec::new();
@@ -82,6 +107,16 @@ pub fn stream(rng: &mut Rng, prefix: &str, n: usize, leases: &[Option<u64>], pro
             e.host = Some(format!("encoder-{}", rng.below(5)));
             e.lease_seconds = *rng.pick(leases);
             e.elapsed_seconds = Some(rng.below(50_000) as f64 / 1000.0);
+            // Every event of a chunk run carries its chunk, every event of a stitch run the plan's
+            // number of chunks; few of them, so that chunks are stored twice.
+            match rng.below(10) {
+                0 | 1 => {
+                    let n = 2 + rng.below(3) as u32;
+                    (e.chunk, e.chunks) = (Some(rng.below(u64::from(n)) as u32), Some(n));
+                }
+                2 => e.chunks = Some(2 + rng.below(3) as u32),
+                _ => {}
+            }
             e
         };
         match roll {
@@ -103,7 +138,7 @@ pub fn stream(rng: &mut Rng, prefix: &str, n: usize, leases: &[Option<u64>], pro
             50..=74 if !open.is_empty() => {
                 let i = rng.below(open.len() as u64) as usize;
                 let mut e = open.swap_remove(i);
-                e.kind = *rng.pick(&OUTCOMES);
+                end(rng, &mut e);
                 e.lease_seconds = None;
                 e.stage = None;
                 e.percent = None;
@@ -116,15 +151,14 @@ pub fn stream(rng: &mut Rng, prefix: &str, n: usize, leases: &[Option<u64>], pro
             }
             75..=82 => {
                 // An outcome whose started never came, or an empty-queue run.
-                let kind = if rng.below(2) == 0 {
-                    EventKind::Empty
-                } else {
-                    *rng.pick(&OUTCOMES)
-                };
-                let mut e = new_run(rng, &mut runs, kind);
+                let empty = rng.below(2) == 0;
+                let mut e = new_run(rng, &mut runs, EventKind::Empty);
                 e.lease_seconds = None;
-                if kind == EventKind::Empty {
+                if empty {
                     (e.video_id, e.request_id, e.qualities) = (None, None, Vec::new());
+                    (e.chunk, e.chunks) = (None, None);
+                } else {
+                    end(rng, &mut e);
                 }
                 steps.push(Step::Store(e));
             }
@@ -137,7 +171,7 @@ pub fn stream(rng: &mut Rng, prefix: &str, n: usize, leases: &[Option<u64>], pro
                     e.percent = Some(100.0);
                     steps.push(Step::Progress(e));
                 } else {
-                    e.kind = *rng.pick(&OUTCOMES);
+                    end(rng, &mut e);
                     steps.push(Step::Store(e));
                 }
             }
@@ -273,6 +307,13 @@ async fn the_aggregates_equal_a_full_recomputation_after_random_streams_and_a_re
         assert!(
             lost > 0 && running > 0,
             "seed {seed}: every fate met ({lost} lost, {running} running)"
+        );
+        let split = &before.summary["split"];
+        assert!(
+            ["requests", "chunk_runs", "chunks_stored"]
+                .iter()
+                .all(|k| split[k].as_u64() > Some(0)),
+            "seed {seed}: split requests met ({split})"
         );
 
         let app = spawn_with(app.stop().await, |_| {}).await;

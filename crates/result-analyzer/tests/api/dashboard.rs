@@ -205,6 +205,51 @@ async fn chromium_shows_a_progress_bar_per_running_run_and_lost_runs_as_lost() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_shows_a_split_request_as_its_videos_runs_each_naming_its_part() {
+    chromium();
+    let app = spawn_app("dom-split").await;
+    crate::split::play_split_request(&app).await;
+    let dom = run_chromium(
+        TestDir::new("dom-split-chromium").path(),
+        &format!("{}/", app.url),
+        &["--dump-dom".into()],
+    )
+    .await;
+    let mut parts: BTreeMap<String, usize> = BTreeMap::new();
+    for a in tags_with(&dom, "<span class=\"part\"") {
+        *parts.entry(a["data-part"].clone()).or_default() += 1;
+    }
+    // Each run's part in its timeline row and in its table row.
+    let want: BTreeMap<String, usize> = [
+        ("split → 3 chunks", 2),
+        ("chunk 1/3", 2),
+        ("chunk 2/3", 4),
+        ("chunk 3/3", 4),
+        ("stitch of 3", 4),
+    ]
+    .into_iter()
+    .map(|(p, n)| (p.to_owned(), n))
+    .collect();
+    assert_eq!(parts, want, "the parts of the runs");
+    assert_eq!(tags_with(&dom, "<tr data-run-id=").len(), 8, "every run in the table");
+    let legend: Vec<String> = tags_with(&dom, "<li class=")
+        .into_iter()
+        .filter_map(|a| a.get("data-legend").cloned())
+        .collect();
+    assert_eq!(legend.len(), 10, "{legend:?}");
+    assert!(legend.contains(&"split".to_owned()) && legend.contains(&"chunk".to_owned()));
+    assert!(
+        dom.contains("Split requests: <b>1 · 5 chunk runs · 3 chunks stored</b>"),
+        "the split figures: {dom}"
+    );
+    assert_eq!(
+        dump_counts(&dom)["processed"],
+        "1",
+        "the split request is processed once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_shows_the_empty_state_before_any_run() {
     chromium();
     let app = spawn_app("dom-empty").await;

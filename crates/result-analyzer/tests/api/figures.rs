@@ -94,7 +94,7 @@ async fn the_summary_counts_kinds_and_qualities_and_pairs_runs_by_id() {
     assert_eq!(
         s["counts"],
         json!({"started": 4, "processed": 3, "killed": 1, "failed": 0, "rejected": 0, "duplicate": 0, "empty": 1,
-               "progress": 0, "lost": 0})
+               "progress": 0, "split": 0, "chunk": 0, "lost": 0})
     );
     assert_eq!(s["processed_per_quality"], json!({"720p": 2, "1080p": 1}));
     assert_eq!(

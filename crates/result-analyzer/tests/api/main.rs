@@ -16,6 +16,7 @@
 //! - `player`: the player page of a processed request and the vendored players.
 //! - `oracle`: every figure recomputed from the events, the slow way.
 //! - `retention`: `RETENTION_DAYS`, the figures and `/get/count`'s numbers kept.
+//! - `split`: a request split into chunks, in every answer; a database of the schema before them.
 
 mod aggregates;
 mod dashboard;
@@ -30,3 +31,4 @@ mod limits;
 mod oracle;
 mod player;
 mod retention;
+mod split;

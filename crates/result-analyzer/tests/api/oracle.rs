@@ -6,9 +6,11 @@
 //! report's time less the `elapsed_seconds` it gives, in whole milliseconds), ends at its outcome,
 //! and without one is running until its last report plus its lease (120 s when it gave none), then
 //! lost; the peak sweeps the runs' intervals, ends before starts at the same instant; percentiles
-//! are nearest-rank.
+//! are nearest-rank. A run's `chunk` and `chunks` are the latest any of its reports gave; a split
+//! request is a request id some stored event carrying `chunks` names, a chunk stored is a request
+//! id, plan size and chunk some stored `chunk` event names.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use encoding_common::{Event, EventKind};
@@ -45,6 +47,8 @@ struct RunState {
     last_report: i64,
     lease: Option<u64>,
     progress: Option<Value>,
+    chunk: Option<u32>,
+    chunks: Option<u32>,
 }
 
 fn micros(t: &str) -> i64 {
@@ -81,6 +85,8 @@ pub fn recompute(reports: &[Report], now: DateTime<Utc>) -> Recomputed {
     let (mut secs, mut fps) = (Vec::new(), Vec::new());
     let (mut first, mut last) = (None, None);
     let mut runs: BTreeMap<String, RunState> = BTreeMap::new();
+    let mut split_requests: BTreeSet<String> = BTreeSet::new();
+    let mut chunks_stored: BTreeSet<(String, u32, u32)> = BTreeSet::new();
     for report in reports {
         let (e, at, stored) = match report {
             Report::Stored(v) => {
@@ -96,6 +102,12 @@ pub fn recompute(reports: &[Report], now: DateTime<Utc>) -> Recomputed {
         if stored {
             for q in &e.qualities {
                 *renditions.entry((e.kind.to_string(), q.clone())).or_default() += 1;
+            }
+            if let (Some(rid), Some(n)) = (&e.request_id, e.chunks) {
+                split_requests.insert(rid.clone());
+                if let (EventKind::Chunk, Some(i)) = (e.kind, e.chunk) {
+                    chunks_stored.insert((rid.clone(), n, i));
+                }
             }
             if e.kind == EventKind::Processed {
                 for q in &e.qualities {
@@ -127,6 +139,8 @@ pub fn recompute(reports: &[Report], now: DateTime<Utc>) -> Recomputed {
         if !e.qualities.is_empty() {
             r.qualities.clone_from(&e.qualities);
         }
+        r.chunk = e.chunk.or(r.chunk);
+        r.chunks = e.chunks.or(r.chunks);
         r.last_report = r.last_report.max(at);
         if e.kind.is_terminal() {
             (r.end, r.outcome) = (Some(at), Some(e.kind.to_string()));
@@ -156,14 +170,18 @@ pub fn recompute(reports: &[Report], now: DateTime<Utc>) -> Recomputed {
         if until > r.start {
             edges.extend([(r.start, 1), (until, -1)]);
         }
-        listed.insert(
-            id.clone(),
-            json!({
-                "run_id": id, "start": time(r.start), "end": end.map(time), "outcome": outcome,
-                "video_id": r.video_id, "qualities": r.qualities, "host": r.host,
-                "last_report_at": time(r.last_report), "lease_seconds": lease, "progress": r.progress,
-            }),
-        );
+        let mut run = json!({
+            "run_id": id, "start": time(r.start), "end": end.map(time), "outcome": outcome,
+            "video_id": r.video_id, "qualities": r.qualities, "host": r.host,
+            "last_report_at": time(r.last_report), "lease_seconds": lease, "progress": r.progress,
+        });
+        // Only the runs of a split request have them.
+        for (key, value) in [("chunk", r.chunk), ("chunks", r.chunks)] {
+            if let Some(v) = value {
+                run[key] = json!(v);
+            }
+        }
+        listed.insert(id.clone(), run);
     }
     edges.sort_unstable();
     let (mut at_once, mut peak) = (0i64, 0i64);
@@ -184,6 +202,11 @@ pub fn recompute(reports: &[Report], now: DateTime<Utc>) -> Recomputed {
         "runs": runs.len(),
         "peak_concurrent_runs": peak,
         "runs_in_progress": running,
+        "split": {
+            "requests": split_requests.len(),
+            "chunk_runs": runs.values().filter(|r| r.chunk.is_some()).count(),
+            "chunks_stored": chunks_stored.len(),
+        },
     });
 
     let mut metrics = BTreeMap::new();
