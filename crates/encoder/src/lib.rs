@@ -25,7 +25,9 @@
 //! - `lease`: renewing the message's visibility while the work goes on.
 //! - [`work`]: the work on one request (source lookup, duplicate check, download, transcode and
 //!   verify, packaging for HLS/DASH when asked, upload with the manifests last), over two seams:
-//!   S3 ([`storage::Store`]) and the transcode and packager ([`media::Media`]).
+//!   S3 ([`storage::Store`]) and the transcode and packager ([`media::Media`]); its `split`
+//!   module splits a long request (`SPLIT_SECONDS`) into chunk messages, encodes one chunk per
+//!   chunk message, and stitches them on the stitch message.
 //! - `notify`: completion notices to the results queue (`RESULT_QUEUE_URL`), a fourth seam of the
 //!   lifecycle ([`notify::Notify`]).
 //! - `queue`, `storage`, `media`, `report`: the seams and their real implementations (SQS, S3,

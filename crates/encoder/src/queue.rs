@@ -1,5 +1,6 @@
 //! The queue side of a run, behind a narrow seam: receive one message, change its visibility
-//! (renew or release), delete it, or move it to the dead-letter queue.
+//! (renew or release), delete it, or move it to the dead-letter queue; and send the chunk and
+//! stitch messages of a split request to the same queue.
 //!
 //! [`Queue`] is what the lifecycle needs; [`SqsQueue`] is the real one over the AWS SDK. The
 //! lifecycle's unit tests stand in for it with an in-memory queue that records each message's fate.
