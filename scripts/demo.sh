@@ -50,23 +50,29 @@ QUEUE_URL=$(scripts/aws/create-queue.sh)
 scripts/aws/create-buckets.sh >/dev/null
 export QUEUE_URL
 
-say "making two sample clips with the ffmpeg tool"
+say "making three sample clips with the ffmpeg tool"
 ffmpeg -v error -y -f lavfi -i "testsrc2=size=1920x1080:rate=30:duration=10" \
   -f lavfi -i "sine=frequency=440:sample_rate=48000:duration=10" \
   -c:v libx264 -preset ultrafast -pix_fmt yuv420p -c:a aac -b:a 128k -shortest "$DEMO_DIR/sample-1080p.mp4"
 ffmpeg -v error -y -f lavfi -i "testsrc2=size=1080x1920:rate=30:duration=6" \
   -f lavfi -i "sine=frequency=660:sample_rate=44100:duration=6" \
   -c:v libx264 -preset ultrafast -pix_fmt yuv420p -c:a aac -shortest "$DEMO_DIR/sample-portrait.mp4"
-say "uploading them and producing requests: three qualities of one video, one of another"
+# Long enough to be split with the demo's SPLIT_SECONDS=6 (a cluster's default is 120): 3 chunks.
+ffmpeg -v error -y -f lavfi -i "testsrc2=size=1280x720:rate=30:duration=16" \
+  -f lavfi -i "sine=frequency=550:sample_rate=48000:duration=16" \
+  -c:v libx264 -preset ultrafast -pix_fmt yuv420p -c:a aac -shortest "$DEMO_DIR/sample-split.mp4"
+say "uploading them and producing requests: three qualities of one video, one of another, two of a third in one request that the encoder splits into chunks"
 "$BIN/producer" --upload "$DEMO_DIR/sample-1080p.mp4" --input-uri s3://media-in/uploads --video-id sample-1080p \
   --quality 480p --quality 720p --quality 1080p --output s3://media-out/renditions
 "$BIN/producer" --upload "$DEMO_DIR/sample-portrait.mp4" --input-uri s3://media-in/uploads --video-id sample-portrait \
   --quality 720p --output s3://media-out/renditions
-expected=4
+"$BIN/producer" --upload "$DEMO_DIR/sample-split.mp4" --input-uri s3://media-in/uploads --video-id sample-split \
+  --quality 480p --quality 720p --one-message --output s3://media-out/renditions
+expected=5
 
 say "running the encoders as KEDA would: local-scaler with k8s/base/encoder-scaledjob.yaml"
 # The manifest's own environment comes from a ConfigMap on a cluster; here it comes from ours.
-export ANALYZER_URL OUTPUT_URI=s3://media-out/renditions RECEIVE_WAIT_SECONDS=2 VISIBILITY_TIMEOUT_SECONDS=60
+export ANALYZER_URL OUTPUT_URI=s3://media-out/renditions RECEIVE_WAIT_SECONDS=2 VISIBILITY_TIMEOUT_SECONDS=60 SPLIT_SECONDS=6
 export WORK_DIR="$DEMO_DIR" ENCODER_BIN="$BIN/encoder"
 scaler_summary=$("$BIN/local-scaler" run --scaledjob k8s/base/encoder-scaledjob.yaml --until-empty \
   --job-logs "$DEMO_DIR/jobs" 2> >(tee "$DEMO_DIR/local-scaler.log" >&2)) || die "local-scaler failed: see $DEMO_DIR/local-scaler.log"
