@@ -31,6 +31,8 @@ EXPECTED_PERMISSIONS = {
         ("sqs:DeleteMessage", QUEUE_ARN),
         ("sqs:ChangeMessageVisibility", QUEUE_ARN),
         ("sqs:GetQueueAttributes", QUEUE_ARN),
+        # A split request's chunk and stitch messages go to the queue they came from.
+        ("sqs:SendMessage", QUEUE_ARN),
         ("sqs:GetQueueUrl", DLQ_ARN),
         ("sqs:SendMessage", DLQ_ARN),
         # One completion notice per request; nothing else on the results queue.
@@ -40,6 +42,8 @@ EXPECTED_PERMISSIONS = {
         ("s3:PutObject", "arn:aws:s3:::media-out/renditions/*"),
         ("s3:GetObject", "arn:aws:s3:::media-out/renditions/*"),
         ("s3:AbortMultipartUpload", "arn:aws:s3:::media-out/renditions/*"),
+        # The chunks of a split request, removed once stitched (DeleteObjects asks for this).
+        ("s3:DeleteObject", "arn:aws:s3:::media-out/renditions/*"),
         ("s3:ListBucket", "arn:aws:s3:::media-out"),
     },
     "video-encoding-producer.policy.json": {

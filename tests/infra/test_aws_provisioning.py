@@ -379,6 +379,10 @@ def test_create_iam_twice_makes_least_privilege_roles(fresh_moto, tmp_path):
 
     encoder = permissions["video-encoding-encoder"]
     assert encoder["ConsumeEncodeRequests"]["Resource"] == queue_arn
+    assert encoder["SendChunkAndStitchMessages"] == {
+        "Sid": "SendChunkAndStitchMessages", "Effect": "Allow", "Action": "sqs:SendMessage",
+        "Resource": queue_arn}
+    assert encoder["RemoveStitchedChunks"]["Resource"] == "arn:aws:s3:::media-out/renditions/*"
     assert encoder["MoveInvalidRequestsToDeadLetterQueue"]["Resource"] == dlq_arn
     assert encoder["SendCompletionNotices"] == {
         "Sid": "SendCompletionNotices", "Effect": "Allow", "Action": "sqs:SendMessage",
