@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates the input and output buckets, or brings existing ones up to date: public access blocked,
-# ACLs disabled (bucket owner enforced), default encryption SSE-S3, and incomplete multipart uploads
-# aborted after a day.
+# ACLs disabled (bucket owner enforced), default encryption SSE-S3, incomplete multipart uploads
+# aborted after a day, and what a split request leaves behind (objects tagged video-encoding=split:
+# its plan and chunks, removed by the encoder once stitched) expired after SPLIT_EXPIRY_DAYS.
 #
 # stdout: INPUT_URI=s3://... and OUTPUT_URI=s3://... lines (OUTPUT_URI is the encoder's variable).
 # Safe to re-run: a bucket we already own is kept, every setting is applied again.
@@ -11,6 +12,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_lib.sh"
 
 : "${ABORT_INCOMPLETE_UPLOADS_DAYS:=1}"
+: "${SPLIT_EXPIRY_DAYS:=7}"
 
 usage() {
     cat >&2 <<EOF
@@ -23,6 +25,7 @@ Creates or updates the S3 buckets \$INPUT_BUCKET and \$OUTPUT_BUCKET (one bucket
   INPUT_PREFIX                   ${INPUT_PREFIX}  (only for the INPUT_URI line)
   OUTPUT_PREFIX                  ${OUTPUT_PREFIX}  (only for the OUTPUT_URI line)
   ABORT_INCOMPLETE_UPLOADS_DAYS  ${ABORT_INCOMPLETE_UPLOADS_DAYS}
+  SPLIT_EXPIRY_DAYS              ${SPLIT_EXPIRY_DAYS}  (chunks of a split that never completed)
   AWS_REGION                     ${AWS_REGION}
   AWS_ENDPOINT_URL               ${AWS_ENDPOINT_URL:-(unset: real AWS)}
 EOF
@@ -39,6 +42,7 @@ validate_bucket_name OUTPUT_BUCKET
 normalize_prefix INPUT_PREFIX
 normalize_prefix OUTPUT_PREFIX
 validate_uint ABORT_INCOMPLETE_UPLOADS_DAYS 1 365
+validate_uint SPLIT_EXPIRY_DAYS 1 3650
 
 check_aws_access
 
@@ -91,6 +95,12 @@ EOF
       "Status": "Enabled",
       "Filter": { "Prefix": "" },
       "AbortIncompleteMultipartUpload": { "DaysAfterInitiation": ${ABORT_INCOMPLETE_UPLOADS_DAYS} }
+    },
+    {
+      "ID": "expire-split-chunks",
+      "Status": "Enabled",
+      "Filter": { "Tag": { "Key": "video-encoding", "Value": "split" } },
+      "Expiration": { "Days": ${SPLIT_EXPIRY_DAYS} }
     }
   ]
 }
@@ -102,7 +112,8 @@ EOF
         >/dev/null 2>"$AWS_ERR" || aws_fail "cannot set the lifecycle rules of $bucket"
 
     log "bucket $bucket: public access blocked, ACLs disabled, SSE-S3 by default," \
-        "incomplete multipart uploads aborted after ${ABORT_INCOMPLETE_UPLOADS_DAYS} day(s)"
+        "incomplete multipart uploads aborted after ${ABORT_INCOMPLETE_UPLOADS_DAYS} day(s)," \
+        "split chunks left behind expired after ${SPLIT_EXPIRY_DAYS} day(s)"
 }
 
 buckets=("$INPUT_BUCKET")

@@ -44,6 +44,9 @@ EXPECTED_PERMISSIONS = {
         ("s3:AbortMultipartUpload", "arn:aws:s3:::media-out/renditions/*"),
         # The chunks of a split request, removed once stitched (DeleteObjects asks for this).
         ("s3:DeleteObject", "arn:aws:s3:::media-out/renditions/*"),
+        # Its plan and chunks are stored tagged video-encoding=split (the lifecycle rule expires
+        # them if the split never completes): a PutObject with tags needs this too.
+        ("s3:PutObjectTagging", "arn:aws:s3:::media-out/renditions/*"),
         ("s3:ListBucket", "arn:aws:s3:::media-out"),
     },
     "video-encoding-producer.policy.json": {

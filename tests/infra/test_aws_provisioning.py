@@ -264,11 +264,16 @@ def check_bucket(s3, bucket: str) -> None:
     ownership = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"]
     assert ownership == [{"ObjectOwnership": "BucketOwnerEnforced"}]
 
-    (rule,) = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    rule, split = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
     assert rule["ID"] == "abort-incomplete-multipart-uploads"
     assert rule["Status"] == "Enabled"
     assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
     assert rule.get("Filter", {}).get("Prefix", "") == ""  # the whole bucket
+    # What a split that never completed leaves (the encoder tags it video-encoding=split).
+    assert split["ID"] == "expire-split-chunks"
+    assert split["Status"] == "Enabled"
+    assert split["Filter"] == {"Tag": {"Key": "video-encoding", "Value": "split"}}
+    assert split["Expiration"] == {"Days": 7}
 
 
 def test_create_buckets_twice_secures_both_buckets(emulator):
@@ -315,6 +320,18 @@ def test_create_buckets_fails_clearly_when_the_name_belongs_to_another_account(f
     result = run_script("create-buckets.sh", fresh_moto.env(), check=False)
     assert result.returncode != 0
     assert "taken by another AWS account" in result.stderr
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"SPLIT_EXPIRY_DAYS": "0"}, "invalid SPLIT_EXPIRY_DAYS"),
+    ({"SPLIT_EXPIRY_DAYS": "a week"}, "invalid SPLIT_EXPIRY_DAYS"),
+    ({"ABORT_INCOMPLETE_UPLOADS_DAYS": "366"}, "invalid ABORT_INCOMPLETE_UPLOADS_DAYS"),
+])
+def test_create_buckets_refuses_bad_settings_before_creating_anything(fresh_moto, setting, message):
+    result = run_script("create-buckets.sh", fresh_moto.env(**setting), check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert fresh_moto.client("s3").list_buckets()["Buckets"] == []
 
 
 # -------------------------------------------------------------------------------------------------
@@ -383,6 +400,7 @@ def test_create_iam_twice_makes_least_privilege_roles(fresh_moto, tmp_path):
         "Sid": "SendChunkAndStitchMessages", "Effect": "Allow", "Action": "sqs:SendMessage",
         "Resource": queue_arn}
     assert encoder["RemoveStitchedChunks"]["Resource"] == "arn:aws:s3:::media-out/renditions/*"
+    assert encoder["TagSplitObjectsForExpiry"]["Resource"] == "arn:aws:s3:::media-out/renditions/*"
     assert encoder["MoveInvalidRequestsToDeadLetterQueue"]["Resource"] == dlq_arn
     assert encoder["SendCompletionNotices"] == {
         "Sid": "SendCompletionNotices", "Effect": "Allow", "Action": "sqs:SendMessage",

@@ -105,6 +105,8 @@ pub struct FileUpload<'a> {
     pub content_type: &'a str,
     /// The object's user metadata.
     pub metadata: HashMap<String, String>,
+    /// The object's tags, URL-encoded (`key=value&...`), for a lifecycle rule to find it.
+    pub tagging: Option<&'a str>,
 }
 
 /// What S3 holds after an upload, as checked: the object's size and its full-object CRC32.
@@ -169,6 +171,7 @@ async fn put_whole(
         .checksum_algorithm(ChecksumAlgorithm::Crc32)
         .checksum_crc32(&expected.crc32)
         .set_metadata(Some(file.metadata.clone()))
+        .set_tagging(file.tagging.map(str::to_owned))
         .body(body)
         .send();
     tokio::select! {
@@ -200,6 +203,7 @@ async fn upload_in_parts(
         .checksum_algorithm(ChecksumAlgorithm::Crc32)
         .checksum_type(ChecksumType::FullObject)
         .set_metadata(Some(metadata))
+        .set_tagging(file.tagging.map(str::to_owned))
         .send()
         .await
         .map_err(|e| s3_error("starting the multipart upload of", uri, &e))?

@@ -58,6 +58,7 @@ async fn upload(
         target,
         content_type: "video/mp4",
         metadata,
+        tagging: None,
     };
     upload_file(s3, &file, &|n| reported.add(n), stop).await
 }
@@ -182,6 +183,7 @@ async fn a_multipart_upload_stopped_before_or_during_its_parts_is_aborted_and_le
     let file = FileUpload {
         path: &path,
         size: std::fs::metadata(&path).unwrap().len(),
+        tagging: None,
         target: &target,
         content_type: "video/mp4",
         metadata: HashMap::new(),
@@ -236,6 +238,7 @@ async fn failures_name_the_object_and_s3s_reason(kind: Kind) {
         target: &target,
         content_type: "video/mp4",
         metadata: HashMap::new(),
+        tagging: None,
     };
     let err = upload_file(&s3, &file, &|n| reported.add(n), &go).await.unwrap_err();
     assert!(matches!(err, UploadError::Read { .. }), "{kind}: {err:?}");

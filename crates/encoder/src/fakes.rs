@@ -300,6 +300,8 @@ pub struct Object {
     pub etag: String,
     /// Its `Content-Type`.
     pub content_type: String,
+    /// Its tags, URL-encoded, if any.
+    pub tagging: Option<String>,
 }
 
 /// How the in-memory store misbehaves.
@@ -337,6 +339,7 @@ impl MemoryStore {
                 metadata,
                 etag: etag.to_owned(),
                 content_type: "binary/octet-stream".into(),
+                tagging: None,
             },
         );
     }
@@ -404,6 +407,7 @@ impl Store for MemoryStore {
         uri: &S3Uri,
         content_type: &str,
         metadata: &HashMap<String, String>,
+        tagging: Option<&str>,
         cancel: &CancellationToken,
     ) -> Result<Stored, TransferError> {
         match self.fault {
@@ -417,6 +421,7 @@ impl Store for MemoryStore {
         self.put(&uri.to_string(), &bytes, "\"new\"", metadata.clone());
         if let Some(o) = self.objects.lock().unwrap().get_mut(&uri.to_string()) {
             o.content_type = content_type.to_owned();
+            o.tagging = tagging.map(str::to_owned);
         }
         self.order.lock().unwrap().push(uri.to_string());
         Ok(Stored {
@@ -453,6 +458,7 @@ impl Store for MemoryStore {
                 metadata: HashMap::new(),
                 etag: "\"small\"".into(),
                 content_type: content_type.to_owned(),
+                tagging: Some(crate::storage::SPLIT_TAGGING.into()),
             },
         );
         self.order.lock().unwrap().push(uri.to_string());

@@ -18,6 +18,11 @@ use encoding_common::upload::{FileUpload, Stored, UploadError, upload_file};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
+/// The tag of every object a split stores beside the outputs (the plan, the stitch claim, the
+/// chunks): the buckets' lifecycle rule expires what a split that never completes leaves behind
+/// (`scripts/aws/create-buckets.sh`, `SPLIT_EXPIRY_DAYS`).
+pub const SPLIT_TAGGING: &str = "video-encoding=split";
+
 /// The source object as S3 describes it.
 #[derive(Debug, Clone)]
 pub struct SourceObject {
@@ -68,22 +73,24 @@ pub trait Store: Send + Sync {
         uri: &S3Uri,
     ) -> impl Future<Output = anyhow::Result<Option<HashMap<String, String>>>> + Send;
 
-    /// Uploads `path` to `uri` as `content_type` with `metadata`; returns what is stored, read
-    /// back.
+    /// Uploads `path` to `uri` as `content_type` with `metadata` (and the tags `tagging`, URL
+    /// encoded, when given); returns what is stored, read back.
     fn upload(
         &self,
         path: &Path,
         uri: &S3Uri,
         content_type: &str,
         metadata: &HashMap<String, String>,
+        tagging: Option<&str>,
         cancel: &CancellationToken,
     ) -> impl Future<Output = Result<Stored, TransferError>> + Send;
 
     /// A small object's bytes (a plan, a claim), or `None` when there is none.
     fn read_small(&self, uri: &S3Uri) -> impl Future<Output = anyhow::Result<Option<Vec<u8>>>> + Send;
 
-    /// Stores a small object; with `only_if_absent`, only when there is none yet (S3's
-    /// conditional write, `If-None-Match: *`). Returns whether it was written.
+    /// Stores a small object, tagged [`SPLIT_TAGGING`] (it belongs to a split); with
+    /// `only_if_absent`, only when there is none yet (S3's conditional write,
+    /// `If-None-Match: *`). Returns whether it was written.
     fn write_small(
         &self,
         uri: &S3Uri,
@@ -171,6 +178,7 @@ impl Store for S3Store {
         uri: &S3Uri,
         content_type: &str,
         metadata: &HashMap<String, String>,
+        tagging: Option<&str>,
         cancel: &CancellationToken,
     ) -> Result<Stored, TransferError> {
         let size = tokio::fs::metadata(path)
@@ -183,6 +191,7 @@ impl Store for S3Store {
             target: uri,
             content_type,
             metadata: metadata.clone(),
+            tagging,
         };
         match upload_file(&self.s3, &file, &|_| {}, cancel).await {
             Ok(stored) => Ok(stored),
@@ -215,6 +224,7 @@ impl Store for S3Store {
             .bucket(&uri.bucket)
             .key(&uri.key)
             .content_type(content_type)
+            .tagging(SPLIT_TAGGING)
             .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32)
             .body(body.into());
         if only_if_absent {
@@ -331,6 +341,7 @@ mod tests {
                 &uri(&bucket, "r/big.mp4"),
                 "video/mp4",
                 &meta,
+                None,
                 &CancellationToken::new(),
             )
             .await
@@ -358,7 +369,14 @@ mod tests {
         let stop = CancellationToken::new();
         stop.cancel();
         let result = storage
-            .upload(&path, &uri(&bucket, "r/big.mp4"), "video/mp4", &HashMap::new(), &stop)
+            .upload(
+                &path,
+                &uri(&bucket, "r/big.mp4"),
+                "video/mp4",
+                &HashMap::new(),
+                None,
+                &stop,
+            )
             .await;
         assert!(matches!(result, Err(TransferError::Cancelled)), "{result:?}");
         let s3 = aws.s3().await;
@@ -392,7 +410,7 @@ mod tests {
     /// What a split keeps beside the outputs: the plan (written once), the stitch claim (won by
     /// one writer), the listing of the chunks, and their removal.
     async fn small_objects_are_written_once_listed_and_removed(kind: Kind) {
-        let (_aws, bucket, storage, dir) = setup(kind).await;
+        let (aws, bucket, storage, dir) = setup(kind).await;
         let folder = uri(&bucket, "r/v/chunks/p-1");
         let claim = folder.join("stitch.json");
         assert_eq!(storage.read_small(&claim).await.unwrap(), None);
@@ -427,6 +445,7 @@ mod tests {
                     &folder.join(name),
                     "video/mp4",
                     &HashMap::new(),
+                    Some(SPLIT_TAGGING),
                     &CancellationToken::new(),
                 )
                 .await
@@ -444,6 +463,19 @@ mod tests {
             .unwrap();
         let mut names = storage.list(&folder).await.unwrap();
         names.sort();
+        // Every object of the split carries the tag the lifecycle rule expires.
+        let s3 = aws.s3().await;
+        for name in &names {
+            let tags = s3
+                .get_object_tagging()
+                .bucket(&bucket)
+                .key(folder.join(name).key)
+                .send()
+                .await
+                .unwrap();
+            let tags: Vec<(&str, &str)> = tags.tag_set().iter().map(|t| (t.key(), t.value())).collect();
+            assert_eq!(tags, [("video-encoding", "split")], "{name}");
+        }
         assert_eq!(
             names,
             [

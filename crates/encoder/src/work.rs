@@ -238,7 +238,7 @@ impl<S: Store, M: Media> Work for Job<S, M> {
         for ((q, uri), file) in plan.mp4.iter().zip(&encoded.files) {
             let object = self
                 .store
-                .upload(&file.path, uri, "video/mp4", &metadata(*q), cancel)
+                .upload(&file.path, uri, "video/mp4", &metadata(*q), None, cancel)
                 .await?;
             tracing::info!(%uri, bytes = object.size, crc32 = %object.crc32, width = file.width, height = file.height, "stored the rendition");
             outputs.push(NoticeOutput {
@@ -433,7 +433,7 @@ impl<S: Store, M: Media> Job<S, M> {
             let uri = stream.folder.join(&f.name);
             bytes += self
                 .store
-                .upload(&f.path, &uri, f.content_type, metadata, cancel)
+                .upload(&f.path, &uri, f.content_type, metadata, None, cancel)
                 .await?
                 .size;
         }
@@ -443,7 +443,7 @@ impl<S: Store, M: Media> Job<S, M> {
             let uri = stream.folder.join(&f.name);
             let object = self
                 .store
-                .upload(&f.path, &uri, f.content_type, metadata, cancel)
+                .upload(&f.path, &uri, f.content_type, metadata, None, cancel)
                 .await?;
             tracing::info!(%uri, bytes = object.size, "stored");
             if f.name == package::MASTER_PLAYLIST || f.name == package::MPD {

@@ -150,6 +150,7 @@ impl Uploader {
             target: &file.target,
             content_type: file.content_type,
             metadata: HashMap::new(),
+            tagging: None,
         };
         let stored = upload_file(&self.s3, &upload, &|n| progress.inc(n), stop).await?;
         let seconds = started.elapsed().as_secs_f64();

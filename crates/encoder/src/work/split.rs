@@ -28,7 +28,7 @@ use super::{Done, Job, Stop};
 use crate::media::{Encoded, Media};
 use crate::progress::{Progress, Stage};
 use crate::queue::Outgoing;
-use crate::storage::{SourceObject, Store};
+use crate::storage::{SPLIT_TAGGING, SourceObject, Store};
 
 /// The plan's object in its folder.
 const PLAN: &str = "plan.json";
@@ -216,7 +216,10 @@ impl<S: Store, M: Media> Job<S, M> {
             for (q, file) in request.qualities.iter().zip(&encoded.files) {
                 let uri = folder.join(&chunk_file_name(q.as_str(), index as usize));
                 let meta = rendition_metadata(request, &source.etag, *q);
-                let object = self.store.upload(&file.path, &uri, "video/mp4", &meta, cancel).await?;
+                let object = self
+                    .store
+                    .upload(&file.path, &uri, "video/mp4", &meta, Some(SPLIT_TAGGING), cancel)
+                    .await?;
                 tracing::info!(%uri, bytes = object.size, "stored the chunk");
             }
             stored = self.stored_chunks(request, &folder, count).await?;

@@ -100,6 +100,15 @@ async fn a_long_source_is_planned_encoded_in_chunks_stitched_once_and_its_chunks
         .unwrap()
         .metadata;
     assert_eq!(chunk_meta["request-id"], "req-9");
+    for uri in chunk_uris(&job.store) {
+        let tagging = job.store.get(&uri).unwrap().tagging;
+        assert_eq!(
+            tagging.as_deref(),
+            Some("video-encoding=split"),
+            "{uri}: expires if left"
+        );
+    }
+    assert!(job.store.get("s3://out-b/r/long/480p.mp4").is_none());
 
     // Redeliveries: the claimant sends the stitch again, another chunk does not; nothing is
     // encoded twice.
@@ -115,10 +124,9 @@ async fn a_long_source_is_planned_encoded_in_chunks_stitched_once_and_its_chunks
     assert_eq!(encoded.frames, 360);
     let uris: Vec<&str> = outputs.iter().map(|o| o.uri.as_str()).collect();
     assert_eq!(uris, ["s3://out-b/r/long/480p.mp4", "s3://out-b/r/long/720p.mp4"]);
-    assert_eq!(
-        job.store.get("s3://out-b/r/long/480p.mp4").unwrap().bytes,
-        b"[480p 0][480p 1][480p 2]"
-    );
+    let stitched_480 = job.store.get("s3://out-b/r/long/480p.mp4").unwrap();
+    assert_eq!(stitched_480.bytes, b"[480p 0][480p 1][480p 2]");
+    assert_eq!(stitched_480.tagging, None, "the outputs never expire");
     let stitched = job.media.stitched.lock().unwrap().clone();
     assert_eq!(stitched.len(), 1);
     assert_eq!(
@@ -279,4 +287,33 @@ fn chunk_and_stitch_messages_are_the_request_with_its_part() {
         EncodeRequest::from_json(&s.body).unwrap().part.map(|p| p.count()),
         Some(5)
     );
+}
+
+#[tokio::test]
+async fn a_split_stream_is_packaged_once_from_the_stitched_renditions() {
+    let dir = TempDir::new("split-stream");
+    let job = job(&dir, 2);
+    let request = REQUEST.replacen("\"request_id\"", r#""formats":["hls"],"request_id""#, 1);
+    let messages = match work(&job, &request).await {
+        Ok(Done::Split { messages, .. }) => messages,
+        other => panic!("expected a split, got {other:?}"),
+    };
+    assert!(chunk(&job, &messages[0].body).await.1.is_none());
+    let stitch = chunk(&job, &messages[1].body).await.1.expect("the stitch");
+    let Ok(Done::Encoded { outputs, .. }) = work(&job, &stitch.body).await else {
+        panic!("the stitch stores the stream");
+    };
+    let uris: Vec<&str> = outputs.iter().map(|o| o.uri.as_str()).collect();
+    assert_eq!(uris, ["s3://out-b/r/long/master.m3u8"]);
+    let packaged = job.media.packaged.lock().unwrap().clone();
+    assert_eq!(packaged.len(), 1, "packaged once, by the stitch");
+    let names: Vec<&str> = packaged[0].renditions.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["480p", "720p"]);
+    assert!(
+        packaged[0].renditions[0].1.ends_with("out/480p.mp4"),
+        "the stitched file is packaged: {:?}",
+        packaged[0].renditions[0].1
+    );
+    assert!(job.store.get("s3://out-b/r/long/480p.mp4").is_none(), "no MP4 asked");
+    assert!(chunk_uris(&job.store).is_empty());
 }
