@@ -227,7 +227,16 @@ impl Media for FfmpegMedia {
         let started = Instant::now();
         let index = chunk.index;
         let report = on_a_blocking_thread(cancel, move |handle| {
-            let mut on_progress = |p: &transcode::Progress| progress.encoding(p.percent(), p.fps);
+            // How far through the chunk (the position is the source's).
+            let (from, to) = (chunk.start_seconds, chunk.end_seconds);
+            let mut last_share = Instant::now();
+            let mut on_progress = |p: &transcode::Progress| {
+                if last_share.elapsed() >= SHARE_EVERY {
+                    last_share = Instant::now();
+                    let percent = (to > from).then(|| (p.position_seconds - from) / (to - from) * 100.0);
+                    progress.encoding(percent, p.fps);
+                }
+            };
             let report = transcode::chunk::transcode_chunk(
                 &input,
                 &renditions,
