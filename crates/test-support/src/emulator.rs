@@ -411,7 +411,13 @@ fn localstack_state_dir() -> PathBuf {
     if let Ok(entries) = std::fs::read_dir(&tmp) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(pid) = name.strip_prefix(PREFIX).and_then(|r| r.split('-').next()) else {
+            // Only LocalStack's own `{PREFIX}{pid}-{n}`: a stack's scratch directory is named
+            // `test-localstack-{tag}-{pid}-{n}`, and its tag is no process id.
+            let Some(pid) = name
+                .strip_prefix(PREFIX)
+                .and_then(|r| r.split('-').next())
+                .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            else {
                 continue;
             };
             if !Path::new("/proc").join(pid).exists() {
