@@ -18,11 +18,17 @@
 #   image     the container image: its size (uncompressed, and compressed as pushed) and the time
 #             from container start to the encoder's first receive, beside the image as it was
 #             before it was shrunk (scripts/bench/image.sh; needs podman: scripts/install-image-deps.sh)
+#   split     a long request split into chunks and stitched (SPLIT_SECONDS, default 120) beside the
+#             same request encoded whole: the renditions compared, the CPU, the critical path, two
+#             runs at once, a model of a one-hour source on 8/32/128 pods, and chunk runs killed at
+#             random (scripts/bench/split.sh; SPLIT_BENCH_SECONDS, default 600, and its other knobs;
+#             SPLIT_BENCH_DIR keeps its files). Not in the default set: it runs for about an hour
 #
 # Times are medians over the runs; the transcode ratios are medians of the ratios of neighbouring
 # runs (ours, then the reference), which cancels the machine's speed drifting between runs.
 #
-# Usage: scripts/bench.sh [encoder] [transcode] [analyzer] [chaos] [image]   (default: all)
+# Usage: scripts/bench.sh [encoder] [transcode] [analyzer] [chaos] [image] [split]
+#        (default: all but split)
 # Knobs: BENCH_RUNS (repetitions, default 5), BENCH_SECONDS (clip length, default 20),
 # SKIP_INSTALL=1, SKIP_BUILD=1.
 set -eo pipefail
@@ -248,6 +254,12 @@ bench_image() {
   while IFS= read -r line; do ROWS+=("$line"); done <"$WORK/image_rows"
 }
 
+bench_split() {
+  say "split: a ${SPLIT_BENCH_SECONDS:-600}s request split and stitched, beside it encoded whole"
+  BIN_DIR=$BIN scripts/bench/split.sh "${SPLIT_BENCH_DIR:-$WORK/split}" >>"$WORK/split_rows"
+  while IFS= read -r line; do ROWS+=("$line"); done <"$WORK/split_rows"
+}
+
 for s in "${sections[@]}"; do
   case $s in
     encoder) bench_encoder ;;
@@ -255,7 +267,8 @@ for s in "${sections[@]}"; do
     analyzer) [[ -x scripts/bench/analyzer.sh ]] && bench_analyzer || say "analyzer benchmark: not there yet" ;;
     chaos) bench_chaos ;;
     image) bench_image ;;
-    *) die "unknown benchmark $s (encoder, transcode, analyzer, chaos, image)" ;;
+    split) bench_split ;;
+    *) die "unknown benchmark $s (encoder, transcode, analyzer, chaos, image, split)" ;;
   esac
 done
 
