@@ -522,6 +522,8 @@ pub struct FakeMedia {
     pub chunks_encoded: Arc<Mutex<Vec<usize>>>,
     /// The stitches made: each rendition's chunk files (their names).
     pub stitched: Arc<Mutex<Vec<Vec<Vec<String>>>>>,
+    /// Stitches fail their checks.
+    pub stitch_fails: bool,
 }
 
 /// A valid plan of `count` chunks of 120 frames at 30 frames per second.
@@ -711,6 +713,11 @@ impl Media for FakeMedia {
                 .collect()
         };
         self.stitched.lock().unwrap().push(chunks.iter().map(names).collect());
+        if self.stitch_fails {
+            return Err(MediaError::Failed(anyhow!(
+                "the stitched video lasts 60.067 s where its chunks last 60.167 s"
+            )));
+        }
         let mut files = Vec::new();
         for (paths, out) in chunks.iter().zip(&outputs) {
             let mut bytes = Vec::new();

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use transcode::chunk::{Plan as ChunkPlan, chunk_file_name};
 
 use super::{Done, Job, Stop};
-use crate::media::{Encoded, Media};
+use crate::media::{Encoded, Media, MediaError};
 use crate::progress::{Progress, Stage};
 use crate::queue::Outgoing;
 use crate::storage::{SPLIT_TAGGING, SourceObject, Store};
@@ -313,9 +313,31 @@ impl<S: Store, M: Media> Job<S, M> {
             .map(|q| out.join(format!("{}.mp4", q.as_str())))
             .collect();
         progress.stage(Stage::Stitching);
-        let encoded = self.media.stitch(chunks, input.to_owned(), outputs).await?;
-        tracing::info!(plan = %key, chunks = count, seconds = encoded.encode_seconds, "stitched the chunks");
-        Ok(encoded)
+        match self.media.stitch(chunks, input.to_owned(), outputs).await {
+            Ok(encoded) => {
+                tracing::info!(plan = %key, chunks = count, seconds = encoded.encode_seconds, "stitched the chunks");
+                Ok(encoded)
+            }
+            // Chunks that do not join into what the checks expect (a source whose timestamps
+            // the plan did not foresee) would fail every retry alike: the request is encoded
+            // whole instead, from the source at hand, so it still ends with correct outputs.
+            Err(MediaError::Failed(e)) => {
+                tracing::warn!(plan = %key, error = %format!("{e:#}"), "the chunks do not stitch; encoding the source whole instead");
+                progress.stage(Stage::Encoding);
+                let _ = std::fs::remove_dir_all(&out);
+                Ok(self
+                    .media
+                    .encode(
+                        input.to_owned(),
+                        super::specs(request),
+                        out,
+                        cancel.clone(),
+                        progress.clone(),
+                    )
+                    .await?)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Removes the folder of plan `key` once the outputs are stored (a failure is logged: the

@@ -317,3 +317,25 @@ async fn a_split_stream_is_packaged_once_from_the_stitched_renditions() {
     assert!(job.store.get("s3://out-b/r/long/480p.mp4").is_none(), "no MP4 asked");
     assert!(chunk_uris(&job.store).is_empty());
 }
+
+#[tokio::test]
+async fn chunks_that_do_not_stitch_are_replaced_by_a_whole_encode_of_the_source() {
+    let dir = TempDir::new("split-stitch-fails");
+    let mut job = job(&dir, 2);
+    let messages = split(&job).await;
+    chunk(&job, &messages[0].body).await;
+    let stitch = chunk(&job, &messages[1].body).await.1.expect("the stitch");
+    job.media.stitch_fails = true;
+    let Ok(Done::Encoded { outputs, encoded }) = work(&job, &stitch.body).await else {
+        panic!("the request still ends with its outputs");
+    };
+    assert_eq!(encoded.frames, 150, "made by the whole encode");
+    assert_eq!(outputs.len(), 2);
+    assert_eq!(
+        job.store.get("s3://out-b/r/long/480p.mp4").unwrap().bytes,
+        b"rendition 480p",
+        "the whole encode's file, not a stitch"
+    );
+    assert_eq!(job.media.calls.lock().unwrap().len(), 1);
+    assert!(chunk_uris(&job.store).is_empty(), "the chunks are removed all the same");
+}
