@@ -76,6 +76,9 @@ pub struct VideoSettings {
     pub bufsize_kbits: u32,
     /// Frames between keyframes.
     pub keyint: u32,
+    /// How full the VBV buffer is when the encode starts, as a share of it (x264's `vbv-init`);
+    /// `None`: x264's own (0.9), right for the start of a video.
+    pub vbv_init: Option<f64>,
 }
 
 impl VideoSettings {
@@ -88,6 +91,7 @@ impl VideoSettings {
             maxrate_kbps: rung.maxrate_kbps,
             bufsize_kbits: rung.maxrate_kbps * 2,
             keyint: keyint_for(fps),
+            vbv_init: None,
         }
     }
 
@@ -95,12 +99,16 @@ impl VideoSettings {
     /// closed GOPs (every keyframe an IDR, libavcodec asks x264 for open ones unless told), so
     /// that a segment or a chunk starting at a keyframe needs nothing before it.
     pub fn x264_params(&self) -> String {
-        format!(
+        let params = format!(
             "keyint={k}:min-keyint={k}:scenecut=0:open-gop=0:vbv-maxrate={m}:vbv-bufsize={b}",
             k = self.keyint,
             m = self.maxrate_kbps,
             b = self.bufsize_kbits
-        )
+        );
+        match self.vbv_init {
+            Some(v) => format!("{params}:vbv-init={v}"),
+            None => params,
+        }
     }
 
     /// A one-line description for logs and reports.

@@ -409,3 +409,52 @@ fn a_20s_source_in_6s_chunks_stitches_into_the_unsplit_renditions_twin_and_each_
     assert!(moov_before_mdat(&index_last).is_err());
     assert!(compare(&index_last, want).is_err());
 }
+
+/// A source whose renditions meet their VBV cap (fine noise on every frame): each chunk's encode
+/// starts with the buffer as full as the unsplit encode has it there, not x264's 90% for a
+/// video's first frames, so the stitched file is as large as the unsplit one (it was 9% larger).
+#[test]
+fn a_vbv_capped_rendition_stitched_from_chunks_is_as_large_as_the_unsplit_one() {
+    let dir = TempDir::new("transcode-chunk-vbv");
+    let source = dir.join("noisy.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=854x480:rate=30:duration=18,noise=alls=40:allf=t+u",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-crf",
+        "18",
+        "-pix_fmt",
+        "yuv420p",
+        source.to_str().unwrap(),
+    ]);
+    let specs = vec![RenditionSpec {
+        name: "360p".into(),
+        short_side: 360,
+    }];
+    let plan = chunk::plan(&transcode::probe(&source).unwrap(), 6.0).expect("three chunks");
+    let (options, cancel) = (TranscodeOptions::default(), CancelHandle::new());
+    let whole = transcode::transcode(&source, &specs, &dir.join("unsplit"), &options, &mut |_| {}, &cancel).unwrap();
+    let kbps = whole.outputs[0].bytes as f64 * 8.0 / 18.0 / 1000.0;
+    assert!(
+        kbps > 950.0,
+        "the unsplit 360p must meet its 1000 kb/s cap: {kbps:.0} kb/s"
+    );
+    let mut chunks = Vec::new();
+    for c in &plan.chunks {
+        let report =
+            chunk::transcode_chunk(&source, &specs, c, &dir.join("chunks"), &options, &mut |_| {}, &cancel).unwrap();
+        chunks.push(report.outputs[0].path.clone());
+    }
+    let stitched = chunk::stitch(&chunks, &source, &dir.join("360p.mp4")).unwrap();
+    let change = stitched.bytes as f64 / whole.outputs[0].bytes as f64 - 1.0;
+    eprintln!(
+        "360p at {kbps:.0} kb/s: stitched {:+.2}% against unsplit",
+        change * 100.0
+    );
+    assert!(change.abs() < 0.02, "stitched {:+.2}% against unsplit", change * 100.0);
+}

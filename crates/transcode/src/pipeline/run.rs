@@ -143,6 +143,12 @@ struct Target<'a> {
     window: Option<&'a Window>,
 }
 
+/// The VBV buffer's fill when a window after the start of the source starts encoding: x264
+/// starts every encode with it 90% full, right for a video's first frames, but the unsplit encode
+/// reaches a chunk's start with its buffer drained to its running level, so a chunk starting at
+/// 90% spends a burst of bits the unsplit encode does not (+9% size at a VBV-capped rung).
+const MID_STREAM_VBV_INIT: Option<f64> = Some(0.5);
+
 /// How the error of a window whose seek landed after its start begins: the caller may try again
 /// from further back (containers without an index seek only roughly).
 pub(crate) const SEEK_LANDED_LATE: &str = "the seek landed at";
@@ -302,7 +308,8 @@ fn run(
     let mut muxes = Vec::with_capacity(renditions.len());
     for spec in renditions {
         let (width, height) = rendition_size(display, spec.short_side);
-        let settings = VideoSettings::new(width.min(height), fps, &options.preset, options.crf);
+        let mut settings = VideoSettings::new(width.min(height), fps, &options.preset, options.crf);
+        settings.vbv_init = window.filter(|w| w.start_seconds > 0.0).and(MID_STREAM_VBV_INIT);
         let suffix = window.map_or("", |w| w.file_suffix.as_str());
         let path = output_dir.join(format!("{}{suffix}.mp4", spec.name));
         guard.paths.push(path.clone());
