@@ -1,9 +1,9 @@
 """The policies made by create-iam.sh, enforced: a moto_server with IAM authorization turned on.
 
 Each managed policy is attached to a probe IAM user; the calls each program makes must be allowed,
-and neighbouring calls (another queue, another prefix, deleting, forging requests) denied. This
-checks actions and resource ARNs against what the API calls actually need, which a static reading
-of the documents cannot.
+and neighbouring calls (another queue, another prefix, deleting what is not theirs, forging
+notices) denied. This checks actions and resource ARNs against what the API calls actually need,
+which a static reading of the documents cannot.
 
 moto cannot play the role-assumption chain itself (web identity, or the KEDA operator's session
 assuming the reader role), so the policies are tested on users; the trust policies are checked in
@@ -154,9 +154,15 @@ def test_encoder_may_consume_read_sources_and_write_renditions_only(probes):
     # miscalculates the signature of the request (SignatureDoesNotMatch), a moto bug.
     encoder.s3.list_objects_v2(Bucket=OUT, MaxKeys=1)
     multipart_upload(encoder.s3, OUT, "renditions/clip/1080p.mp4")
+    # A split (SPLIT_SECONDS): the plan stored tagged (the chunks' lifecycle rule), its chunk
+    # messages sent to its own queue, and the chunk folder removed once it is stitched.
+    chunk_key = "renditions/clip/chunks/p-0123456789abcdef/plan.json"
+    encoder.s3.put_object(Bucket=OUT, Key=chunk_key, Body=b"{}", Tagging="video-encoding=split")
+    chunk = json.loads(message["Body"]) | {"chunk": {"plan": "p-0123456789abcdef", "index": 0, "count": 2}}
+    encoder.sqs.send_message(QueueUrl=encoder.queue_url, MessageBody=json.dumps(chunk))
+    encoder.s3.delete_object(Bucket=OUT, Key=chunk_key)
 
-    # It cannot forge requests, read the dead letters, or touch anything beyond its prefixes.
-    assert denied(encoder.sqs.send_message, QueueUrl=encoder.queue_url, MessageBody="forged")
+    # It cannot read the dead letters, or touch anything beyond its prefixes.
     assert denied(encoder.sqs.receive_message, QueueUrl=encoder.dlq_url)
     assert denied(encoder.sqs.purge_queue, QueueUrl=encoder.queue_url)
     assert denied(encoder.sqs.set_queue_attributes, QueueUrl=encoder.queue_url,
@@ -165,7 +171,8 @@ def test_encoder_may_consume_read_sources_and_write_renditions_only(probes):
     assert denied(encoder.s3.put_object, Bucket=IN, Key="uploads/clip.mov", Body=b"overwrite")
     assert denied(encoder.s3.get_object, Bucket=OUT, Key="elsewhere/report.txt")
     assert denied(encoder.s3.put_object, Bucket=OUT, Key="elsewhere/x", Body=b"x")
-    assert denied(encoder.s3.delete_object, Bucket=OUT, Key="renditions/clip/720p.mp4")
+    assert denied(encoder.s3.delete_object, Bucket=OUT, Key="elsewhere/report.txt")
+    assert denied(encoder.s3.delete_object, Bucket=IN, Key="uploads/clip.mov")
     assert denied(encoder.s3.head_object, Bucket=IN, Key="private/secret.mov")
 
 
@@ -177,12 +184,12 @@ def test_encoder_may_send_completion_notices_but_not_read_them(probes):
     encoder = probes["video-encoding-encoder"]
     encoder.sqs.send_message(QueueUrl=encoder.results_url, MessageBody=notice("enc-1"))
 
-    # Sending is all: it reads no notices, and sends nowhere but the results queue and the DLQ.
+    # Sending is all: it reads no notices, and sends nowhere but the results queue, the DLQ and
+    # its own queue (a split's chunk and stitch messages).
     assert denied(encoder.sqs.receive_message, QueueUrl=encoder.results_url, WaitTimeSeconds=1)
     assert denied(encoder.sqs.get_queue_attributes, QueueUrl=encoder.results_url, AttributeNames=["All"])
     assert denied(encoder.sqs.purge_queue, QueueUrl=encoder.results_url)
     assert denied(encoder.sqs.send_message, QueueUrl=encoder.other_url, MessageBody=notice("enc-2"))
-    assert denied(encoder.sqs.send_message, QueueUrl=encoder.queue_url, MessageBody=notice("enc-3"))
     # The producer, which may read the queue, sees the notice: it did arrive.
     producer = probes["video-encoding-producer"]
     bodies = drain_notices(producer)
