@@ -36,8 +36,8 @@ use super::{StoreError, StoredEvent, rfc3339};
 /// Most events in one group commit.
 const MAX_GROUP: usize = 1024;
 
-/// A group commit of at most this many events, when no event waits to be counted, counts the
-/// aggregates at once: under a light load there is nothing to share.
+/// A group commit of at most this many events counts the aggregates at once (with every event
+/// still waiting): under a light load there is nothing to share.
 const SMALL_GROUP: usize = 4;
 
 /// Events stored and not yet counted, at most: the commit that reaches it counts them.
@@ -171,10 +171,9 @@ pub(crate) fn write_loop(mut state: WriterState, mut rx: mpsc::Receiver<Command>
 
 /// Commits `batch` as one transaction, then answers each request. It counts the aggregates too
 /// (the pending progress, the events waiting and `batch`) when `settle` is set, the group is
-/// small and nothing waits (a light load), or what waits is due ([`Unapplied::is_due`]).
+/// small, or what waits is due ([`Unapplied::is_due`]).
 fn commit(state: &mut WriterState, batch: &mut Vec<WriteJob>, settle: bool) -> Result<(), String> {
-    let waiting = &state.unapplied;
-    let apply = settle || (batch.len() <= SMALL_GROUP && waiting.events.is_empty()) || waiting.is_due(batch.len());
+    let apply = settle || batch.len() <= SMALL_GROUP || state.unapplied.is_due(batch.len());
     let progress = if apply {
         std::mem::take(&mut *state.pending.lock().unwrap_or_else(|p| p.into_inner()))
     } else {
