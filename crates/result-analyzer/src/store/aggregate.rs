@@ -177,6 +177,15 @@ pub(crate) struct Apply<'c> {
     peak: PeakChanges,
 }
 
+/// Whether [`Apply::dedup`] has already written the event's request row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Noted {
+    /// Its request row is still to be written.
+    No,
+    /// A new request, processed: its row is written.
+    Yes,
+}
+
 impl<'c> Apply<'c> {
     /// Changes to `totals`, `runs` and the tables, through `conn` (inside a transaction).
     pub fn new(conn: &'c Connection, totals: &'c mut Totals, runs: &'c mut RunCache) -> Self {
@@ -188,12 +197,23 @@ impl<'c> Apply<'c> {
         }
     }
 
+    /// The number `GET /get/count` gives an event of `kind` stored now ("processed count N").
+    pub fn legacy_number(&mut self, kind: EventKind) -> Option<u64> {
+        let n = match kind {
+            EventKind::Processed => &mut self.totals.legacy_processed,
+            EventKind::Killed => &mut self.totals.legacy_killed,
+            _ => return None,
+        };
+        *n += 1;
+        Some(*n)
+    }
+
     /// Counts a stored event.
     ///
     /// # Errors
     ///
     /// When SQLite fails.
-    pub fn stored(&mut self, s: &StoredEvent) -> Result<(), StoreError> {
+    pub fn stored(&mut self, s: &StoredEvent, noted: Noted) -> Result<(), StoreError> {
         let e = &s.event;
         let at = micros(&s.recorded_at);
         if e.kind == EventKind::Progress {
@@ -242,7 +262,9 @@ impl<'c> Apply<'c> {
                 },
             )?;
         }
-        if let Some(rid) = &e.request_id {
+        if let Some(rid) = &e.request_id
+            && noted == Noted::No
+        {
             self.note_request(rid, s)?;
         }
         Ok(())

@@ -268,7 +268,6 @@ impl Store {
             totals,
             runs: aggregate::RunCache::default(),
             pending: pending.clone(),
-            unapplied: writer::Unapplied::default(),
         };
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let thread = std::thread::Builder::new()
@@ -384,20 +383,6 @@ impl Store {
         self.ask(Command::Sync).await
     }
 
-    /// Waits until every event acknowledged so far is counted into the aggregates, before a read
-    /// of them (under load the writer counts them once for many group commits). A writer that is
-    /// gone (shutting down) has counted everything it acknowledged.
-    ///
-    /// # Errors
-    ///
-    /// When the commit that counts them fails.
-    async fn settle(&self) -> Result<(), StoreError> {
-        match self.sync().await {
-            Err(StoreError::WriterGone) => Ok(()),
-            other => other,
-        }
-    }
-
     /// Forgets every event, and every aggregate with them.
     ///
     /// # Errors
@@ -433,7 +418,6 @@ impl Store {
     ///
     /// When the read fails.
     pub async fn summary(&self, now: DateTime<Utc>) -> Result<Summary, StoreError> {
-        self.settle().await?;
         self.read(move |conn| snapshot(conn, |c| reads::summary(c, now.timestamp_micros())))
             .await
     }
@@ -444,7 +428,6 @@ impl Store {
     ///
     /// When the read fails.
     pub async fn runs(&self, query: RunsQuery, now: DateTime<Utc>) -> Result<RunsPage, StoreError> {
-        self.settle().await?;
         self.read(move |conn| snapshot(conn, |c| reads::runs(c, &query, now.timestamp_micros())))
             .await
     }
@@ -455,7 +438,6 @@ impl Store {
     ///
     /// When the read fails.
     pub async fn counters(&self, now: DateTime<Utc>) -> Result<Counters, StoreError> {
-        self.settle().await?;
         self.read(move |conn| snapshot(conn, |c| reads::counters(c, now.timestamp_micros())))
             .await
     }
@@ -466,7 +448,6 @@ impl Store {
     ///
     /// When the read fails.
     pub async fn request(&self, request_id: String, now: DateTime<Utc>) -> Result<Option<RequestState>, StoreError> {
-        self.settle().await?;
         self.read(move |conn| reads::request(conn, &request_id, now.timestamp_micros()))
             .await
     }

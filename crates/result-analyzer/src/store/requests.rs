@@ -14,11 +14,11 @@
 //! | any `started` | unchanged (its run's state says it is at work) |
 
 use encoding_common::{Event, EventKind};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::StoreError;
 use super::StoredEvent;
-use super::aggregate::Apply;
+use super::aggregate::{Apply, Noted};
 
 /// What an event does to its request's outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,29 +43,57 @@ impl Standing {
     }
 }
 
-/// Whether the aggregates already count `rid`'s request as processed.
-///
-/// # Errors
-///
-/// When SQLite fails.
-pub(crate) fn counted_processed(conn: &Connection, rid: &str) -> Result<bool, StoreError> {
-    let processed: Option<bool> = conn
-        .prepare_cached("SELECT processed FROM requests WHERE request_id = ?1")?
-        .query_row(params![rid], |r| r.get(0))
-        .optional()?;
-    Ok(processed == Some(true))
-}
-
-/// Turns a `processed` event of a request already processed into `duplicate`: a request counts
-/// as processed once (a split request too: only its stitch run processes it).
-pub(crate) fn mark_duplicate(event: &mut Event) {
-    event.kind = EventKind::Duplicate;
-    event
-        .reason
-        .get_or_insert_with(|| "this request was already counted as processed".into());
-}
-
 impl Apply<'_> {
+    /// Turns a `processed` event into `duplicate` when its request already has one: a request
+    /// counts as processed once (a split request too: only its stitch run processes it). A
+    /// `processed` event of a request never seen writes the request's row at once (one insert,
+    /// where a look-up and a write would be two): it says so.
+    ///
+    /// # Errors
+    ///
+    /// When SQLite fails.
+    pub fn dedup(&mut self, event: &mut Event, recorded_at: &str) -> Result<Noted, StoreError> {
+        if event.kind != EventKind::Processed {
+            return Ok(Noted::No);
+        }
+        let Some(rid) = &event.request_id else {
+            return Ok(Noted::No);
+        };
+        let inserted = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO requests (request_id, processed, outcome, last_kind, last_run, last_at, reason, outputs,
+                                       chunks)
+                 VALUES (?1, 1, 'processed', 'processed', ?2, ?3, ?4, ?5, ?6) ON CONFLICT(request_id) DO NOTHING",
+            )?
+            .execute(params![
+                rid,
+                event.run_id,
+                recorded_at,
+                event.reason,
+                outputs_json(event),
+                event.chunks
+            ])?;
+        if inserted == 1 {
+            if event.chunks.is_some() {
+                self.totals.split_requests += 1;
+            }
+            return Ok(Noted::Yes);
+        }
+        let processed: Option<bool> = self
+            .conn
+            .prepare_cached("SELECT processed FROM requests WHERE request_id = ?1")?
+            .query_row(params![rid], |r| r.get(0))
+            .optional()?;
+        if processed == Some(true) {
+            event.kind = EventKind::Duplicate;
+            event
+                .reason
+                .get_or_insert_with(|| "this request was already counted as processed".into());
+        }
+        Ok(Noted::No)
+    }
+
     /// Notes `s` in its request's row: its latest event, the outcome it gives the request (see
     /// the module's table) with its reason and outputs, unless the request was already processed
     /// (which it stays), and the chunks of a split request.

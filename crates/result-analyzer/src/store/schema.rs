@@ -20,14 +20,13 @@
 //! a page of `/runs` is a few neighbouring pages of the file, whatever the history; `runs_id`
 //! finds a run by its id.
 //! The totals say which events they include (`last_id`): events written after them (by an older
-//! analyzer run on the same file, or stored under load by one stopped with `kill -9` before it
-//! counted them: see [`super::writer`]) are counted when the database opens.
+//! analyzer run on the same file) are counted when the database opens.
 
 use std::time::Instant;
 
 use rusqlite::{Connection, params};
 
-use super::aggregate::{Apply, RunCache, load_totals};
+use super::aggregate::{Apply, Noted, RunCache, load_totals};
 use super::{StoreError, decode, raw_row};
 
 /// The schema version this analyzer writes.
@@ -218,12 +217,12 @@ fn count_chunk(tx: &Connection) -> Result<usize, StoreError> {
     let mut runs = RunCache::default();
     let mut apply = Apply::new(tx, &mut totals, &mut runs);
     for (stored, n) in &chunk {
-        if let Some(next) = apply.totals.legacy_number(stored.event.kind)
+        if let Some(next) = apply.legacy_number(stored.event.kind)
             && n.is_none()
         {
             number.execute(params![next, stored.id])?;
         }
-        apply.stored(stored)?;
+        apply.stored(stored, Noted::No)?;
         apply.totals.last_id = stored.id;
     }
     apply.finish()?;

@@ -15,7 +15,6 @@
 
 use std::collections::BTreeMap;
 
-use encoding_common::EventKind;
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
@@ -91,18 +90,6 @@ impl Totals {
     /// The sum of the observed encode seconds.
     pub fn encode_sum(&self) -> f64 {
         f64::from_bits(self.encode_sum_bits)
-    }
-
-    /// The number `GET /get/count` gives an event of `kind` stored now ("processed count N"),
-    /// counted.
-    pub fn legacy_number(&mut self, kind: EventKind) -> Option<u64> {
-        let n = match kind {
-            EventKind::Processed => &mut self.legacy_processed,
-            EventKind::Killed => &mut self.legacy_killed,
-            _ => return None,
-        };
-        *n += 1;
-        Some(*n)
     }
 
     /// One more of `key` in `counts`.
