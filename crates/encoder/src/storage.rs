@@ -23,6 +23,9 @@ use tokio_util::sync::CancellationToken;
 /// (`scripts/aws/create-buckets.sh`, `SPLIT_EXPIRY_DAYS`).
 pub const SPLIT_TAGGING: &str = "video-encoding=split";
 
+/// How much of a download is gathered before it is written to the file.
+const WRITE_BUFFER: usize = 1024 * 1024;
+
 /// The source object as S3 describes it.
 #[derive(Debug, Clone)]
 pub struct SourceObject {
@@ -140,9 +143,11 @@ impl Store for S3Store {
         }
         .with_context(|| format!("downloading {uri}"))?;
         let mut body = out.body;
-        let mut file = tokio::fs::File::create(path)
+        let file = tokio::fs::File::create(path)
             .await
             .with_context(|| format!("creating {}", path.display()))?;
+        // A write of a file goes to a blocking thread: one per MiB, not one per network read.
+        let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
         let mut bytes = 0u64;
         loop {
             let chunk = tokio::select! {

@@ -270,8 +270,9 @@ impl<S: Store, M: Media> Job<S, M> {
         }))
     }
 
-    /// A stitch message: download the stored chunks and the source, and join them into one
-    /// verified file per rendition under `scratch/out` (the source at `input`, for packaging).
+    /// A stitch message: download the stored chunks and the source (both at once), and join them
+    /// into one verified file per rendition under `scratch/out` (the source at `input`, for
+    /// packaging).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn stitch(
         &self,
@@ -291,20 +292,27 @@ impl<S: Store, M: Media> Job<S, M> {
                 "chunk {missing} of the plan {key} is not stored: the stitch waits for it"
             )));
         }
-        self.fetch_source(request, source, input, cancel, progress).await?;
+        // The source (for its audio) and the chunks come down at the same time.
         let dir = scratch.join("chunks");
-        std::fs::create_dir_all(&dir).map_err(|e| Stop::Fail(e.into()))?;
-        let mut chunks = Vec::with_capacity(request.qualities.len());
-        for q in &request.qualities {
-            let mut paths = Vec::with_capacity(count as usize);
-            for i in 0..count as usize {
-                let name = chunk_file_name(q.as_str(), i);
-                let path = dir.join(&name);
-                self.store.download(&folder.join(&name), &path, cancel).await?;
-                paths.push(path);
+        let fetch_chunks = async {
+            std::fs::create_dir_all(&dir).map_err(|e| Stop::Fail(e.into()))?;
+            let mut chunks = Vec::with_capacity(request.qualities.len());
+            for q in &request.qualities {
+                let mut paths = Vec::with_capacity(count as usize);
+                for i in 0..count as usize {
+                    let name = chunk_file_name(q.as_str(), i);
+                    let path = dir.join(&name);
+                    self.store.download(&folder.join(&name), &path, cancel).await?;
+                    paths.push(path);
+                }
+                chunks.push(paths);
             }
-            chunks.push(paths);
-        }
+            Ok::<_, Stop>(chunks)
+        };
+        let ((), chunks) = tokio::try_join!(
+            self.fetch_source(request, source, input, cancel, progress),
+            fetch_chunks
+        )?;
         let out = scratch.join("out");
         std::fs::create_dir_all(&out).map_err(|e| Stop::Fail(e.into()))?;
         let outputs = request

@@ -9,8 +9,8 @@
 //! frames as its index says. The finished file is read back: its frame count must be the sum of
 //! the chunks', its duration theirs within a frame.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 
 use ffmpeg::codec::Id;
 use ffmpeg::format::context::{Input, Output};
@@ -187,12 +187,13 @@ impl ChunkFile {
 }
 
 /// Writes the outputs; gives, for each, the video frames written and the video's duration in
-/// seconds. The audio is decoded and encoded once; each packet goes to every output, after the
-/// video packets decoded before it.
+/// seconds. The audio is decoded and encoded once, on a thread of its own while the video is
+/// copied; each packet goes to every output, after the video packets decoded before it (the same
+/// order, so the same bytes, however the two threads run).
 fn write(sets: &[Vec<ChunkFile>], audio_source: &Path, outputs: &[PathBuf]) -> Result<Vec<(u64, f64)>> {
-    let mut source = probe::open_input(audio_source)?;
+    let source = probe::open_input(audio_source)?;
     let start_us = start_time_us(&source);
-    let mut audio = match probe::describe(&source).audio {
+    let audio = match probe::describe(&source).audio {
         Some(a) => Some(AudioPipe::open(&source, a.index, start_us)?),
         None => None,
     };
@@ -201,36 +202,56 @@ fn write(sets: &[Vec<ChunkFile>], audio_source: &Path, outputs: &[PathBuf]) -> R
         .zip(outputs)
         .map(|(files, output)| Stitched::create(files, output, audio.as_ref()))
         .collect::<Result<Vec<_>>>()?;
-    let mut pending: VecDeque<(Packet, Rational)> = VecDeque::new();
+    let Some(pipe) = audio else {
+        return outs.into_iter().map(Stitched::finish).collect();
+    };
+    let (tx, rx) = mpsc::sync_channel::<(Packet, Rational)>(AUDIO_PACKETS_AHEAD);
+    std::thread::scope(|scope| {
+        let encoding = scope.spawn(move || encode_audio(source, pipe, &tx));
+        let written = interleave(&mut outs, &rx);
+        // A failed write drops the receiver: the audio thread stops at its next packet.
+        drop(rx);
+        let encoded = encoding
+            .join()
+            .unwrap_or_else(|_| Err(TranscodeError::Chunk("the audio thread panicked".into())));
+        written?;
+        encoded
+    })?;
+    outs.into_iter().map(Stitched::finish).collect()
+}
+
+/// Encoded audio packets the audio thread may be ahead of the writer by (about 20 s at 48 kHz).
+const AUDIO_PACKETS_AHEAD: usize = 1024;
+
+/// The audio thread: every AAC packet of the source's audio, in order, to `tx`. Stops at the
+/// first packet the writer no longer takes (it failed: its error is the one reported).
+fn encode_audio(mut source: Input, mut pipe: AudioPipe, tx: &SyncSender<(Packet, Rational)>) -> Result<()> {
+    let mut sink = |p: &Packet, tb| {
+        tx.send((p.clone(), tb))
+            .map_err(|_| TranscodeError::Chunk("the stitch stopped writing".into()))
+    };
     loop {
-        while pending.is_empty() {
-            let Some(pipe) = audio.as_mut() else { break };
-            let mut sink = |p: &Packet, tb| {
-                pending.push_back((p.clone(), tb));
-                Ok(())
-            };
-            let mut packet = Packet::empty();
-            match packet.read(&mut source) {
-                Ok(()) if packet.stream() == pipe.index => pipe.decode(Some(&packet), &mut sink)?,
-                Ok(()) => {}
-                Err(ffmpeg::Error::Eof) => {
-                    pipe.decode(None, &mut sink)?;
-                    audio = None;
-                }
-                // A damaged audio packet is dropped, as the transcode's audio stage does.
-                Err(_) => {}
-            }
+        let mut packet = Packet::empty();
+        match packet.read(&mut source) {
+            Ok(()) if packet.stream() == pipe.index => pipe.decode(Some(&packet), &mut sink)?,
+            Ok(()) => {}
+            Err(ffmpeg::Error::Eof) => return pipe.decode(None, &mut sink),
+            // A damaged audio packet is dropped, as the transcode's audio stage does.
+            Err(_) => {}
         }
-        let Some((packet, tb)) = pending.pop_front() else {
-            break;
-        };
+    }
+}
+
+/// Writes every audio packet from `rx` to every output, each after the video before it.
+fn interleave(outs: &mut [Stitched<'_>], rx: &Receiver<(Packet, Rational)>) -> Result<()> {
+    for (packet, tb) in rx {
         let at = ts_seconds(packet.dts().or(packet.pts()).unwrap_or(0), tb);
-        for out in &mut outs {
+        for out in outs.iter_mut() {
             out.video_before(Some(at))?;
             out.audio(&packet, tb)?;
         }
     }
-    outs.into_iter().map(Stitched::finish).collect()
+    Ok(())
 }
 
 /// One output being written: its muxer, and its chunks' video packets.
