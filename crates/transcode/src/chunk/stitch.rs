@@ -19,7 +19,7 @@ use ffmpeg_next as ffmpeg;
 use serde::Serialize;
 
 use crate::error::{FfmpegContext, Result, TranscodeError};
-use crate::pipeline::{AudioPipe, start_time_us, ts_seconds};
+use crate::pipeline::{AudioPipe, next_packet, start_time_us, ts_seconds};
 use crate::probe;
 
 /// What a stitch made.
@@ -230,16 +230,15 @@ fn encode_audio(mut source: Input, mut pipe: AudioPipe, tx: &SyncSender<(Packet,
         tx.send((p.clone(), tb))
             .map_err(|_| TranscodeError::Chunk("the stitch stopped writing".into()))
     };
-    loop {
-        let mut packet = Packet::empty();
-        match packet.read(&mut source) {
-            Ok(()) if packet.stream() == pipe.index => pipe.decode(Some(&packet), &mut sink)?,
-            Ok(()) => {}
-            Err(ffmpeg::Error::Eof) => return pipe.decode(None, &mut sink),
-            // A damaged audio packet is dropped, as the transcode's audio stage does.
-            Err(_) => {}
+    let mut read_errors = 0;
+    // What cannot be read is skipped, and reading stops where nothing more can be, as in the
+    // transcode; a damaged audio packet is dropped by the decoder, as there too.
+    while let Some(packet) = next_packet(&mut source, &mut read_errors) {
+        if packet.stream() == pipe.index {
+            pipe.decode(Some(&packet), &mut sink)?;
         }
     }
+    pipe.decode(None, &mut sink)
 }
 
 /// Writes every audio packet from `rx` to every output, each after the video before it.

@@ -45,7 +45,7 @@ pub use run::{CancelHandle, RenditionSpec, TranscodeOptions, transcode};
 // For the split encode (`crate::chunk`), which sits above the pipeline: a window of the source,
 // the shared audio stage, and the arithmetic both sides must agree on.
 pub(crate) use audio::AudioPipe;
-pub(crate) use run::{SEEK_LANDED_LATE, Window, start_time_us, transcode_window};
+pub(crate) use run::{SEEK_LANDED_LATE, Window, next_packet, start_time_us, transcode_window};
 pub(crate) use time::ts_seconds;
 pub(crate) use video::nominal_fps;
 

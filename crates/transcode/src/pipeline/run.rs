@@ -333,20 +333,9 @@ fn run(
         if cancel.is_cancelled() {
             return Err(TranscodeError::Cancelled);
         }
-        // A fresh packet each time: reading into a used one would leak its data.
-        let mut packet = Packet::empty();
-        match packet.read(&mut ictx) {
-            Ok(()) => read_errors = 0,
-            Err(ffmpeg::Error::Eof) => break,
-            Err(_) => {
-                // A damaged or cut-off file: skip what cannot be read, stop if nothing more can be.
-                read_errors += 1;
-                if read_errors > 32 {
-                    break;
-                }
-                continue;
-            }
-        }
+        let Some(packet) = next_packet(&mut ictx, &mut read_errors) else {
+            break;
+        };
         let index = packet.stream();
         if index == video.index {
             video.decode(Some(&packet), &mut |f, tb| match cut.keep(f.pts(), tb) {
@@ -396,6 +385,33 @@ fn run(
         outputs: results,
         elapsed_seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Read errors in a row after which an input is taken to end there.
+const MAX_READ_ERRORS: u32 = 32;
+
+/// The input's next packet; `None` at its end, or once [`MAX_READ_ERRORS`] reads in a row have
+/// failed (a damaged or cut-off file: what cannot be read is skipped, and reading stops when
+/// nothing more can be). `errors` counts the failures in a row between calls. The transcode and
+/// the stitch's audio read the same way, so both see the same packets of a damaged source.
+pub(crate) fn next_packet(ictx: &mut ffmpeg::format::context::Input, errors: &mut u32) -> Option<Packet> {
+    loop {
+        // A fresh packet each time: reading into a used one would leak its data.
+        let mut packet = Packet::empty();
+        match packet.read(ictx) {
+            Ok(()) => {
+                *errors = 0;
+                return Some(packet);
+            }
+            Err(ffmpeg::Error::Eof) => return None,
+            Err(_) => {
+                *errors += 1;
+                if *errors > MAX_READ_ERRORS {
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 /// The input's start time in microseconds (0 when it has none): what every stage subtracts so
@@ -564,6 +580,26 @@ mod tests {
         let input = source(&dir, size, frames);
         let out = dir.join("out");
         (dir, input, out)
+    }
+
+    /// Every packet of a source, through the one reader the transcode and the stitch share.
+    fn packets(path: &Path) -> usize {
+        let mut ictx = probe::open_input(path).unwrap();
+        let mut errors = 0;
+        std::iter::from_fn(|| next_packet(&mut ictx, &mut errors)).count()
+    }
+
+    #[test]
+    fn the_shared_reader_reads_a_file_to_its_end_and_a_cut_off_one_to_the_cut() {
+        let (dir, input, _) = setup((64, 36), 50);
+        let whole = packets(&input);
+        // 50 pictures and about 2 s of AAC (1024 samples a packet at 48 kHz).
+        assert!((50 + 90..=50 + 98).contains(&whole), "{whole} packets");
+        let bytes = std::fs::read(&input).unwrap();
+        let cut = dir.join("cut.mp4");
+        std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+        let read = packets(&cut);
+        assert!(read > 0 && read < whole, "{read} of {whole} packets before the cut");
     }
 
     /// A source of `frames` pictures of `size` at 25 fps with as much AAC audio, in `dir`.
