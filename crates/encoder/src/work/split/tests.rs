@@ -9,7 +9,7 @@ use test_support::TempDir;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::fakes::{FakeMedia, MediaAnswer, MemoryStore};
+use crate::fakes::{FakeMedia, MediaAnswer, MemoryStore, StoreFault};
 use crate::work::Work;
 
 const SOURCE: &str = "s3://in-b/uploads/long.mp4";
@@ -248,6 +248,27 @@ async fn a_chunk_that_fails_or_is_stopped_stores_nothing() {
         .filter(|u| u.ends_with(".mp4"))
         .collect();
     assert!(stored.is_empty(), "{stored:?}");
+}
+
+#[tokio::test]
+async fn a_stitch_whose_source_download_fails_stores_nothing_and_keeps_the_chunks() {
+    let dir = TempDir::new("split-stitch-download");
+    let mut job = job(&dir, 2);
+    let messages = split(&job).await;
+    chunk(&job, &messages[0].body).await;
+    let (_, stitch, _) = chunk(&job, &messages[1].body).await;
+    let stitch = stitch.expect("the set is complete");
+    // The source comes down short while the chunks come down beside it.
+    job.store.fault = StoreFault::ShortDownload;
+    let why = reason(work(&job, &stitch.body).await);
+    assert!(why.starts_with("failed: downloaded 9 bytes of the 19 announced"), "{why}");
+    assert!(job.media.stitched.lock().unwrap().is_empty(), "nothing is stitched");
+    assert!(job.store.get("s3://out-b/r/long/480p.mp4").is_none());
+    assert_eq!(
+        chunk_uris(&job.store).iter().filter(|u| u.ends_with(".mp4")).count(),
+        4,
+        "the chunks stay for the retry"
+    );
 }
 
 #[test]
