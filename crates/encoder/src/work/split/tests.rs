@@ -261,7 +261,10 @@ async fn a_stitch_whose_source_download_fails_stores_nothing_and_keeps_the_chunk
     // The source comes down short while the chunks come down beside it.
     job.store.fault = StoreFault::ShortDownload;
     let why = reason(work(&job, &stitch.body).await);
-    assert!(why.starts_with("failed: downloaded 9 bytes of the 19 announced"), "{why}");
+    assert!(
+        why.starts_with("failed: downloaded 9 bytes of the 19 announced"),
+        "{why}"
+    );
     assert!(job.media.stitched.lock().unwrap().is_empty(), "nothing is stitched");
     assert!(job.store.get("s3://out-b/r/long/480p.mp4").is_none());
     assert_eq!(
