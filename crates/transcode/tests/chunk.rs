@@ -277,7 +277,7 @@ fn split_and_stitch() -> Made {
     let (started, cpu) = (std::time::Instant::now(), cpu_seconds());
     let outputs: Vec<PathBuf> = specs().iter().map(|s| dir.join(format!("{}.mp4", s.name))).collect();
     // Every rendition at once: the audio is encoded once for the ladder.
-    let reports = chunk::stitch_ladder(&chunks, &source, &outputs).unwrap();
+    let reports = chunk::stitch_ladder(&chunks, chunk::StitchAudio::Encode(&source), &outputs).unwrap();
     let stitch_seconds = (started.elapsed().as_secs_f64(), cpu_seconds() - cpu);
     let stitched: Vec<PathBuf> = reports.iter().map(|r| r.output.clone()).collect();
     assert_eq!(stitched, outputs);
@@ -408,6 +408,70 @@ fn a_20s_source_in_6s_chunks_stitches_into_the_unsplit_renditions_twin_and_each_
     ffmpeg(&["-i", stitched, "-c", "copy", index_last.to_str().unwrap()]);
     assert!(moov_before_mdat(&index_last).is_err());
     assert!(compare(&index_last, want).is_err());
+}
+
+/// The audio encoded ahead of the stitch (as the split Job does) and copied by it makes the very
+/// files a stitch that encodes the audio itself makes: the same bytes, so the same audio.
+#[test]
+fn a_stitch_that_copies_the_audio_encoded_ahead_writes_the_same_files_as_one_that_encodes_it() {
+    let made = split_and_stitch();
+    let dir = made.dir.path();
+    let audio = dir.join("audio.m4a");
+    let report = chunk::encode_audio(&made.source, &audio, &CancelHandle::new())
+        .unwrap()
+        .expect("the source has audio");
+    assert_eq!(report.output, audio);
+    assert!(
+        report.packets > 900,
+        "20 s of AAC at 48 kHz is ~938 packets: {report:?}"
+    );
+    assert!((report.seconds - 20.0).abs() < 0.05, "{report:?}");
+    let probed = probe(&audio);
+    assert!(probed.video.is_empty(), "the audio file is audio only");
+    assert_eq!(probed.audio.len() as u64, report.packets);
+
+    let copied: Vec<PathBuf> = specs()
+        .iter()
+        .map(|s| dir.join(format!("copied-{}.mp4", s.name)))
+        .collect();
+    let reports = chunk::stitch_ladder(&made.chunks, chunk::StitchAudio::Copy(&audio), &copied).unwrap();
+    for ((got, want), r) in copied.iter().zip(&made.stitched).zip(&reports) {
+        assert!(r.audio_seconds.is_some(), "{r:?}");
+        let (got_bytes, want_bytes) = (std::fs::read(got).unwrap(), std::fs::read(want).unwrap());
+        assert!(
+            got_bytes == want_bytes,
+            "{} ({} bytes) differs from {} ({} bytes)",
+            got.display(),
+            got_bytes.len(),
+            want.display(),
+            want_bytes.len()
+        );
+    }
+
+    // A file without AAC audio is refused, and nothing is left behind.
+    let refused = chunk::stitch_ladder(
+        &made.chunks[..1],
+        chunk::StitchAudio::Copy(&made.chunks[0][0]),
+        &[dir.join("refused.mp4")],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(refused.contains("has no AAC stream"), "{refused}");
+    assert!(!dir.join("refused.mp4").exists());
+    // A source without audio has none to encode: nothing is written.
+    let silent = dir.join("silent.m4a");
+    assert!(
+        chunk::encode_audio(&made.chunks[0][0], &silent, &CancelHandle::new())
+            .unwrap()
+            .is_none()
+    );
+    assert!(!silent.exists());
+    // A cancel stops the encode and leaves nothing.
+    let cancel = CancelHandle::new();
+    cancel.cancel();
+    let stopped = chunk::encode_audio(&made.source, &dir.join("stopped.m4a"), &cancel).unwrap_err();
+    assert!(matches!(stopped, transcode::TranscodeError::Cancelled), "{stopped}");
+    assert!(!dir.join("stopped.m4a").exists());
 }
 
 /// A source whose renditions meet their VBV cap (fine noise on every frame): each chunk's encode

@@ -5,9 +5,10 @@
 //!                 │
 //! source ─┬─ transcode_chunk(chunk 0) ─▶ 720p.chunk-00000.mp4, 480p.chunk-00000.mp4 …  (video only)
 //!         ├─ transcode_chunk(chunk 1) ─▶ 720p.chunk-00001.mp4, …
-//!         └─ …
+//!         ├─ …
+//!         └─ encode_audio() ─▶ audio.m4a (beside the chunks)
 //!                 │ per rendition, in order
-//!            stitch(chunks, source) ─▶ 720p.mp4: video copied, audio encoded once, index first
+//!            stitch(chunks, audio) ─▶ 720p.mp4: video copied, audio copied (or encoded once), index first
 //! ```
 //!
 //! A chunk is whole GOPs of the output, so it starts with the keyframe the unsplit encode has
@@ -20,15 +21,20 @@
 //!
 //! - `plan`: [`plan()`], [`Plan`], [`Chunk`]: pure arithmetic on the probed source.
 //! - `encode`: [`transcode_chunk()`]: the pipeline over a window of the source.
+//! - `audio`: [`encode_audio()`]: the source's audio encoded once, ahead of the stitch (the
+//!   split Job makes it while the chunks encode).
 //! - `stitch`: [`stitch()`], [`stitch_ladder()`] (every rendition, the audio encoded once for
-//!   all), [`StitchReport`]: the chunks joined and checked, the audio added.
+//!   all or copied from [`encode_audio()`]'s file: [`StitchAudio`]), [`StitchReport`]: the
+//!   chunks joined and checked, the audio added.
 
+mod audio;
 mod encode;
 mod plan;
 mod stitch;
 #[cfg(test)]
 mod tests;
 
+pub use audio::{AudioReport, encode_audio};
 pub use encode::{chunk_file_name, chunk_paths, transcode_chunk};
 pub use plan::{Chunk, PLAN_VERSION, Plan, plan};
-pub use stitch::{StitchReport, stitch, stitch_ladder};
+pub use stitch::{StitchAudio, StitchReport, stitch, stitch_ladder};

@@ -39,6 +39,16 @@ pub struct StitchReport {
     pub bytes: u64,
 }
 
+/// Where a stitch's audio comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum StitchAudio<'a> {
+    /// Encoded to AAC from this file (the source), as a transcode does, once for every rendition.
+    Encode(&'a Path),
+    /// Copied from this file: the source's audio as [`encode_audio`](super::encode_audio) made
+    /// it (the same packets an [`Encode`](Self::Encode) of that source writes).
+    Copy(&'a Path),
+}
+
 /// Joins `chunks` (one rendition's, in order) into `output`, with the audio of `audio_source`
 /// (the source itself) encoded once to AAC as a transcode does; the video is copied.
 ///
@@ -46,13 +56,17 @@ pub struct StitchReport {
 ///
 /// As [`stitch_ladder`].
 pub fn stitch(chunks: &[PathBuf], audio_source: &Path, output: &Path) -> Result<StitchReport> {
-    let mut reports = stitch_ladder(&[chunks.to_vec()], audio_source, &[output.to_owned()])?;
+    let mut reports = stitch_ladder(
+        &[chunks.to_vec()],
+        StitchAudio::Encode(audio_source),
+        &[output.to_owned()],
+    )?;
     Ok(reports.remove(0))
 }
 
 /// Joins the chunks of every rendition (`chunks[r]`, in order) into `outputs[r]`, with the audio
-/// of `audio_source` encoded once for all of them (as a transcode shares it); the video is
-/// copied. The reports come in the renditions' order.
+/// `audio` names, encoded once for all of them (as a transcode shares it) or copied; the video
+/// is copied. The reports come in the renditions' order.
 ///
 /// # Errors
 ///
@@ -60,7 +74,11 @@ pub fn stitch(chunks: &[PathBuf], audio_source: &Path, output: &Path) -> Result<
 /// place, when the renditions do not have as many chunks as each other (or as outputs), or when
 /// a result fails its checks (frame count, duration); FFmpeg and I/O failures otherwise. On any
 /// error no output is left behind.
-pub fn stitch_ladder(chunks: &[Vec<PathBuf>], audio_source: &Path, outputs: &[PathBuf]) -> Result<Vec<StitchReport>> {
+pub fn stitch_ladder(
+    chunks: &[Vec<PathBuf>],
+    audio: StitchAudio<'_>,
+    outputs: &[PathBuf],
+) -> Result<Vec<StitchReport>> {
     if chunks.is_empty() || chunks.len() != outputs.len() {
         return Err(TranscodeError::Chunk(format!(
             "{} renditions of chunks for {} outputs",
@@ -90,7 +108,7 @@ pub fn stitch_ladder(chunks: &[Vec<PathBuf>], audio_source: &Path, outputs: &[Pa
         }
         sets.push(files);
     }
-    let result = write(&sets, audio_source, outputs).and_then(|written| {
+    let result = write(&sets, audio, outputs).and_then(|written| {
         sets.iter()
             .zip(outputs)
             .zip(written)
@@ -190,55 +208,135 @@ impl ChunkFile {
 /// seconds. The audio is decoded and encoded once, on a thread of its own while the video is
 /// copied; each packet goes to every output, after the video packets decoded before it (the same
 /// order, so the same bytes, however the two threads run).
-fn write(sets: &[Vec<ChunkFile>], audio_source: &Path, outputs: &[PathBuf]) -> Result<Vec<(u64, f64)>> {
-    let source = probe::open_input(audio_source)?;
-    let start_us = start_time_us(&source);
-    let audio = match probe::describe(&source).audio {
-        Some(a) => Some(AudioPipe::open(&source, a.index, start_us)?),
-        None => None,
-    };
+fn write(sets: &[Vec<ChunkFile>], audio: StitchAudio<'_>, outputs: &[PathBuf]) -> Result<Vec<(u64, f64)>> {
+    let audio = AudioIn::open(audio)?;
+    let params = audio.as_ref().map(AudioIn::stream);
     let mut outs = sets
         .iter()
         .zip(outputs)
-        .map(|(files, output)| Stitched::create(files, output, audio.as_ref()))
+        .map(|(files, output)| Stitched::create(files, output, params.as_ref()))
         .collect::<Result<Vec<_>>>()?;
-    let Some(pipe) = audio else {
+    let Some(audio) = audio else {
         return outs.into_iter().map(Stitched::finish).collect();
     };
+    // The audio comes from a thread of its own (encoded or read) while this one copies the
+    // video and interleaves.
     let (tx, rx) = mpsc::sync_channel::<(Packet, Rational)>(AUDIO_PACKETS_AHEAD);
     std::thread::scope(|scope| {
-        let encoding = scope.spawn(move || encode_audio(source, pipe, &tx));
-        let written = interleave(&mut outs, &rx);
+        let producing = scope.spawn(move || audio.send(&tx));
         // A failed write drops the receiver: the audio thread stops at its next packet.
+        let written = interleave(&mut outs, &rx);
         drop(rx);
-        let encoded = encoding
+        let produced = producing
             .join()
             .unwrap_or_else(|_| Err(TranscodeError::Chunk("the audio thread panicked".into())));
         written?;
-        encoded
+        produced
     })?;
     outs.into_iter().map(Stitched::finish).collect()
 }
 
-/// Encoded audio packets the audio thread may be ahead of the writer by (about 20 s at 48 kHz).
+/// Audio packets the audio thread may get ahead of the writer (about 20 s of AAC at 48 kHz).
 const AUDIO_PACKETS_AHEAD: usize = 1024;
 
-/// The audio thread: every AAC packet of the source's audio, in order, to `tx`. Stops at the
-/// first packet the writer no longer takes (it failed: its error is the one reported).
-fn encode_audio(mut source: Input, mut pipe: AudioPipe, tx: &SyncSender<(Packet, Rational)>) -> Result<()> {
-    let mut sink = |p: &Packet, tb| {
-        tx.send((p.clone(), tb))
-            .map_err(|_| TranscodeError::Chunk("the stitch stopped writing".into()))
-    };
-    let mut read_errors = 0;
-    // What cannot be read is skipped, and reading stops where nothing more can be, as in the
-    // transcode; a damaged audio packet is dropped by the decoder, as there too.
-    while let Some(packet) = next_packet(&mut source, &mut read_errors) {
-        if packet.stream() == pipe.index {
-            pipe.decode(Some(&packet), &mut sink)?;
+/// The stitch's audio, opened.
+enum AudioIn {
+    /// The source, and its audio's decoder and AAC encoder.
+    Encode(Input, AudioPipe),
+    /// An AAC file ([`encode_audio`](super::encode_audio)), and its stream's index.
+    Copy(Input, usize),
+}
+
+impl AudioIn {
+    /// `None` when the source has no audio.
+    fn open(audio: StitchAudio<'_>) -> Result<Option<Self>> {
+        match audio {
+            StitchAudio::Encode(source) => {
+                let ictx = probe::open_input(source)?;
+                let start_us = start_time_us(&ictx);
+                Ok(match probe::describe(&ictx).audio {
+                    Some(a) => {
+                        let pipe = AudioPipe::open(&ictx, a.index, start_us)?;
+                        Some(Self::Encode(ictx, pipe))
+                    }
+                    None => None,
+                })
+            }
+            StitchAudio::Copy(file) => {
+                let ictx = probe::open_input(file)?;
+                let index = ictx
+                    .streams()
+                    .find(|s| s.parameters().medium() == media::Type::Audio && s.parameters().id() == Id::AAC)
+                    .map(|s| s.index())
+                    .ok_or_else(|| {
+                        TranscodeError::Chunk(format!("the stitch's audio {} has no AAC stream", file.display()))
+                    })?;
+                Ok(Some(Self::Copy(ictx, index)))
+            }
         }
     }
-    pipe.decode(None, &mut sink)
+
+    /// What the outputs' audio stream takes: its parameters and time base.
+    fn stream(&self) -> (ffmpeg::codec::Parameters, Rational) {
+        match self {
+            Self::Encode(_, pipe) => (pipe.encoder().into(), pipe.encoder().time_base()),
+            Self::Copy(ictx, index) => {
+                let s = ictx.stream(*index).expect("found at open");
+                let mut parameters = s.parameters();
+                // The demuxer reports the file's measured rate; the encoder's nominal one is
+                // what a stitch that encodes writes in the outputs' headers.
+                // SAFETY: a plain field of parameters this function owns.
+                unsafe { (*parameters.as_mut_ptr()).bit_rate = crate::ladder::AUDIO_BITRATE as i64 };
+                (parameters, s.time_base())
+            }
+        }
+    }
+
+    /// The audio thread: every AAC packet, in order, with its time base, to `tx`. Stops at the
+    /// first packet the writer no longer takes (it failed: its error is the one reported).
+    fn send(self, tx: &SyncSender<(Packet, Rational)>) -> Result<()> {
+        let mut sink = |p: &Packet, tb| {
+            tx.send((p.clone(), tb))
+                .map_err(|_| TranscodeError::Chunk("the stitch stopped writing".into()))
+        };
+        match self {
+            Self::Encode(mut source, mut pipe) => {
+                // What cannot be read is skipped, and reading stops where nothing more can be, as
+                // in the transcode; a damaged audio packet is dropped by the decoder, as there too.
+                let mut read_errors = 0;
+                while let Some(packet) = next_packet(&mut source, &mut read_errors) {
+                    if packet.stream() == pipe.index {
+                        pipe.decode(Some(&packet), &mut sink)?;
+                    }
+                }
+                pipe.decode(None, &mut sink)
+            }
+            Self::Copy(mut file, index) => {
+                // A file this project wrote: any read error is a damaged copy, not to be skipped.
+                let stream = file.stream(index).expect("found at open");
+                let tb = stream.time_base();
+                // SAFETY: reading a plain field of the open stream's parameters.
+                let frame = i64::from(unsafe { (*stream.parameters().as_ptr()).frame_size });
+                loop {
+                    let mut packet = Packet::empty();
+                    match packet.read(&mut file) {
+                        Ok(()) if packet.stream() == index => {
+                            // The demuxer shortens the last packet to the file's edit list; the
+                            // encoder gave it a whole frame, which is what the file stores.
+                            if frame > 0 && packet.duration() < frame {
+                                packet.set_duration(frame);
+                            }
+                            sink(&packet, tb)?;
+                        }
+                        Ok(()) => {}
+                        Err(ffmpeg::Error::Eof) => break,
+                        Err(e) => return Err(e).ctx("reading the stitch's audio file"),
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Writes every audio packet from `rx` to every output, each after the video before it.
@@ -267,7 +365,11 @@ struct Stitched<'a> {
 }
 
 impl<'a> Stitched<'a> {
-    fn create(files: &'a [ChunkFile], path: &'a Path, audio: Option<&AudioPipe>) -> Result<Self> {
+    fn create(
+        files: &'a [ChunkFile],
+        path: &'a Path,
+        audio: Option<&(ffmpeg::codec::Parameters, Rational)>,
+    ) -> Result<Self> {
         let octx = create(path, &files[0].path, audio)?;
         let mut video = VideoPackets::new(files);
         Ok(Self {
@@ -319,7 +421,7 @@ impl<'a> Stitched<'a> {
 }
 
 /// The output file: the first chunk's video stream, the audio encoder's stream, the index first.
-fn create(output: &Path, first_chunk: &Path, audio: Option<&AudioPipe>) -> Result<Output> {
+fn create(output: &Path, first_chunk: &Path, audio: Option<&(ffmpeg::codec::Parameters, Rational)>) -> Result<Output> {
     let first = probe::open_input(first_chunk)?;
     let ist = first.streams().next().expect("checked: one video stream");
     let mut octx = ffmpeg::format::output_as(output, "mp4").ctx(format!("creating {}", output.display()))?;
@@ -330,10 +432,10 @@ fn create(output: &Path, first_chunk: &Path, audio: Option<&AudioPipe>) -> Resul
     ost.set_time_base(ist.time_base());
     // SAFETY: clearing the codec tag lets the MP4 muxer choose its own.
     unsafe { (*(*ost.as_mut_ptr()).codecpar).codec_tag = 0 };
-    if let Some(a) = audio {
+    if let Some((parameters, time_base)) = audio {
         let mut ost = octx.add_stream(encoder::find(Id::AAC)).ctx("adding the audio stream")?;
-        ost.set_parameters(a.encoder());
-        ost.set_time_base(a.encoder().time_base());
+        ost.set_parameters(parameters.clone());
+        ost.set_time_base(*time_base);
         // SAFETY: as above.
         unsafe { (*(*ost.as_mut_ptr()).codecpar).codec_tag = 0 };
     }

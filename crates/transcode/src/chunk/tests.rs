@@ -264,13 +264,13 @@ fn a_stitch_refuses_missing_foreign_misplaced_or_no_chunks_and_leaves_no_file() 
     // A ladder: every rendition has as many chunks as the first, and one output each.
     let outputs = [dir.join("a.mp4"), dir.join("b.mp4")];
     let uneven = [chunks[0].clone(), chunks[1][..2].to_vec()];
-    let err = stitch_ladder(&uneven, &input, &outputs).unwrap_err();
+    let err = stitch_ladder(&uneven, StitchAudio::Encode(&input), &outputs).unwrap_err();
     assert!(
         err.to_string()
             .contains("rendition 1 has 2 chunks where rendition 0 has 3"),
         "{err}"
     );
-    let err = stitch_ladder(&chunks, &input, &outputs[..1]).unwrap_err();
+    let err = stitch_ladder(&chunks, StitchAudio::Encode(&input), &outputs[..1]).unwrap_err();
     assert!(
         err.to_string().contains("2 renditions of chunks for 1 outputs"),
         "{err}"
