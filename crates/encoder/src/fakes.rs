@@ -15,12 +15,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use transcode::RenditionSpec;
 
-use crate::media::{Encoded, EncodedFile, Media, MediaError, PackageJob, Packaged};
+use crate::media::{Encoded, EncodedAudio, EncodedFile, Media, MediaError, PackageJob, Packaged, StitchAudio};
 use crate::progress::Progress;
 use crate::queue::{Queue, Received};
 use crate::report::Reports;
 use crate::storage::{SourceError, SourceObject, Store, TransferError};
-use crate::work::{Done, Stop, Work};
+use crate::work::{AfterSplit, Done, Stop, Work};
 
 /// Something done to the received message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,6 +238,9 @@ impl Reports for Recorder {
     }
 }
 
+/// [`StubWork::afters`]: each plan key and the queue's endings when its after-work began.
+pub type Afters = Arc<Mutex<Vec<(String, Vec<Fate>)>>>;
+
 /// A work whose result is chosen by the test (made when asked, as errors do not clone).
 pub struct StubWork {
     result: Box<dyn Fn() -> Result<Done, Stop> + Send + Sync>,
@@ -247,6 +250,11 @@ pub struct StubWork {
     pub shutdown_during: Option<CancellationToken>,
     /// Progress to make first: after each wait, the percent encoded.
     pub progress: Vec<(Duration, f64)>,
+    /// Each [`Work::after_split`] call: its plan's key and the queue's endings at that moment
+    /// (from `timeline`).
+    pub afters: Afters,
+    /// The queue whose endings `afters` records.
+    pub timeline: Option<MemoryQueue>,
 }
 
 impl std::fmt::Debug for StubWork {
@@ -263,6 +271,8 @@ impl StubWork {
             wait_for_cancel: false,
             shutdown_during: None,
             progress: Vec::new(),
+            afters: Arc::default(),
+            timeline: None,
         }
     }
 }
@@ -286,6 +296,11 @@ impl Work for StubWork {
             cancel.cancelled().await;
         }
         (self.result)()
+    }
+
+    async fn after_split(&self, then: AfterSplit, _cancel: &CancellationToken) {
+        let endings = self.timeline.as_ref().map(MemoryQueue::endings).unwrap_or_default();
+        self.afters.lock().unwrap().push((then.key().to_owned(), endings));
     }
 }
 
@@ -325,6 +340,7 @@ pub enum StoreFault {
 pub struct MemoryStore {
     objects: Arc<Mutex<HashMap<String, Object>>>,
     order: Arc<Mutex<Vec<String>>>,
+    downloaded: Arc<Mutex<Vec<String>>>,
     /// The fault to play.
     pub fault: StoreFault,
 }
@@ -352,6 +368,11 @@ impl MemoryStore {
     /// The URIs uploaded, in the order of their uploads.
     pub fn uploads(&self) -> Vec<String> {
         self.order.lock().unwrap().clone()
+    }
+
+    /// The URIs downloaded, in order.
+    pub fn downloads(&self) -> Vec<String> {
+        self.downloaded.lock().unwrap().clone()
     }
 
     /// Every stored URI, sorted.
@@ -385,6 +406,7 @@ impl Store for MemoryStore {
         let o = self
             .get(&uri.to_string())
             .ok_or_else(|| TransferError::Failed(anyhow!("downloading {uri}: NoSuchKey")))?;
+        self.downloaded.lock().unwrap().push(uri.to_string());
         let bytes = if self.fault == StoreFault::ShortDownload {
             &o.bytes[..o.bytes.len() / 2]
         } else {
@@ -524,6 +546,12 @@ pub struct FakeMedia {
     pub stitched: Arc<Mutex<Vec<Vec<Vec<String>>>>>,
     /// Stitches fail their checks.
     pub stitch_fails: bool,
+    /// The audio each stitch was given, in order.
+    pub stitch_audio: Arc<Mutex<Vec<StitchAudio>>>,
+    /// How the audio's encode ahead of a stitch ends (`Renditions`: an `audio.m4a` written).
+    pub audio_answer: MediaAnswer,
+    /// The sources whose audio was encoded ahead.
+    pub audio_encoded: Arc<Mutex<Vec<PathBuf>>>,
 }
 
 /// A valid plan of `count` chunks of 120 frames at 30 frames per second.
@@ -699,13 +727,40 @@ impl Media for FakeMedia {
         })
     }
 
+    /// A file saying whose audio it is, or answers as told (`Rejected`: the source has none).
+    async fn encode_audio(
+        &self,
+        input: PathBuf,
+        output: PathBuf,
+        _cancel: CancellationToken,
+    ) -> Result<Option<EncodedAudio>, MediaError> {
+        assert!(input.is_file(), "the source is kept for the audio: {}", input.display());
+        self.audio_encoded.lock().unwrap().push(input.clone());
+        match self.audio_answer {
+            MediaAnswer::Rejected => return Ok(None),
+            MediaAnswer::Failed => return Err(MediaError::Failed(anyhow!("the AAC encoder cannot be opened"))),
+            MediaAnswer::Cancelled => return Err(MediaError::Cancelled),
+            MediaAnswer::Renditions => {}
+        }
+        let text = format!("audio of {}", input.display());
+        std::fs::write(&output, &text).map_err(|e| MediaError::Failed(e.into()))?;
+        Ok(Some(EncodedAudio {
+            path: output,
+            seconds: 8.0,
+            bytes: text.len() as u64,
+        }))
+    }
+
     /// Each output the concatenation of its chunks.
     async fn stitch(
         &self,
         chunks: Vec<Vec<PathBuf>>,
-        _source: PathBuf,
+        audio: StitchAudio,
         outputs: Vec<PathBuf>,
     ) -> Result<Encoded, MediaError> {
+        let (StitchAudio::Source(p) | StitchAudio::Encoded(p)) = &audio;
+        assert!(p.is_file(), "the stitch's audio is not downloaded: {audio:?}");
+        self.stitch_audio.lock().unwrap().push(audio);
         let names = |paths: &Vec<PathBuf>| -> Vec<String> {
             paths
                 .iter()

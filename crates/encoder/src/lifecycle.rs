@@ -7,7 +7,7 @@
 //! |---|---|---|---|
 //! | renditions stored ([`Done::Encoded`]) | **deleted** | `processed` | 0 |
 //! | already stored by this request / by another ([`Done::AlreadyStored`]) | **deleted** | `processed` / `duplicate` | 0 |
-//! | split ([`Done::Split`]): the chunk messages sent first | **deleted** | `split` | 0 |
+//! | split ([`Done::Split`]): the chunk messages sent first; then the audio for the stitch ([`Work::after_split`]: a signal only stops that) | **deleted** | `split` | 0 |
 //! | a chunk stored or found stored ([`Done::Chunk`]): the stitch message sent first, when due | **deleted** | `chunk` | 0 |
 //! | a chunk or stitch message could not be sent | **released** | `failed` | 1 |
 //! | the request can never succeed ([`Stop::Reject`], a body that is not a request) | **dead-lettered** (deleted when the queue has none) | `rejected` | 0 |
@@ -290,14 +290,21 @@ impl<Q: Queue, W: Work, R: Reports, N: Notify> Run<Q, W, R, N> {
                 }
                 self.finish(msg, request, event, notice, outcome).await
             }
-            Ok(Done::Split { count, messages }) => {
+            Ok(Done::Split { count, messages, then }) => {
                 if let Err(e) = self.send_all(&messages).await {
                     return self.fail(msg, request, e).await;
                 }
                 let mut event = self.event(EventKind::Split, Some(msg), request);
                 event.chunks = Some(count);
                 event.reason = Some(format!("{} of {count} chunk messages sent", messages.len()));
-                self.finish(msg, request, event, None, Outcome::Split).await
+                let outcome = self.finish(msg, request, event, None, Outcome::Split).await;
+                // The request is deleted and the chunk Jobs are starting: what is left (the
+                // audio for the stitch) can only save the stitch work, never fail the request.
+                if let Some(then) = then {
+                    self.work.after_split(then, &self.shutdown).await;
+                    tracing::info!(seconds = self.started.elapsed().as_secs_f64(), "the split run is over");
+                }
+                outcome
             }
             Ok(Done::Chunk { encoded, stitch, note }) => {
                 if let Err(e) = self.send_all(stitch.as_slice()).await {

@@ -78,6 +78,26 @@ pub struct Packaged {
     pub subtitles: usize,
 }
 
+/// Where a stitch's audio comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StitchAudio {
+    /// The downloaded source: its audio is encoded once for every rendition.
+    Source(PathBuf),
+    /// The source's audio as the split Job encoded it ahead ([`Media::encode_audio`]): copied.
+    Encoded(PathBuf),
+}
+
+/// The source's audio, encoded ahead of the stitch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedAudio {
+    /// The AAC file.
+    pub path: PathBuf,
+    /// Its duration in seconds.
+    pub seconds: f64,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
 /// Why a transcode made nothing to publish.
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
@@ -124,12 +144,21 @@ pub trait Media: Send + Sync {
         progress: Progress,
     ) -> impl Future<Output = Result<Encoded, MediaError>> + Send;
 
-    /// Joins each rendition's chunks (`chunks[r]`, in order) into `outputs[r]`, with the audio of
-    /// `source` encoded once for all, and verifies each result as a whole transcode's.
+    /// Encodes the audio of `input` into `output` (an AAC file the stitch copies); `None` when
+    /// it has no audio. Stops when `cancel` fires.
+    fn encode_audio(
+        &self,
+        input: PathBuf,
+        output: PathBuf,
+        cancel: CancellationToken,
+    ) -> impl Future<Output = Result<Option<EncodedAudio>, MediaError>> + Send;
+
+    /// Joins each rendition's chunks (`chunks[r]`, in order) into `outputs[r]`, with `audio`
+    /// (encoded once for all, or copied), and verifies each result as a whole transcode's.
     fn stitch(
         &self,
         chunks: Vec<Vec<PathBuf>>,
-        source: PathBuf,
+        audio: StitchAudio,
         outputs: Vec<PathBuf>,
     ) -> impl Future<Output = Result<Encoded, MediaError>> + Send;
 }
@@ -259,20 +288,63 @@ impl Media for FfmpegMedia {
         Ok(encoded(&report, encode_seconds))
     }
 
+    async fn encode_audio(
+        &self,
+        input: PathBuf,
+        output: PathBuf,
+        cancel: CancellationToken,
+    ) -> Result<Option<EncodedAudio>, MediaError> {
+        let started = Instant::now();
+        let report = on_a_blocking_thread(cancel, move |handle| {
+            Ok(transcode::chunk::encode_audio(&input, &output, handle)?)
+        })
+        .await?;
+        Ok(report.map(|r| {
+            tracing::info!(
+                seconds = r.seconds,
+                bytes = r.bytes,
+                packets = r.packets,
+                encode_seconds = started.elapsed().as_secs_f64(),
+                "encoded the audio for the stitch"
+            );
+            EncodedAudio {
+                path: r.output,
+                seconds: r.seconds,
+                bytes: r.bytes,
+            }
+        }))
+    }
+
     async fn stitch(
         &self,
         chunks: Vec<Vec<PathBuf>>,
-        source: PathBuf,
+        audio: StitchAudio,
         outputs: Vec<PathBuf>,
     ) -> Result<Encoded, MediaError> {
         let started = Instant::now();
-        let (reports, info) = on_a_blocking_thread(CancellationToken::new(), move |_| {
-            let reports = transcode::chunk::stitch_ladder(&chunks, &source, &outputs)?;
-            let info = transcode::probe(&source)?;
+        let (reports, source_seconds) = on_a_blocking_thread(CancellationToken::new(), move |_| {
+            let (how, source) = match &audio {
+                StitchAudio::Source(s) => (transcode::chunk::StitchAudio::Encode(s), Some(s)),
+                StitchAudio::Encoded(a) => (transcode::chunk::StitchAudio::Copy(a), None),
+            };
+            let reports = transcode::chunk::stitch_ladder(&chunks, how, &outputs)?;
+            // Without the source at hand, its length is what the stitched file spans.
+            let (has_audio, source_seconds) = match source {
+                Some(s) => {
+                    let info = transcode::probe(s)?;
+                    (info.audio.is_some(), info.duration_seconds)
+                }
+                None => (
+                    true,
+                    reports
+                        .first()
+                        .map(|r| r.video_seconds.max(r.audio_seconds.unwrap_or(0.0))),
+                ),
+            };
             for r in &reports {
-                crate::verify::check_stitched(r, &info).map_err(Verify)?;
+                crate::verify::check_stitched(r, has_audio).map_err(Verify)?;
             }
-            Ok((reports, info))
+            Ok((reports, source_seconds))
         })
         .await?;
         let encode_seconds = started.elapsed().as_secs_f64();
@@ -299,7 +371,7 @@ impl Media for FfmpegMedia {
         );
         Ok(Encoded {
             frames: reports.first().map_or(0, |r| r.frames),
-            source_seconds: info.duration_seconds,
+            source_seconds,
             encode_seconds,
             files,
         })

@@ -56,6 +56,8 @@ pub enum Done {
         count: u32,
         /// The chunk messages to send.
         messages: Vec<Outgoing>,
+        /// What the run does once the request is deleted ([`Work::after_split`]).
+        then: Option<AfterSplit>,
     },
     /// A chunk stored now (`encoded`: what its encode made) or found stored (`None`).
     Chunk {
@@ -66,6 +68,39 @@ pub enum Done {
         /// Why nothing was done, when nothing was.
         note: Option<String>,
     },
+}
+
+/// A split run's work once its request is deleted (the chunk Jobs are encoding meanwhile): the
+/// source's audio encoded once and stored beside the chunks, for the stitch to copy. It holds
+/// the run's scratch directory (the downloaded source) until it is done.
+#[derive(Debug)]
+pub struct AfterSplit {
+    /// The plan's folder.
+    folder: S3Uri,
+    /// The plan's key.
+    key: String,
+    /// The downloaded source.
+    input: PathBuf,
+    /// The run's scratch directory, removed when this is dropped.
+    scratch: Option<Scratch>,
+}
+
+#[cfg(test)]
+impl AfterSplit {
+    /// One for plan `key` in `s3://out-b/r/clip/chunks/{key}`, with no source at hand.
+    pub(crate) fn for_test(key: &str) -> Self {
+        Self {
+            folder: S3Uri::parse("test", &format!("s3://out-b/r/clip/chunks/{key}"), false).expect("valid"),
+            key: key.to_owned(),
+            input: PathBuf::from("/nonexistent/source"),
+            scratch: None,
+        }
+    }
+
+    /// The plan's key.
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
 }
 
 /// Why the work stopped short.
@@ -109,6 +144,13 @@ pub trait Work: Send + Sync {
         cancel: &CancellationToken,
         progress: &Progress,
     ) -> impl Future<Output = Result<Done, Stop>> + Send;
+
+    /// What a split run does once its request is deleted (`then`, from [`Done::Split`]), stopping
+    /// when `cancel` fires; it cannot fail the request (the stitch does without it).
+    fn after_split(&self, then: AfterSplit, cancel: &CancellationToken) -> impl Future<Output = ()> + Send {
+        let _ = (then, cancel);
+        async {}
+    }
 }
 
 /// The real work: S3 through `store`, FFmpeg through `media`.
@@ -184,12 +226,24 @@ impl<S: Store, M: Media> Work for Job<S, M> {
         let input = scratch.path.join("source");
         let encoded = match &request.part {
             Some(Part::Stitch { plan: key, count }) => {
-                self.stitch(request, &source, (key, *count), &scratch.path, &input, cancel, progress)
-                    .await?
+                let packaging = plan.stream.is_some();
+                self.stitch(
+                    request,
+                    &source,
+                    (key, *count, packaging),
+                    &scratch.path,
+                    &input,
+                    cancel,
+                    progress,
+                )
+                .await?
             }
             _ => {
                 self.fetch_source(request, &source, &input, cancel, progress).await?;
-                if let Some(split) = self.split(request, &source, &input, progress).await? {
+                if let Some(mut split) = self.split(request, &source, &input, progress).await? {
+                    if let Done::Split { then: Some(then), .. } = &mut split {
+                        then.scratch = Some(scratch);
+                    }
                     return Ok(split);
                 }
                 progress.stage(Stage::Encoding);
@@ -262,6 +316,10 @@ impl<S: Store, M: Media> Work for Job<S, M> {
             self.remove_plan(request, key).await;
         }
         Ok(Done::Encoded { encoded, outputs })
+    }
+
+    async fn after_split(&self, then: AfterSplit, cancel: &CancellationToken) {
+        self.store_audio(then, cancel).await;
     }
 }
 
@@ -463,6 +521,7 @@ impl<S: Store, M: Media> Job<S, M> {
 }
 
 /// A scratch directory for one run, removed when dropped.
+#[derive(Debug)]
 struct Scratch {
     path: PathBuf,
 }

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 use crate::fakes::{Fate, MemoryQueue, NoticeBox, Recorder, StubWork};
 use crate::media::Encoded;
+use crate::work::AfterSplit;
 use encoding_common::notice::NoticeOutput;
 
 const REQUEST: &str = r#"{"video_id":"clip","source":"s3://in-b/clip.mp4","quality":"480p","request_id":"req-1"}"#;
@@ -463,6 +464,7 @@ async fn a_split_sends_its_chunk_messages_then_deletes_the_request() {
             Ok(Done::Split {
                 count: 3,
                 messages: vec![outgoing("p-1-c00000"), outgoing("p-1-c00002")],
+                then: Some(AfterSplit::for_test("p-1")),
             })
         }),
     )
@@ -485,6 +487,50 @@ async fn a_split_sends_its_chunk_messages_then_deletes_the_request() {
 }
 
 #[tokio::test]
+async fn a_split_runs_its_after_work_once_the_request_is_deleted_and_only_when_it_was() {
+    let queue = MemoryQueue::with_messages(&[REQUEST]);
+    let mut work = StubWork::answering(|| {
+        Ok(Done::Split {
+            count: 2,
+            messages: vec![outgoing("p-1-c00000"), outgoing("p-1-c00001")],
+            then: Some(AfterSplit::for_test("p-1")),
+        })
+    });
+    work.timeline = Some(queue.clone());
+    let afters = work.afters.clone();
+    let ran = run(queue.clone(), work).await;
+    assert_eq!(ran.outcome, Outcome::Split);
+    let afters = afters.lock().unwrap().clone();
+    assert_eq!(afters.len(), 1, "{afters:?}");
+    assert_eq!(afters[0].0, "p-1");
+    assert_eq!(
+        afters[0].1,
+        [
+            Fate::Sent("p-1-c00000".into()),
+            Fate::Sent("p-1-c00001".into()),
+            Fate::Deleted
+        ],
+        "the chunk messages are sent and the request deleted before the after-work starts"
+    );
+
+    // A split whose chunk messages cannot be sent keeps its request: no after-work.
+    let queue = MemoryQueue::with_messages(&[REQUEST]);
+    queue.fail_send();
+    let mut work = StubWork::answering(|| {
+        Ok(Done::Split {
+            count: 2,
+            messages: vec![outgoing("p-1-c00000")],
+            then: Some(AfterSplit::for_test("p-1")),
+        })
+    });
+    work.timeline = Some(queue.clone());
+    let afters = work.afters.clone();
+    let ran = run(queue, work).await;
+    assert_eq!(ran.outcome, Outcome::Failed);
+    assert!(afters.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn a_chunk_message_that_cannot_be_sent_releases_the_request() {
     let queue = MemoryQueue::with_messages(&[REQUEST]);
     queue.fail_send();
@@ -494,6 +540,7 @@ async fn a_chunk_message_that_cannot_be_sent_releases_the_request() {
             Ok(Done::Split {
                 count: 2,
                 messages: vec![outgoing("p-1-c00000")],
+                then: Some(AfterSplit::for_test("p-1")),
             })
         }),
     )

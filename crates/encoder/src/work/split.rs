@@ -2,11 +2,13 @@
 //!
 //! ```text
 //! request ──▶ split: plan stored, one chunk message per chunk not stored yet ──▶ (request deleted)
+//!             └─ then, while the chunks encode: the source's audio encoded once, audio.m4a
 //! chunk i ──▶ encode frames [start, end) of every rendition, store {q}.chunk-{i}.mp4
 //!             └─ the chunk that finds every chunk stored claims the stitch (a conditional
 //!                write of stitch.json) and sends the stitch message
-//! stitch  ──▶ join the chunks (video copied, audio encoded once), verify, store the outputs
-//!             as a whole request does (packaging included), then remove the chunk folder
+//! stitch  ──▶ join the chunks (video copied, audio copied from audio.m4a, or encoded once from
+//!             the source when it is not stored), verify, store the outputs as a whole request
+//!             does (packaging included), then remove the chunk folder
 //! ```
 //!
 //! Everything of one split lives in the plan's folder, `{output}/{video_id}/chunks/{plan}/`,
@@ -14,7 +16,7 @@
 //! settings: a redelivered request makes the same plan and finds what is stored; a chunk or a
 //! stitch of a plan that no longer matches the source is rejected, so no output mixes two plans.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use encoding_common::identity::{SETTINGS_VERSION, fnv1a64, rendition_metadata};
@@ -24,16 +26,18 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use transcode::chunk::{Plan as ChunkPlan, chunk_file_name};
 
-use super::{Done, Job, Stop};
-use crate::media::{Encoded, Media, MediaError};
+use super::{AfterSplit, Done, Job, Stop};
+use crate::media::{Encoded, Media, MediaError, StitchAudio};
 use crate::progress::{Progress, Stage};
 use crate::queue::Outgoing;
-use crate::storage::{SPLIT_TAGGING, SourceObject, Store};
+use crate::storage::{SPLIT_TAGGING, SourceObject, Store, TransferError};
 
 /// The plan's object in its folder.
 const PLAN: &str = "plan.json";
 /// The stitch claim's object in the plan's folder: the chunk whose run sends the stitch message.
 const CLAIM: &str = "stitch.json";
+/// The source's audio, encoded by the split run for the stitch to copy, in the plan's folder.
+const AUDIO: &str = "audio.m4a";
 
 /// The stitch claim's content.
 #[derive(Debug, Serialize, Deserialize)]
@@ -123,13 +127,21 @@ impl<S: Store, M: Media> Job<S, M> {
             .write_small(&folder.join(PLAN), body, "application/json", true)
             .await
             .map_err(Stop::Fail)?;
-        let stored = self.stored_chunks(request, &folder, count).await?;
+        let names = self.names(&folder).await?;
+        let stored = stored_chunks(&names, request, count);
         let messages: Vec<Outgoing> = (0..count)
             .filter(|i| !stored.contains(i))
             .map(|i| chunk_message(request, &key, i, count))
             .collect();
         tracing::info!(plan = %key, chunks = count, stored = stored.len(), sending = messages.len(), split_seconds = self.split_seconds, "split the request");
-        Ok(Some(Done::Split { count, messages }))
+        // The audio, unless an earlier delivery stored it or the stitch is under way already.
+        let then = (!names.contains(AUDIO) && !names.contains(CLAIM)).then(|| AfterSplit {
+            folder,
+            key,
+            input: input.to_owned(),
+            scratch: None,
+        });
+        Ok(Some(Done::Split { count, messages, then }))
     }
 
     /// The plan `key` of `request`, read back and checked against the message's `count` and
@@ -165,17 +177,81 @@ impl<S: Store, M: Media> Job<S, M> {
         Ok(plan)
     }
 
+    /// The names of the objects in `folder`.
+    async fn names(&self, folder: &S3Uri) -> Result<BTreeSet<String>, Stop> {
+        Ok(self.store.list(folder).await.map_err(Stop::Fail)?.into_iter().collect())
+    }
+
     /// The chunks of which every rendition is stored in `folder`.
     async fn stored_chunks(&self, request: &EncodeRequest, folder: &S3Uri, count: u32) -> Result<BTreeSet<u32>, Stop> {
-        let names: BTreeSet<String> = self.store.list(folder).await.map_err(Stop::Fail)?.into_iter().collect();
-        Ok((0..count)
-            .filter(|i| {
-                request
-                    .qualities
-                    .iter()
-                    .all(|q| names.contains(&chunk_file_name(q.as_str(), *i as usize)))
-            })
-            .collect())
+        Ok(stored_chunks(&self.names(folder).await?, request, count))
+    }
+
+    /// After a split (its request deleted): encodes the source's audio and stores it in the
+    /// plan's folder for the stitch to copy. A failure, a signal or a stitch that got there
+    /// first only costs the stitch the audio's encode.
+    pub(super) async fn store_audio(&self, then: AfterSplit, cancel: &CancellationToken) {
+        let AfterSplit {
+            folder,
+            key,
+            input,
+            scratch,
+        } = then;
+        let Some(scratch) = scratch else {
+            return;
+        };
+        let path = scratch.path.join(AUDIO);
+        let audio = match self.media.encode_audio(input, path, cancel.clone()).await {
+            Ok(Some(audio)) => audio,
+            Ok(None) => {
+                tracing::info!(plan = %key, "the source has no audio: nothing to store for the stitch");
+                return;
+            }
+            Err(MediaError::Cancelled) => {
+                tracing::info!(plan = %key, "stopped before the audio was stored: the stitch encodes it");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(plan = %key, error = %format!("{e:#}"), "the audio could not be encoded: the stitch encodes it");
+                return;
+            }
+        };
+        // A stitch claimed meanwhile (chunks quicker than the audio) may be running: it encodes
+        // the audio itself, and an object stored now would outlive its folder's removal.
+        match self.store.read_small(&folder.join(CLAIM)).await {
+            Ok(None) => {}
+            Ok(Some(_)) => {
+                tracing::info!(plan = %key, "the stitch is claimed already: it encodes the audio itself");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(plan = %key, error = %format!("{e:#}"), "cannot tell whether the stitch is claimed: not storing the audio");
+                return;
+            }
+        }
+        let uri = folder.join(AUDIO);
+        match self
+            .store
+            .upload(
+                &audio.path,
+                &uri,
+                "audio/mp4",
+                &HashMap::new(),
+                Some(SPLIT_TAGGING),
+                cancel,
+            )
+            .await
+        {
+            Ok(object) => {
+                tracing::info!(plan = %key, %uri, bytes = object.size, seconds = audio.seconds, "stored the audio for the stitch")
+            }
+            Err(TransferError::Cancelled) => {
+                tracing::info!(plan = %key, "stopped before the audio was stored: the stitch encodes it");
+            }
+            Err(TransferError::Failed(e)) => {
+                tracing::warn!(plan = %key, %uri, error = %format!("{e:#}"), "the audio could not be stored: the stitch encodes it");
+            }
+        }
     }
 
     /// A chunk message: encode and store chunk `index` unless it is stored; then, when every
@@ -270,15 +346,16 @@ impl<S: Store, M: Media> Job<S, M> {
         }))
     }
 
-    /// A stitch message: download the stored chunks and the source (both at once), and join them
-    /// into one verified file per rendition under `scratch/out` (the source at `input`, for
-    /// packaging).
+    /// A stitch message: download the stored chunks and the split run's audio (or, without it,
+    /// the source) at once, and join them into one verified file per rendition under
+    /// `scratch/out`. The source comes down to `input` too when the outputs are packaged (for
+    /// its subtitles), or when the chunks do not stitch (to encode it whole instead).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn stitch(
         &self,
         request: &EncodeRequest,
         source: &SourceObject,
-        (key, count): (&str, u32),
+        (key, count, packaging): (&str, u32, bool),
         scratch: &Path,
         input: &Path,
         cancel: &CancellationToken,
@@ -286,14 +363,17 @@ impl<S: Store, M: Media> Job<S, M> {
     ) -> Result<Encoded, Stop> {
         let folder = self.plan_folder(request, key)?;
         self.stored_plan(request, &folder, key, count, &source.etag).await?;
-        let stored = self.stored_chunks(request, &folder, count).await?;
+        let names = self.names(&folder).await?;
+        let stored = stored_chunks(&names, request, count);
         if let Some(missing) = (0..count).find(|i| !stored.contains(i)) {
             return Err(Stop::Fail(anyhow::anyhow!(
                 "chunk {missing} of the plan {key} is not stored: the stitch waits for it"
             )));
         }
-        // The source (for its audio) and the chunks come down at the same time.
+        // The chunks, the audio (or the source, for its audio) come down at the same time.
         let dir = scratch.join("chunks");
+        let audio = names.contains(AUDIO).then(|| dir.join(AUDIO));
+        let with_source = audio.is_none() || packaging;
         let fetch_chunks = async {
             std::fs::create_dir_all(&dir).map_err(|e| Stop::Fail(e.into()))?;
             let mut chunks = Vec::with_capacity(request.qualities.len());
@@ -309,10 +389,19 @@ impl<S: Store, M: Media> Job<S, M> {
             }
             Ok::<_, Stop>(chunks)
         };
-        let ((), chunks) = tokio::try_join!(
-            self.fetch_source(request, source, input, cancel, progress),
-            fetch_chunks
-        )?;
+        let fetch_audio = async {
+            if let Some(path) = &audio {
+                self.store.download(&folder.join(AUDIO), path, cancel).await?;
+            }
+            Ok::<_, Stop>(())
+        };
+        let fetch_source = async {
+            if with_source {
+                self.fetch_source(request, source, input, cancel, progress).await?;
+            }
+            Ok::<_, Stop>(())
+        };
+        let ((), chunks, ()) = tokio::try_join!(fetch_source, fetch_chunks, fetch_audio)?;
         let out = scratch.join("out");
         std::fs::create_dir_all(&out).map_err(|e| Stop::Fail(e.into()))?;
         let outputs = request
@@ -321,9 +410,14 @@ impl<S: Store, M: Media> Job<S, M> {
             .map(|q| out.join(format!("{}.mp4", q.as_str())))
             .collect();
         progress.stage(Stage::Stitching);
-        match self.media.stitch(chunks, input.to_owned(), outputs).await {
+        let how = match audio {
+            Some(path) => StitchAudio::Encoded(path),
+            None => StitchAudio::Source(input.to_owned()),
+        };
+        let copied = matches!(how, StitchAudio::Encoded(_));
+        match self.media.stitch(chunks, how, outputs).await {
             Ok(encoded) => {
-                tracing::info!(plan = %key, chunks = count, seconds = encoded.encode_seconds, "stitched the chunks");
+                tracing::info!(plan = %key, chunks = count, seconds = encoded.encode_seconds, audio_copied = copied, "stitched the chunks");
                 Ok(encoded)
             }
             // Chunks that do not join into what the checks expect (a source whose timestamps
@@ -331,6 +425,9 @@ impl<S: Store, M: Media> Job<S, M> {
             // whole instead, from the source at hand, so it still ends with correct outputs.
             Err(MediaError::Failed(e)) => {
                 tracing::warn!(plan = %key, error = %format!("{e:#}"), "the chunks do not stitch; encoding the source whole instead");
+                if !with_source {
+                    self.fetch_source(request, source, input, cancel, progress).await?;
+                }
                 progress.stage(Stage::Encoding);
                 let _ = std::fs::remove_dir_all(&out);
                 Ok(self
@@ -366,6 +463,18 @@ impl<S: Store, M: Media> Job<S, M> {
             Err(e) => tracing::warn!(plan = %key, error = %format!("{e:#}"), "the chunks could not be removed"),
         }
     }
+}
+
+/// The chunks of which every rendition is among `names` (a plan folder's objects).
+fn stored_chunks(names: &BTreeSet<String>, request: &EncodeRequest, count: u32) -> BTreeSet<u32> {
+    (0..count)
+        .filter(|i| {
+            request
+                .qualities
+                .iter()
+                .all(|q| names.contains(&chunk_file_name(q.as_str(), *i as usize)))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -7,16 +7,27 @@
 //! (a single-threaded AAC encode of the whole source) off the stitch, the last step of a split.
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::SyncSender;
 
 use ffmpeg::codec::Id;
 use ffmpeg::format::context::{Input, Output};
-use ffmpeg::{Dictionary, Packet, Rational, encoder};
+use ffmpeg::{Dictionary, Packet, Rational, encoder, media};
 use ffmpeg_next as ffmpeg;
 use serde::Serialize;
 
 use crate::error::{FfmpegContext, Result, TranscodeError};
 use crate::pipeline::{AudioPipe, CancelHandle, next_packet, start_time_us, ts_seconds};
 use crate::probe;
+
+/// Where a stitch's audio comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum StitchAudio<'a> {
+    /// Encoded to AAC from this file (the source), as a transcode does, once for every rendition.
+    Encode(&'a Path),
+    /// Copied from this file: the source's audio as [`encode_audio`] made
+    /// it (the same packets an [`Encode`](Self::Encode) of that source writes).
+    Copy(&'a Path),
+}
 
 /// What [`encode_audio`] made.
 #[derive(Debug, Clone, Serialize)]
@@ -111,4 +122,104 @@ fn create(output: &Path, pipe: &AudioPipe) -> Result<Output> {
     octx.write_header_with(Dictionary::new())
         .ctx(format!("writing the header of {}", output.display()))?;
     Ok(octx)
+}
+
+/// The stitch's audio, opened.
+pub(super) enum AudioIn {
+    /// The source, and its audio's decoder and AAC encoder.
+    Encode(Input, Box<AudioPipe>),
+    /// An AAC file ([`encode_audio`]), and its stream's index.
+    Copy(Input, usize),
+}
+
+impl AudioIn {
+    /// `None` when the source has no audio.
+    pub(super) fn open(audio: StitchAudio<'_>) -> Result<Option<Self>> {
+        match audio {
+            StitchAudio::Encode(source) => {
+                let ictx = probe::open_input(source)?;
+                let start_us = start_time_us(&ictx);
+                Ok(match probe::describe(&ictx).audio {
+                    Some(a) => {
+                        let pipe = AudioPipe::open(&ictx, a.index, start_us)?;
+                        Some(Self::Encode(ictx, Box::new(pipe)))
+                    }
+                    None => None,
+                })
+            }
+            StitchAudio::Copy(file) => {
+                let ictx = probe::open_input(file)?;
+                let index = ictx
+                    .streams()
+                    .find(|s| s.parameters().medium() == media::Type::Audio && s.parameters().id() == Id::AAC)
+                    .map(|s| s.index())
+                    .ok_or_else(|| {
+                        TranscodeError::Chunk(format!("the stitch's audio {} has no AAC stream", file.display()))
+                    })?;
+                Ok(Some(Self::Copy(ictx, index)))
+            }
+        }
+    }
+
+    /// What the outputs' audio stream takes: its parameters and time base.
+    pub(super) fn stream(&self) -> (ffmpeg::codec::Parameters, Rational) {
+        match self {
+            Self::Encode(_, pipe) => (pipe.encoder().into(), pipe.encoder().time_base()),
+            Self::Copy(ictx, index) => {
+                let s = ictx.stream(*index).expect("found at open");
+                let mut parameters = s.parameters();
+                // The demuxer reports the file's measured rate; the encoder's nominal one is
+                // what a stitch that encodes writes in the outputs' headers.
+                // SAFETY: a plain field of parameters this function owns.
+                unsafe { (*parameters.as_mut_ptr()).bit_rate = crate::ladder::AUDIO_BITRATE as i64 };
+                (parameters, s.time_base())
+            }
+        }
+    }
+
+    /// The audio thread: every AAC packet, in order, with its time base, to `tx`. Stops at the
+    /// first packet the writer no longer takes (it failed: its error is the one reported).
+    pub(super) fn send(self, tx: &SyncSender<(Packet, Rational)>) -> Result<()> {
+        let mut sink = |p: &Packet, tb| {
+            tx.send((p.clone(), tb))
+                .map_err(|_| TranscodeError::Chunk("the stitch stopped writing".into()))
+        };
+        match self {
+            Self::Encode(mut source, mut pipe) => {
+                // What cannot be read is skipped, and reading stops where nothing more can be, as
+                // in the transcode; a damaged audio packet is dropped by the decoder, as there too.
+                let mut read_errors = 0;
+                while let Some(packet) = next_packet(&mut source, &mut read_errors) {
+                    if packet.stream() == pipe.index {
+                        pipe.decode(Some(&packet), &mut sink)?;
+                    }
+                }
+                pipe.decode(None, &mut sink)
+            }
+            Self::Copy(mut file, index) => {
+                // A file this project wrote: any read error is a damaged copy, not to be skipped.
+                let stream = file.stream(index).expect("found at open");
+                let tb = stream.time_base();
+                // SAFETY: reading a plain field of the open stream's parameters.
+                let frame = i64::from(unsafe { (*stream.parameters().as_ptr()).frame_size });
+                loop {
+                    let mut packet = Packet::empty();
+                    match packet.read(&mut file) {
+                        Ok(()) if packet.stream() == index => {
+                            // The demuxer shortens the last packet to the file's edit list; the
+                            // encoder gave it a whole frame, which is what the file stores.
+                            if frame > 0 && packet.duration() < frame {
+                                packet.set_duration(frame);
+                            }
+                            sink(&packet, tb)?;
+                        }
+                        Ok(()) => {}
+                        Err(ffmpeg::Error::Eof) => break,
+                        Err(e) => return Err(e).ctx("reading the stitch's audio file"),
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
 }

@@ -22,10 +22,10 @@
 //! - `plan`: [`plan()`], [`Plan`], [`Chunk`]: pure arithmetic on the probed source.
 //! - `encode`: [`transcode_chunk()`]: the pipeline over a window of the source.
 //! - `audio`: [`encode_audio()`]: the source's audio encoded once, ahead of the stitch (the
-//!   split Job makes it while the chunks encode).
+//!   split Job makes it while the chunks encode); [`StitchAudio`]: a stitch's audio, encoded
+//!   from the source or copied from that file, and the thread that hands it over.
 //! - `stitch`: [`stitch()`], [`stitch_ladder()`] (every rendition, the audio encoded once for
-//!   all or copied from [`encode_audio()`]'s file: [`StitchAudio`]), [`StitchReport`]: the
-//!   chunks joined and checked, the audio added.
+//!   all or copied), [`StitchReport`]: the chunks joined and checked, the audio added.
 
 mod audio;
 mod encode;
@@ -34,7 +34,7 @@ mod stitch;
 #[cfg(test)]
 mod tests;
 
-pub use audio::{AudioReport, encode_audio};
+pub use audio::{AudioReport, StitchAudio, encode_audio};
 pub use encode::{chunk_file_name, chunk_paths, transcode_chunk};
 pub use plan::{Chunk, PLAN_VERSION, Plan, plan};
-pub use stitch::{StitchAudio, StitchReport, stitch, stitch_ladder};
+pub use stitch::{StitchReport, stitch, stitch_ladder};

@@ -363,3 +363,171 @@ async fn chunks_that_do_not_stitch_are_replaced_by_a_whole_encode_of_the_source(
     assert_eq!(job.media.calls.lock().unwrap().len(), 1);
     assert!(chunk_uris(&job.store).is_empty(), "the chunks are removed all the same");
 }
+
+/// Splits [`REQUEST`]: the chunk messages and the after-work.
+async fn split_then(job: &Job<MemoryStore, FakeMedia>) -> (Vec<Outgoing>, Option<AfterSplit>) {
+    match work(job, REQUEST).await {
+        Ok(Done::Split { messages, then, .. }) => (messages, then),
+        other => panic!("expected a split, got {other:?}"),
+    }
+}
+
+/// The stitch message, once every chunk of `messages` is stored.
+async fn all_chunks(job: &Job<MemoryStore, FakeMedia>, messages: &[Outgoing]) -> Outgoing {
+    let mut stitch = None;
+    for m in messages {
+        stitch = stitch.or(chunk(job, &m.body).await.1);
+    }
+    stitch.expect("the last chunk sends the stitch")
+}
+
+#[tokio::test]
+async fn the_split_run_stores_the_audio_and_the_stitch_copies_it_without_the_source() {
+    let dir = TempDir::new("split-audio");
+    let job = job(&dir, 2);
+    let (messages, then) = split_then(&job).await;
+    let then = then.expect("the audio is to be encoded");
+    let key = then.key().to_owned();
+    let audio = format!("s3://out-b/r/long/chunks/{key}/audio.m4a");
+    assert!(job.store.get(&audio).is_none(), "nothing before the request is deleted");
+    job.after_split(then, &CancellationToken::new()).await;
+    let sources = job.media.audio_encoded.lock().unwrap().clone();
+    assert_eq!(sources.len(), 1);
+    assert!(sources[0].ends_with("source"), "{sources:?}");
+    let stored = job.store.get(&audio).expect("the audio is stored beside the chunks");
+    assert_eq!(stored.content_type, "audio/mp4");
+    assert_eq!(
+        stored.tagging.as_deref(),
+        Some("video-encoding=split"),
+        "expires if left"
+    );
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "the scratch directory goes with the after-work"
+    );
+    // A redelivered request finds the audio stored: it is not encoded again.
+    let (_, again) = split_then(&job).await;
+    assert!(again.is_none());
+
+    let stitch = all_chunks(&job, &messages).await;
+    let before = job.store.downloads().len();
+    let Ok(Done::Encoded { encoded, .. }) = work(&job, &stitch.body).await else {
+        panic!("the stitch stores the outputs");
+    };
+    let downloads = job.store.downloads()[before..].to_vec();
+    assert!(downloads.contains(&audio), "{downloads:?}");
+    assert!(
+        !downloads.contains(&SOURCE.to_owned()),
+        "the source is not needed: {downloads:?}"
+    );
+    let used = job.media.stitch_audio.lock().unwrap().clone();
+    assert!(
+        matches!(&used[..], [StitchAudio::Encoded(p)] if p.ends_with("audio.m4a")),
+        "{used:?}"
+    );
+    assert_eq!(encoded.frames, 240);
+    assert!(job.store.get("s3://out-b/r/long/480p.mp4").is_some());
+    assert!(chunk_uris(&job.store).is_empty(), "the audio goes with the chunks");
+}
+
+#[tokio::test]
+async fn without_the_audio_stored_the_stitch_encodes_it_from_the_source() {
+    for (answer, claimed, why) in [
+        (MediaAnswer::Rejected, false, "a source without audio"),
+        (MediaAnswer::Failed, false, "an encode that fails"),
+        (MediaAnswer::Cancelled, false, "a signal during the encode"),
+        (MediaAnswer::Renditions, true, "a stitch claimed first"),
+    ] {
+        let dir = TempDir::new("split-no-audio");
+        let mut job = job(&dir, 2);
+        job.media.audio_answer = answer;
+        let (messages, then) = split_then(&job).await;
+        let then = then.expect("the audio is to be encoded");
+        let key = then.key().to_owned();
+        let folder = format!("s3://out-b/r/long/chunks/{key}");
+        if claimed {
+            // The last chunk's run (of another pod) claimed the stitch while the audio encoded.
+            job.store.put(
+                &format!("{folder}/stitch.json"),
+                br#"{"chunk":1}"#,
+                "\"c\"",
+                HashMap::new(),
+            );
+        }
+        job.after_split(then, &CancellationToken::new()).await;
+        assert!(
+            job.store.get(&format!("{folder}/audio.m4a")).is_none(),
+            "{why}: no audio stored"
+        );
+        let stitch = all_chunks(&job, &messages).await;
+        let before = job.store.downloads().len();
+        assert!(
+            matches!(work(&job, &stitch.body).await, Ok(Done::Encoded { .. })),
+            "{why}"
+        );
+        assert!(
+            job.store.downloads()[before..].contains(&SOURCE.to_owned()),
+            "{why}: the source comes down for its audio"
+        );
+        let used = job.media.stitch_audio.lock().unwrap().clone();
+        assert!(
+            matches!(&used[..], [StitchAudio::Source(p)] if p.ends_with("source")),
+            "{why}: {used:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_audio_is_not_stored_when_s3_refuses_it_and_the_stitch_does_without() {
+    let dir = TempDir::new("split-audio-upload");
+    let mut job = job(&dir, 2);
+    let (messages, then) = split_then(&job).await;
+    job.store.fault = StoreFault::UploadFails;
+    job.after_split(then.unwrap(), &CancellationToken::new()).await;
+    job.store.fault = StoreFault::None;
+    assert!(!job.store.uris().iter().any(|u| u.ends_with("audio.m4a")));
+    let stitch = all_chunks(&job, &messages).await;
+    assert!(matches!(work(&job, &stitch.body).await, Ok(Done::Encoded { .. })));
+    assert!(matches!(
+        &job.media.stitch_audio.lock().unwrap()[..],
+        [StitchAudio::Source(_)]
+    ));
+}
+
+#[tokio::test]
+async fn a_packaged_split_copies_the_audio_and_still_has_the_source_for_its_subtitles() {
+    let dir = TempDir::new("split-audio-stream");
+    let job = job(&dir, 2);
+    let request = REQUEST.replacen("\"request_id\"", r#""formats":["hls"],"request_id""#, 1);
+    let Ok(Done::Split { messages, then, .. }) = work(&job, &request).await else {
+        panic!("expected a split");
+    };
+    job.after_split(then.unwrap(), &CancellationToken::new()).await;
+    let stitch = all_chunks(&job, &messages).await;
+    let before = job.store.downloads().len();
+    assert!(matches!(work(&job, &stitch.body).await, Ok(Done::Encoded { .. })));
+    assert!(job.store.downloads()[before..].contains(&SOURCE.to_owned()));
+    assert!(matches!(
+        &job.media.stitch_audio.lock().unwrap()[..],
+        [StitchAudio::Encoded(_)]
+    ));
+    assert_eq!(job.media.packaged.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn chunks_with_the_audio_stored_that_do_not_stitch_bring_the_source_down_to_encode_it_whole() {
+    let dir = TempDir::new("split-audio-fallback");
+    let mut job = job(&dir, 2);
+    let (messages, then) = split_then(&job).await;
+    job.after_split(then.unwrap(), &CancellationToken::new()).await;
+    let stitch = all_chunks(&job, &messages).await;
+    job.media.stitch_fails = true;
+    let before = job.store.downloads().len();
+    let Ok(Done::Encoded { encoded, .. }) = work(&job, &stitch.body).await else {
+        panic!("the request still ends with its outputs");
+    };
+    assert_eq!(encoded.frames, 150, "made by the whole encode");
+    assert!(job.store.downloads()[before..].contains(&SOURCE.to_owned()));
+    let calls = job.media.calls.lock().unwrap().clone();
+    assert!(calls[0].0.ends_with("source"));
+}
