@@ -39,7 +39,7 @@ async fn a_split_request_killed_at_random_ends_with_one_stitched_output_per_rend
 
     let env = [("SPLIT_SECONDS", SPLIT_SECONDS)];
     let deadline = Instant::now() + Duration::from_secs(300);
-    let mut running = Vec::new();
+    let (mut running, mut logs) = (Vec::new(), Vec::new());
     let (mut runs, mut killed) = (0usize, 0usize);
     loop {
         assert!(Instant::now() < deadline, "the queue was not drained in time");
@@ -59,7 +59,8 @@ async fn a_split_request_killed_at_random_ends_with_one_stitched_output_per_rend
         }
         while running.len() < PARALLEL && visible + in_flight > 0 {
             runs += 1;
-            let (child, _lines) = stack.spawn_encoder(&env);
+            let (child, lines) = stack.spawn_encoder(&env);
+            logs.push(lines);
             // The first run splits the request; of the others, 30% are killed mid-work.
             let kill = (runs > 1 && rng.random_bool(0.3)).then(|| {
                 let sig = if rng.random_bool(0.5) {
@@ -100,6 +101,19 @@ async fn a_split_request_killed_at_random_ends_with_one_stitched_output_per_rend
         assert_eq!(a.len(), 1, "{quality}");
         assert!((num(&a[0]["duration"]) - 16.0).abs() < 0.05, "{quality}: {probe:#}");
     }
+
+    // The split run (never killed here) stored the audio while the chunks encoded, and the
+    // stitch copied it rather than encoding it again.
+    let logged: Vec<String> = logs.iter().flat_map(|l| l.lines()).collect();
+    let said = |needle: &str| logged.iter().filter(|l| l.contains(needle)).count();
+    assert_eq!(said("stored the audio for the stitch"), 1, "{logged:#?}");
+    assert!(
+        logged
+            .iter()
+            .any(|l| l.contains("stitched the chunks") && l.contains("audio_copied=true")),
+        "the stitch copies the stored audio: {:#?}",
+        logged.iter().filter(|l| l.contains("audio") || l.contains("stitch")).collect::<Vec<_>>()
+    );
 
     // The analyzer: one split, a chunk run per chunk at least, processed once for the request.
     let count = stack.get_count().await;
