@@ -288,14 +288,15 @@ impl<S: Store, M: Media> Work for Job<S, M> {
         }
 
         progress.stage(Stage::Uploading);
-        let mut outputs = Vec::new();
-        for ((q, uri), file) in plan.mp4.iter().zip(&encoded.files) {
+        // The renditions go up at once (each a few parts at a time). Every upload runs to its
+        // end, so one that fails never leaves another's multipart upload behind half done.
+        let uploads = plan.mp4.iter().zip(&encoded.files).map(|((q, uri), file)| async move {
             let object = self
                 .store
                 .upload(&file.path, uri, "video/mp4", &metadata(*q), None, cancel)
                 .await?;
             tracing::info!(%uri, bytes = object.size, crc32 = %object.crc32, width = file.width, height = file.height, "stored the rendition");
-            outputs.push(NoticeOutput {
+            Ok::<_, Stop>(NoticeOutput {
                 uri: uri.to_string(),
                 size: Some(object.size),
                 duration_seconds: Some(file.duration_seconds),
@@ -303,8 +304,12 @@ impl<S: Store, M: Media> Work for Job<S, M> {
                 audio_codec: file.audio.then(|| "aac".into()),
                 width: Some(file.width),
                 height: Some(file.height),
-            });
-        }
+            })
+        });
+        let mut outputs = futures_util::future::join_all(uploads)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, Stop>>()?;
         if let (Some(stream), Some(packaged)) = (&plan.stream, &packaged) {
             let top = encoded
                 .files
