@@ -34,8 +34,10 @@
 #                                   (start, receive, plan, upload, claim, delete; the median);
 #                                   r*L: the whole source's download (r per source second, as
 #                                   measured); b: encode seconds per chunk second
-#   sent(L), stitch(L), unsplit(L) = a + (measured - a) * L / L_measured
-#                                   sent: the split run until its chunk messages are sent
+#   stitch(L), unsplit(L) = a + (measured - a) * L / L_measured
+#   sent(L) = measured + r * (L - L_measured)
+#                                   sent: the split run until its chunk messages are sent (it
+#                                   downloads the whole source, as a chunk run does)
 #   split(L) = sent(L) + audio * L / L_measured
 #                                   the split run's whole wall time: its pod is busy until then
 #   wall(P pods, chunk c) = max(the last chunk's end, split) + stitch, the ceil(L/c) chunk runs
@@ -451,11 +453,13 @@ r_dl = statistics.mean(r.download for r in s_chunks) / L
 b_enc = sum(r.encode for r in s_chunks) / (sum(r.frames for r in s_chunks) / FPS)
 scale = lambda measured, length: fixed + (measured - fixed) * length / L
 row("split model: a chunk run's fixed cost a, download r per source s, encode b per chunk s; split, stitch, unsplit per source s",
-    f"a {fixed:.2f} s, r {r_dl * 1000:.2f} ms, b {b_enc:.3f} s; split {(s_split.sent - fixed) / L * 1000:.1f} ms (+ audio {(s_split.wall - s_split.sent) / L * 1000:.1f} ms beside the chunks), stitch {(s_stitch.wall - fixed) / L * 1000:.1f} ms",
+    f"a {fixed:.2f} s, r {r_dl * 1000:.2f} ms, b {b_enc:.3f} s; split {s_split.sent:.2f} s + r per s (+ audio {(s_split.wall - s_split.sent) / L * 1000:.1f} ms per s beside the chunks), stitch {(s_stitch.wall - fixed) / L * 1000:.1f} ms",
     f"unsplit {(u.wall - fixed) / L:.3f} s", "—", f"fitted from the {L:.0f} s runs")
 H = 3600.0
 one_pod = scale(u.wall, H)
-sent_h = scale(s_split.sent, H)
+# The split run downloads the whole source as a chunk run does; the rest of its time until it has
+# sent the chunk messages is taken as fixed.
+sent_h = s_split.sent + r_dl * (H - L)
 split_h = sent_h + (s_split.wall - s_split.sent) * H / L
 
 
