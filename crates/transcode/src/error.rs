@@ -109,3 +109,13 @@ impl<T> FfmpegContext<T> for std::result::Result<T, ffmpeg_next::Error> {
         })
     }
 }
+
+/// The size of the file at `path`, in bytes.
+pub(crate) fn file_size(path: &std::path::Path) -> Result<u64> {
+    std::fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|source| TranscodeError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+}

@@ -15,7 +15,7 @@ use ffmpeg::{Dictionary, Packet, Rational, encoder, media};
 use ffmpeg_next as ffmpeg;
 use serde::Serialize;
 
-use crate::error::{FfmpegContext, Result, TranscodeError};
+use crate::error::{FfmpegContext, Result, TranscodeError, file_size};
 use crate::pipeline::{AudioPipe, CancelHandle, next_packet, start_time_us, ts_seconds};
 use crate::probe;
 
@@ -98,12 +98,7 @@ fn write(ictx: &mut Input, pipe: &mut AudioPipe, output: &Path, cancel: &CancelH
             output.display()
         )));
     }
-    let bytes = std::fs::metadata(output)
-        .map_err(|source| TranscodeError::Io {
-            path: output.display().to_string(),
-            source,
-        })?
-        .len();
+    let bytes = file_size(output)?;
     Ok(AudioReport {
         output: output.to_owned(),
         packets,

@@ -19,7 +19,7 @@ use ffmpeg_next as ffmpeg;
 use serde::Serialize;
 
 use super::audio::{AudioIn, StitchAudio};
-use crate::error::{FfmpegContext, Result, TranscodeError};
+use crate::error::{FfmpegContext, Result, TranscodeError, file_size};
 use crate::pipeline::ts_seconds;
 use crate::probe;
 
@@ -472,12 +472,7 @@ pub(super) fn verify(output: &Path, files: &[ChunkFile], written: u64, seconds: 
             "the stitched video lasts {got:.3} s where its chunks last {seconds:.3} s"
         )));
     }
-    let bytes = std::fs::metadata(output)
-        .map_err(|source| TranscodeError::Io {
-            path: output.display().to_string(),
-            source,
-        })?
-        .len();
+    let bytes = file_size(output)?;
     Ok(StitchReport {
         output: output.to_owned(),
         chunks: files.len(),

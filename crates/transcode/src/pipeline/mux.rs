@@ -15,7 +15,7 @@ use ffmpeg_next as ffmpeg;
 use super::graph::{Colours, Graph, Picture, is_full_range, picture_of, sar_or_square, scale_filters};
 use super::report::RenditionOutput;
 use super::time::{rescale, ts_seconds};
-use crate::error::{FfmpegContext, Result, TranscodeError};
+use crate::error::{FfmpegContext, Result, TranscodeError, file_size};
 use crate::ladder::VideoSettings;
 
 /// What a rendition's encoder is told about the pictures it gets.
@@ -189,12 +189,7 @@ impl RenditionMux {
         self.octx
             .write_trailer()
             .ctx(format!("finishing {}", self.path.display()))?;
-        let bytes = std::fs::metadata(&self.path)
-            .map_err(|source| TranscodeError::Io {
-                path: self.path.display().to_string(),
-                source,
-            })?
-            .len();
+        let bytes = file_size(&self.path)?;
         Ok(RenditionOutput {
             name: self.name,
             path: self.path,
