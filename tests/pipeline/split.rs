@@ -112,7 +112,10 @@ async fn a_split_request_killed_at_random_ends_with_one_stitched_output_per_rend
             .iter()
             .any(|l| l.contains("stitched the chunks") && l.contains("audio_copied=true")),
         "the stitch copies the stored audio: {:#?}",
-        logged.iter().filter(|l| l.contains("audio") || l.contains("stitch")).collect::<Vec<_>>()
+        logged
+            .iter()
+            .filter(|l| l.contains("audio") || l.contains("stitch"))
+            .collect::<Vec<_>>()
     );
 
     // The analyzer: one split, a chunk run per chunk at least, processed once for the request.
