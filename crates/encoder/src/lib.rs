@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | processed | every rendition stored in S3 and verified, message deleted | 0 |
 //! | duplicate | the renditions already existed for the same source and settings; message deleted | 0 |
-//! | split | a long source's plan stored and one chunk message per chunk sent; message deleted | 0 |
+//! | split | a long source's plan stored and one chunk message per chunk sent; message deleted; then the audio encoded and stored for the stitch | 0 |
 //! | chunk | one chunk of a split request stored (the last one also sends the stitch message); message deleted | 0 |
 //! | empty | no message within `RECEIVE_WAIT_SECONDS` | 0 |
 //! | rejected | the request can never succeed; message moved to the dead-letter queue | 0 |
@@ -26,8 +26,9 @@
 //! - [`work`]: the work on one request (source lookup, duplicate check, download, transcode and
 //!   verify, packaging for HLS/DASH when asked, upload with the manifests last), over two seams:
 //!   S3 ([`storage::Store`]) and the transcode and packager ([`media::Media`]); its `split`
-//!   module splits a long request (`SPLIT_SECONDS`) into chunk messages, encodes one chunk per
-//!   chunk message, and stitches them on the stitch message.
+//!   module splits a long request (`SPLIT_SECONDS`) into chunk messages (and, once the request
+//!   is deleted, stores the source's audio for the stitch), encodes one chunk per chunk message,
+//!   and stitches them on the stitch message.
 //! - `notify`: completion notices to the results queue (`RESULT_QUEUE_URL`), a fourth seam of the
 //!   lifecycle ([`notify::Notify`]).
 //! - `queue`, `storage`, `media`, `report`: the seams and their real implementations (SQS, S3,
