@@ -102,19 +102,28 @@ async fn a_split_request_killed_at_random_ends_with_one_stitched_output_per_rend
         assert!((num(&a[0]["duration"]) - 16.0).abs() < 0.05, "{quality}: {probe:#}");
     }
 
-    // The split run (never killed here) stored the audio while the chunks encoded, and the
-    // stitch copied it rather than encoding it again.
+    // The split run stores the audio while the chunks encode, and the stitch copies it; a split
+    // run killed before it stored the audio (it is the first or the second run started, and
+    // either may be killed) leaves the stitch to encode it from the source. Either way the
+    // audio checked above is whole.
     let logged: Vec<String> = logs.iter().flat_map(|l| l.lines()).collect();
     let said = |needle: &str| logged.iter().filter(|l| l.contains(needle)).count();
-    assert_eq!(said("stored the audio for the stitch"), 1, "{logged:#?}");
+    let stored = said("stored the audio for the stitch");
+    let copied = said("audio_copied=true");
+    let encoded = said("audio_copied=false");
+    eprintln!("split audio: stored {stored}, stitches copying it {copied}, encoding it {encoded}");
+    // (A stitch run killed after its join is followed by another: each copies, or each encodes.)
+    let consistent = match stored {
+        0 => copied == 0 && encoded >= 1,
+        1 => encoded == 0 && copied >= 1,
+        _ => false,
+    };
     assert!(
+        consistent,
+        "every stitch copies the audio exactly when the split run stored it: {:#?}",
         logged
             .iter()
-            .any(|l| l.contains("stitched the chunks") && l.contains("audio_copied=true")),
-        "the stitch copies the stored audio: {:#?}",
-        logged
-            .iter()
-            .filter(|l| l.contains("audio") || l.contains("stitch"))
+            .filter(|l| l.contains("audio") || l.contains("stitch") || l.contains("outcome=Split"))
             .collect::<Vec<_>>()
     );
 
