@@ -60,7 +60,6 @@ async fn a_split_request_killed_at_random_ends_with_one_stitched_output_per_rend
         while running.len() < PARALLEL && visible + in_flight > 0 {
             runs += 1;
             let (child, lines) = stack.spawn_encoder(&env);
-            logs.push(lines);
             // The first run splits the request; of the others, 30% are killed mid-work.
             let kill = (runs > 1 && rng.random_bool(0.3)).then(|| {
                 let sig = if rng.random_bool(0.5) {
@@ -70,6 +69,7 @@ async fn a_split_request_killed_at_random_ends_with_one_stitched_output_per_rend
                 };
                 (Instant::now() + Duration::from_millis(rng.random_range(300..3000)), sig)
             });
+            logs.push((lines, kill.is_some()));
             running.push((child, kill));
             if visible + in_flight <= running.len() as u64 {
                 break;
@@ -106,13 +106,22 @@ async fn a_split_request_killed_at_random_ends_with_one_stitched_output_per_rend
     // run killed before it stored the audio (it is the first or the second run started, and
     // either may be killed) leaves the stitch to encode it from the source. Either way the
     // audio checked above is whole.
-    let logged: Vec<String> = logs.iter().flat_map(|l| l.lines()).collect();
+    let logged: Vec<String> = logs.iter().flat_map(|(l, _)| l.lines()).collect();
+    // A split run never meant to be killed must have stored it: the check fails with the
+    // after-work broken, whichever run got the request.
+    let spared_split_run = logs
+        .iter()
+        .any(|(l, doomed)| !doomed && l.lines().iter().any(|x| x.contains("outcome=Split")));
     let said = |needle: &str| logged.iter().filter(|l| l.contains(needle)).count();
     let stored = said("stored the audio for the stitch");
     let copied = said("audio_copied=true");
     let encoded = said("audio_copied=false");
     eprintln!("split audio: stored {stored}, stitches copying it {copied}, encoding it {encoded}");
     // (A stitch run killed after its join is followed by another: each copies, or each encodes.)
+    assert!(
+        !spared_split_run || stored == 1,
+        "an unkilled split run stores the audio"
+    );
     let consistent = match stored {
         0 => copied == 0 && encoded >= 1,
         1 => encoded == 0 && copied >= 1,

@@ -66,6 +66,23 @@ fn chunk_uris(store: &MemoryStore) -> Vec<String> {
     store.uris().into_iter().filter(|u| u.contains("/chunks/")).collect()
 }
 
+/// Splits [`REQUEST`]: the chunk messages and the after-work.
+async fn split_then(job: &Job<MemoryStore, FakeMedia>) -> (Vec<Outgoing>, Option<AfterSplit>) {
+    match work(job, REQUEST).await {
+        Ok(Done::Split { messages, then, .. }) => (messages, then),
+        other => panic!("expected a split, got {other:?}"),
+    }
+}
+
+/// The stitch message, once every chunk of `messages` is stored.
+async fn all_chunks(job: &Job<MemoryStore, FakeMedia>, messages: &[Outgoing]) -> Outgoing {
+    let mut stitch = None;
+    for m in messages {
+        stitch = stitch.or(chunk(job, &m.body).await.1);
+    }
+    stitch.expect("the last chunk sends the stitch")
+}
+
 #[tokio::test]
 async fn a_long_source_is_planned_encoded_in_chunks_stitched_once_and_its_chunks_removed() {
     let dir = TempDir::new("split-flow");
@@ -255,9 +272,7 @@ async fn a_stitch_whose_source_download_fails_stores_nothing_and_keeps_the_chunk
     let dir = TempDir::new("split-stitch-download");
     let mut job = job(&dir, 2);
     let messages = split(&job).await;
-    chunk(&job, &messages[0].body).await;
-    let (_, stitch, _) = chunk(&job, &messages[1].body).await;
-    let stitch = stitch.expect("the set is complete");
+    let stitch = all_chunks(&job, &messages).await;
     // The source comes down short while the chunks come down beside it.
     job.store.fault = StoreFault::ShortDownload;
     let why = reason(work(&job, &stitch.body).await);
@@ -347,8 +362,7 @@ async fn chunks_that_do_not_stitch_are_replaced_by_a_whole_encode_of_the_source(
     let dir = TempDir::new("split-stitch-fails");
     let mut job = job(&dir, 2);
     let messages = split(&job).await;
-    chunk(&job, &messages[0].body).await;
-    let stitch = chunk(&job, &messages[1].body).await.1.expect("the stitch");
+    let stitch = all_chunks(&job, &messages).await;
     job.media.stitch_fails = true;
     let Ok(Done::Encoded { outputs, encoded }) = work(&job, &stitch.body).await else {
         panic!("the request still ends with its outputs");
@@ -362,23 +376,6 @@ async fn chunks_that_do_not_stitch_are_replaced_by_a_whole_encode_of_the_source(
     );
     assert_eq!(job.media.calls.lock().unwrap().len(), 1);
     assert!(chunk_uris(&job.store).is_empty(), "the chunks are removed all the same");
-}
-
-/// Splits [`REQUEST`]: the chunk messages and the after-work.
-async fn split_then(job: &Job<MemoryStore, FakeMedia>) -> (Vec<Outgoing>, Option<AfterSplit>) {
-    match work(job, REQUEST).await {
-        Ok(Done::Split { messages, then, .. }) => (messages, then),
-        other => panic!("expected a split, got {other:?}"),
-    }
-}
-
-/// The stitch message, once every chunk of `messages` is stored.
-async fn all_chunks(job: &Job<MemoryStore, FakeMedia>, messages: &[Outgoing]) -> Outgoing {
-    let mut stitch = None;
-    for m in messages {
-        stitch = stitch.or(chunk(job, &m.body).await.1);
-    }
-    stitch.expect("the last chunk sends the stitch")
 }
 
 #[tokio::test]
