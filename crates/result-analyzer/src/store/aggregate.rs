@@ -5,7 +5,7 @@
 //! The same code counts new events as they are written and, once, the events of a database
 //! written by an older analyzer when it is opened ([`super::schema`]), so the two cannot drift.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use encoding_common::{Event, EventKind};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -175,6 +175,9 @@ pub(crate) struct Apply<'c> {
     /// The rows of the runs at work (the writer clears it if the transaction fails).
     runs: &'c mut RunCache,
     peak: PeakChanges,
+    /// The samples counted by this transaction, per `(metric, key)`, written once each by
+    /// [`Apply::finish`].
+    samples: BTreeMap<(i64, i64), u64>,
 }
 
 /// Whether [`Apply::dedup`] has already written the event's request row.
@@ -194,6 +197,7 @@ impl<'c> Apply<'c> {
             totals,
             runs,
             peak: PeakChanges::default(),
+            samples: BTreeMap::new(),
         }
     }
 
@@ -245,7 +249,7 @@ impl<'c> Apply<'c> {
             if let Some(secs) = e.encode_seconds {
                 self.totals.observe_encode_seconds(secs);
             }
-            add_samples(self.conn, self.totals, e.encode_seconds, e.fps)?;
+            self.add_samples(e.encode_seconds, e.fps)?;
         }
         self.totals.first_event.get_or_insert_with(|| s.recorded_at.clone());
         self.totals.last_event = Some(s.recorded_at.clone());
@@ -408,7 +412,35 @@ impl<'c> Apply<'c> {
     /// When SQLite fails.
     pub fn finish(self) -> Result<(), StoreError> {
         self.peak.apply(self.conn)?;
+        let mut upsert = self.conn.prepare_cached(
+            "INSERT INTO samples (metric, key, n) VALUES (?1, ?2, ?3)
+             ON CONFLICT(metric, key) DO UPDATE SET n = n + excluded.n",
+        )?;
+        for ((metric, key), n) in &self.samples {
+            upsert.execute(params![metric, key, n])?;
+        }
         save_totals(self.conn, self.totals)
+    }
+
+    /// Counts a `processed` event's encode seconds and frames per second in their samples
+    /// (finite values only, as the percentiles have always been), and moves the percentile marks.
+    fn add_samples(&mut self, secs: Option<f64>, fps: Option<f64>) -> Result<(), StoreError> {
+        for (metric, v) in [(ENCODE_SECONDS, secs), (FPS, fps)] {
+            let Some(v) = v.filter(|v| v.is_finite()) else { continue };
+            *self.samples.entry((metric, key(v))).or_default() += 1;
+            let mut values = Samples {
+                conn: self.conn,
+                metric,
+                pending: &self.samples,
+            };
+            let figure = if metric == ENCODE_SECONDS {
+                &mut self.totals.encode_seconds
+            } else {
+                &mut self.totals.fps
+            };
+            figure.add(v, &mut values)?;
+        }
+        Ok(())
     }
 }
 
@@ -444,34 +476,6 @@ pub(crate) fn load_totals(conn: &Connection) -> Result<Totals, StoreError> {
         Some(j) => serde_json::from_str(&j).map_err(|e| StoreError::Inconsistent(format!("the saved totals: {e}"))),
         None => Ok(Totals::default()),
     }
-}
-
-/// Counts a `processed` event's encode seconds and frames per second in their samples (finite
-/// values only, as the percentiles have always been): one statement for both.
-fn add_samples(conn: &Connection, totals: &mut Totals, secs: Option<f64>, fps: Option<f64>) -> Result<(), StoreError> {
-    let (secs, fps) = (secs.filter(|v| v.is_finite()), fps.filter(|v| v.is_finite()));
-    match (secs, fps) {
-        (None, None) => return Ok(()),
-        (Some(a), Some(b)) => conn
-            .prepare_cached(
-                "INSERT INTO samples (metric, key, n) VALUES (?1, ?2, 1), (?3, ?4, 1)
-                 ON CONFLICT(metric, key) DO UPDATE SET n = n + 1",
-            )?
-            .execute(params![ENCODE_SECONDS, key(a), FPS, key(b)])?,
-        (Some(v), None) | (None, Some(v)) => conn
-            .prepare_cached(
-                "INSERT INTO samples (metric, key, n) VALUES (?1, ?2, 1) ON CONFLICT(metric, key) DO UPDATE SET n = n + 1",
-            )?
-            .execute(params![if secs.is_some() { ENCODE_SECONDS } else { FPS }, key(v)])?,
-    };
-    if let Some(v) = secs {
-        let metric = ENCODE_SECONDS;
-        totals.encode_seconds.add(v, &mut Samples { conn, metric })?;
-    }
-    if let Some(v) = fps {
-        totals.fps.add(v, &mut Samples { conn, metric: FPS })?;
-    }
-    Ok(())
 }
 
 /// A merged report: `row` with what `r` says.
@@ -519,10 +523,12 @@ fn write_row(stmt: &mut rusqlite::CachedStatement<'_>, run_id: &str, row: &RunRo
     ])?)
 }
 
-/// One metric's rows of `samples`, for the percentile marks to walk.
+/// One metric's rows of `samples`, with the counts of the transaction not yet written, for the
+/// percentile marks to walk.
 struct Samples<'c> {
     conn: &'c Connection,
     metric: i64,
+    pending: &'c BTreeMap<(i64, i64), u64>,
 }
 
 impl Samples<'_> {
@@ -535,20 +541,47 @@ impl Samples<'_> {
             .optional()?;
         Ok(row)
     }
+
+    /// The nearer of a stored row and a pending key (`later`: the larger key is the farther),
+    /// with the pending count added to the stored one at the same key.
+    fn nearer(&self, stored: Option<(i64, u64)>, pending: Option<i64>, later: bool) -> Option<(i64, u64)> {
+        let key = match (stored.map(|s| s.0), pending) {
+            (Some(a), Some(b)) => {
+                if later {
+                    a.min(b)
+                } else {
+                    a.max(b)
+                }
+            }
+            (a, b) => a.or(b)?,
+        };
+        let stored = stored.filter(|s| s.0 == key).map_or(0, |s| s.1);
+        let pending = self.pending.get(&(self.metric, key)).copied().unwrap_or(0);
+        Some((key, stored + pending))
+    }
 }
 
 impl SortedValues for Samples<'_> {
     fn after(&mut self, key: i64) -> Result<Option<(i64, u64)>, StoreError> {
-        self.row(
+        let stored = self.row(
             "SELECT key, n FROM samples WHERE metric = ?1 AND key > ?2 ORDER BY key LIMIT 1",
             key,
-        )
+        )?;
+        let pending = key
+            .checked_add(1)
+            .and_then(|from| self.pending.range((self.metric, from)..=(self.metric, i64::MAX)).next());
+        Ok(self.nearer(stored, pending.map(|(k, _)| k.1), true))
     }
 
     fn before(&mut self, key: i64) -> Result<Option<(i64, u64)>, StoreError> {
-        self.row(
+        let stored = self.row(
             "SELECT key, n FROM samples WHERE metric = ?1 AND key < ?2 ORDER BY key DESC LIMIT 1",
             key,
-        )
+        )?;
+        let pending = self
+            .pending
+            .range((self.metric, i64::MIN)..(self.metric, key))
+            .next_back();
+        Ok(self.nearer(stored, pending.map(|(k, _)| k.1), false))
     }
 }

@@ -324,7 +324,8 @@ impl Store {
             self.sync().await?;
             return Ok(stored);
         }
-        self.ask(|done| Command::Write(Box::new(WriteJob { event, at, done })))
+        let body = serde_json::to_string(&event).expect("an event serializes");
+        self.ask(|done| Command::Write(Box::new(WriteJob { event, body, at, done })))
             .await
     }
 

@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreError;
 
@@ -88,40 +88,82 @@ impl PeakChanges {
         self.0.entry(end).or_default().0 += sign;
     }
 
-    /// Writes the changed points and recomputes the buckets above them.
+    /// Writes the changed points and recomputes the buckets above them. A level-1 bucket whose
+    /// changes only add edges after every point it holds (runs reporting in time order, the
+    /// usual case) folds them onto its stored fold; any other is folded again from its points.
     ///
     /// # Errors
     ///
     /// When SQLite fails.
     pub fn apply(self, conn: &Connection) -> Result<(), StoreError> {
+        let mut leaves: BTreeMap<i64, Vec<(i64, i64, i64)>> = BTreeMap::new();
+        for (t, (ends, starts)) in self.0 {
+            if ends != 0 || starts != 0 {
+                leaves.entry(t >> LEAF_SHIFT).or_default().push((t, ends, starts));
+            }
+        }
         let mut upsert = conn.prepare_cached(
             "INSERT INTO peak_points (t, ends, starts) VALUES (?1, ?2, ?3)
              ON CONFLICT(t) DO UPDATE SET ends = ends + excluded.ends, starts = starts + excluded.starts",
         )?;
         let mut prune = conn.prepare_cached("DELETE FROM peak_points WHERE t = ?1 AND ends = 0 AND starts = 0")?;
         let mut dirty = BTreeSet::new();
-        for (t, (ends, starts)) in self.0 {
-            if ends == 0 && starts == 0 {
-                continue;
+        for (b, mut changes) in leaves {
+            changes.sort_unstable();
+            let (lo, hi) = span(1, b);
+            let appended = changes.iter().all(|&(_, ends, starts)| ends >= 0 && starts >= 0)
+                && last_point(conn, lo, hi)?.is_none_or(|last| last < changes[0].0);
+            let before = if appended {
+                Some(stored_bucket(conn, 1, b)?)
+            } else {
+                None
+            };
+            for &(t, ends, starts) in &changes {
+                upsert.execute(params![t, ends, starts])?;
+                // Only a removed edge can leave a point with none.
+                if ends < 0 || starts < 0 {
+                    prune.execute(params![t])?;
+                }
             }
-            upsert.execute(params![t, ends, starts])?;
-            prune.execute(params![t])?;
-            dirty.insert(t >> LEAF_SHIFT);
+            let fold = match before {
+                Some(fold) => changes
+                    .iter()
+                    .fold(fold, |f, &(_, ends, starts)| f.then(Fold::point(ends, starts))),
+                None => fold_points(conn, lo, hi)?,
+            };
+            store_bucket(conn, 1, b, fold)?;
+            dirty.insert(b >> FAN_SHIFT);
         }
-        for level in 1..=TOP {
+        for level in 2..=TOP {
             for &b in &dirty {
                 let (lo, hi) = span(level, b);
-                let fold = if level == 1 {
-                    fold_points(conn, lo, hi)?
-                } else {
-                    fold_buckets(conn, level - 1, lo >> shift(level - 1), hi >> shift(level - 1))?
-                };
+                let fold = fold_buckets(conn, level - 1, lo >> shift(level - 1), hi >> shift(level - 1))?;
                 store_bucket(conn, level, b, fold)?;
             }
             dirty = dirty.into_iter().map(|b| b >> FAN_SHIFT).collect();
         }
         Ok(())
     }
+}
+
+/// The last instant with edges in `lo..hi`.
+fn last_point(conn: &Connection, lo: i64, hi: i64) -> Result<Option<i64>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT max(t) FROM peak_points WHERE t >= ?1 AND t < ?2")?;
+    Ok(stmt.query_row(params![lo, hi], |r| r.get(0))?)
+}
+
+/// Bucket `b` of `level` as stored (no edges when there is no row).
+fn stored_bucket(conn: &Connection, level: u32, b: i64) -> Result<Fold, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT net, max FROM peak_buckets WHERE level = ?1 AND b = ?2")?;
+    let fold = stmt
+        .query_row(params![level, b], |r| {
+            Ok(Fold {
+                net: r.get(0)?,
+                max: r.get(1)?,
+            })
+        })
+        .optional()?;
+    Ok(fold.unwrap_or_default())
 }
 
 fn fold_points(conn: &Connection, lo: i64, hi: i64) -> Result<Fold, StoreError> {
@@ -291,6 +333,59 @@ mod tests {
             for now in nows {
                 assert_eq!(peak(&conn, now).unwrap(), (want, 0), "batch {batch}, now {now}");
             }
+        }
+    }
+
+    /// Runs reporting in time order, densely (many edges per level-1 bucket, some at the same
+    /// instant, some ending in a later bucket, some removed again): every stored level-1 bucket
+    /// is what folding its points gives, and the peak is the sweep's.
+    #[test]
+    fn buckets_grown_in_time_order_hold_the_fold_of_their_points() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::prepare(&mut conn).unwrap();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut t = 1_780_000_000_000_000i64;
+        let mut live: Vec<(i64, i64)> = Vec::new();
+        for batch in 0..60 {
+            let mut changes = PeakChanges::default();
+            for _ in 0..20 {
+                t += next(3000) as i64;
+                let i = (t, t + 1 + next(200_000) as i64);
+                changes.interval(i, 1);
+                live.push(i);
+                if next(8) == 0 {
+                    let gone = live.swap_remove(next(live.len() as u64) as usize);
+                    changes.interval(gone, -1);
+                }
+            }
+            changes.apply(&conn).unwrap();
+            let mut stmt = conn
+                .prepare("SELECT b, net, max FROM peak_buckets WHERE level = 1")
+                .unwrap();
+            let stored: Vec<(i64, Fold)> = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        Fold {
+                            net: r.get(1)?,
+                            max: r.get(2)?,
+                        },
+                    ))
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            for (b, fold) in stored {
+                let (lo, hi) = span(1, b);
+                assert_eq!(fold, fold_points(&conn, lo, hi).unwrap(), "batch {batch}, bucket {b}");
+            }
+            assert_eq!(peak(&conn, t + (1 << 40)).unwrap(), (swept(&live), 0), "batch {batch}");
         }
     }
 

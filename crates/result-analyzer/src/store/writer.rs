@@ -31,6 +31,9 @@ pub(crate) type Pending = Arc<Mutex<HashMap<String, PendingProgress>>>;
 /// A write waiting for its group commit.
 pub(crate) struct WriteJob {
     pub event: Event,
+    /// `event` as JSON, made by the caller (off the writer's thread); made again here only if
+    /// the writer changes the event (a `processed` that is a duplicate).
+    pub body: String,
     /// The recording time; `None` means the time of the commit.
     pub at: Option<DateTime<Utc>>,
     pub done: oneshot::Sender<Result<StoredEvent, StoreError>>,
@@ -123,7 +126,7 @@ fn commit(state: &mut WriterState, batch: &mut Vec<WriteJob>) -> Result<(), Stri
     let mut events = Vec::with_capacity(jobs.len());
     for job in jobs {
         dones.push(job.done);
-        events.push((job.event, job.at));
+        events.push((job.event, job.body, job.at));
     }
     let before = state.totals.clone();
     match insert_all(&mut state.conn, &mut state.totals, &mut state.runs, &progress, events) {
@@ -157,7 +160,7 @@ fn insert_all(
     totals: &mut Totals,
     runs: &mut RunCache,
     progress: &HashMap<String, PendingProgress>,
-    batch: Vec<(Event, Option<DateTime<Utc>>)>,
+    batch: Vec<(Event, String, Option<DateTime<Utc>>)>,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let tx = conn.transaction()?;
     let mut stored = Vec::with_capacity(batch.len());
@@ -171,10 +174,13 @@ fn insert_all(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         let now = Utc::now();
-        for (mut event, at) in batch {
+        for (mut event, mut body, at) in batch {
             let recorded_at = rfc3339(at.unwrap_or(now));
+            let kind = event.kind;
             let noted = apply.dedup(&mut event, &recorded_at)?;
-            let body = serde_json::to_string(&event).expect("an event serializes");
+            if event.kind != kind {
+                body = serde_json::to_string(&event).expect("an event serializes");
+            }
             let legacy_n = apply.legacy_number(event.kind);
             insert.execute(params![
                 recorded_at,
