@@ -23,6 +23,13 @@
     // representation of the last rendered quality change), or null before any.
     playing_level: null,
     ended: false,
+    // Where the clock was when the end was first reached (the element's `ended`, or dash.js's
+    // PLAYBACK_ENDED, whichever came first: `by`), the duration then, and what the element had
+    // buffered. Afterwards a player may move the clock again: dash.js, when it sees the end
+    // before the element fires `ended`, seeks to half a second before the end and pauses.
+    ended_at: null,
+    // Every duration the element announced (`durationchange`), in order.
+    durations: [],
     errors: [],
     segments_loaded: 0,
     // Every distinct frame size the <video> element showed, in order.
@@ -72,8 +79,16 @@
   });
   video.addEventListener('resize', sizeSeen);
   video.addEventListener('loadedmetadata', sizeSeen);
-  video.addEventListener('ended', () => {
+  const ranges = (r) => Array.from({ length: r.length }, (_, i) => [r.start(i), r.end(i)]);
+  const endReached = (by) => {
     state.ended = true;
+    if (state.ended_at) return;
+    const duration = Number.isFinite(video.duration) ? video.duration : null;
+    state.ended_at = { by, current_time: video.currentTime, duration, buffered: ranges(video.buffered) };
+  };
+  video.addEventListener('ended', () => endReached('element'));
+  video.addEventListener('durationchange', () => {
+    if (Number.isFinite(video.duration) && state.durations.length < 20) state.durations.push(video.duration);
   });
   video.addEventListener('error', () => {
     const e = video.error;
@@ -174,6 +189,10 @@
       }
     dash.on(ev.FRAGMENT_LOADING_COMPLETED, (e) => {
       if (e.request && e.request.type === 'MediaSegment') state.segments_loaded += 1;
+    });
+    // dash.js's own end: its clock check saw the end of the last period.
+    dash.on(ev.PLAYBACK_ENDED, (e) => {
+      if (!e || e.isLast !== false) endReached('dash.js');
     });
     dash.on(ev.QUALITY_CHANGE_RENDERED, (e) => {
       if (e.mediaType !== 'video' || !e.newRepresentation) return;

@@ -270,6 +270,8 @@ async function play() {
     forced: opts['force-levels'],
     switches,
     ended: s.ended,
+    ended_at: s.ended_at,
+    durations: s.durations,
     duration: s.duration,
     current_time: s.current_time,
     errors: s.errors,

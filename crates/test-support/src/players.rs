@@ -223,6 +223,12 @@ pub struct Report {
     pub switches: Vec<Switch>,
     /// The `<video>` element reached its end.
     pub ended: bool,
+    /// Where the end was first reached.
+    #[serde(default)]
+    pub ended_at: Option<EndedAt>,
+    /// Every duration the element announced, in order (at most 20).
+    #[serde(default)]
+    pub durations: Vec<f64>,
     /// The duration the `<video>` element reports (seconds), when known.
     pub duration: Option<f64>,
     /// The playback position when the report was made (seconds).
@@ -249,6 +255,23 @@ pub struct Report {
     /// served by this harness).
     #[serde(default)]
     pub served: Vec<Served>,
+}
+
+/// The `<video>` element when the end was first reached: when it fired `ended`, or when dash.js
+/// raised its own PLAYBACK_ENDED, whichever came first. dash.js, when it sees the end before the
+/// element fires `ended`, seeks to half a second before the end and pauses, so the position at
+/// the end of the play is not where the end was reached.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndedAt {
+    /// What said so: `element` or `dash.js`.
+    #[serde(default)]
+    pub by: String,
+    /// Its playback position (seconds).
+    pub current_time: f64,
+    /// Its duration then (seconds; null when unknown).
+    pub duration: Option<f64>,
+    /// Its buffered ranges (seconds).
+    pub buffered: Vec<(f64, f64)>,
 }
 
 /// One video level (hls.js) or representation (dash.js), as the player read it from the manifest.
@@ -386,11 +409,11 @@ impl Report {
                     .map_or("an unknown duration".into(), |d| format!("{d:.2} s"))
             ));
         } else if let Some(d) = self.duration
-            && self.current_time < d - 0.5
+            && self.end_position() < d - 0.5
         {
             p.push(format!(
                 "it ended at {:.2} s, before the duration {d:.2} s",
-                self.current_time
+                self.end_position()
             ));
         }
         for e in self.errors.iter().filter(|e| e.fatal) {
@@ -455,6 +478,12 @@ impl Report {
         s
     }
 
+    /// Where the end was reached: the position when it was first reached, else the position at
+    /// the end of the play.
+    pub fn end_position(&self) -> f64 {
+        self.ended_at.as_ref().map_or(self.current_time, |e| e.current_time)
+    }
+
     /// A few lines for a failure message: the player, levels, switches, end, errors, requests.
     pub fn summary(&self) -> String {
         let mut s = format!(
@@ -469,6 +498,12 @@ impl Report {
             self.sizes_seen,
             self.elapsed_seconds
         );
+        if let Some(e) = &self.ended_at {
+            s += &format!(
+                "  end reached ({}) at {:.3}/{:?} s, buffered {:?}; durations announced {:?}\n",
+                e.by, e.current_time, e.duration, e.buffered, self.durations
+            );
+        }
         for l in &self.levels {
             s += &format!(
                 "  level {}: {}x{} {} bit/s (average {:?}), {:?} fps, {}\n",
@@ -1162,7 +1197,7 @@ mod tests {
     #[test]
     fn every_way_a_play_goes_wrong_is_a_problem_of_its_own() {
         type Spoil = fn(&mut Report);
-        let cases: [(&str, Spoil); 10] = [
+        let cases: [(&str, Spoil); 11] = [
             ("never started", |r| r.started = false),
             ("no video level", |r| r.levels.clear()),
             ("level 1 (1280x720) was forced but not shown", |r| {
@@ -1176,6 +1211,14 @@ mod tests {
                 r.current_time = 3.0;
             }),
             ("ended at 6.00 s, before the duration", |r| r.current_time = 6.0),
+            ("ended at 6.00 s, before the duration", |r| {
+                r.ended_at = Some(EndedAt {
+                    by: "element".into(),
+                    current_time: 6.0,
+                    duration: Some(6.0),
+                    buffered: vec![(0.0, 6.0)],
+                })
+            }),
             ("fatal networkError error fragLoadError (http://x/a.m4s)", |r| {
                 r.errors.push(PlayerEvent {
                     fatal: true,
@@ -1211,6 +1254,26 @@ mod tests {
             assert!(p.len() == 1 && p[0].contains(want), "{want}: {p:?}");
             assert!(r.check().unwrap_err().contains(want));
         }
+    }
+
+    /// dash.js saw the end before the element fired `ended`, then sought to half a second before
+    /// the end and paused: the end was reached where dash.js said so.
+    #[test]
+    fn the_end_counts_where_it_was_first_reached_not_where_the_player_left_the_clock() {
+        let mut r = good();
+        r.current_time = 7.0;
+        r.ended_at = Some(EndedAt {
+            by: "dash.js".into(),
+            current_time: 8.0,
+            duration: Some(8.0),
+            buffered: vec![(0.0, 8.0)],
+        });
+        assert_eq!(r.problems(), Vec::<String>::new());
+        assert!(
+            r.summary().contains("end reached (dash.js) at 8.000"),
+            "{}",
+            r.summary()
+        );
     }
 
     #[test]
