@@ -295,17 +295,44 @@ mod tests {
         peak as u64
     }
 
-    #[test]
-    fn the_peak_read_at_any_instant_is_the_sweep_of_every_interval_at_every_scale() {
+    /// A fresh database with the tables.
+    fn database() -> Connection {
         let mut conn = Connection::open_in_memory().unwrap();
         super::super::schema::prepare(&mut conn).unwrap();
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move |n: u64| {
+        conn
+    }
+
+    /// Numbers below `n` (xorshift from `seed`: the same every run).
+    fn numbers(mut seed: u64) -> impl FnMut(u64) -> u64 {
+        move |n: u64| {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
             seed % n
-        };
+        }
+    }
+
+    /// Adds `i` to `changes` and `live`, and one time in `one_in` removes a live interval picked
+    /// at random.
+    fn churn(
+        changes: &mut PeakChanges,
+        live: &mut Vec<(i64, i64)>,
+        i: (i64, i64),
+        next: &mut impl FnMut(u64) -> u64,
+        one_in: u64,
+    ) {
+        changes.interval(i, 1);
+        live.push(i);
+        if next(one_in) == 0 {
+            let gone = live.swap_remove(next(live.len() as u64) as usize);
+            changes.interval(gone, -1);
+        }
+    }
+
+    #[test]
+    fn the_peak_read_at_any_instant_is_the_sweep_of_every_interval_at_every_scale() {
+        let conn = database();
+        let mut next = numbers(0x9e37_79b9_7f4a_7c15u64);
         let base = 1_780_000_000_000_000i64;
         let mut live: Vec<(i64, i64)> = Vec::new();
         for batch in 0..40 {
@@ -315,12 +342,7 @@ mod tests {
                 let scale = 1i64 << [3, 10, 17, 23, 29, 35, 41][next(7) as usize];
                 let start = base + next(1 << 45) as i64;
                 let i = (start, start + next(scale as u64) as i64);
-                changes.interval(i, 1);
-                live.push(i);
-                if next(4) == 0 {
-                    let gone = live.swap_remove(next(live.len() as u64) as usize);
-                    changes.interval(gone, -1);
-                }
+                churn(&mut changes, &mut live, i, &mut next, 4);
             }
             changes.apply(&conn).unwrap();
             let want = swept(&live);
@@ -341,15 +363,8 @@ mod tests {
     /// is what folding its points gives, and the peak is the sweep's.
     #[test]
     fn buckets_grown_in_time_order_hold_the_fold_of_their_points() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        super::super::schema::prepare(&mut conn).unwrap();
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let conn = database();
+        let mut next = numbers(0x2545_f491_4f6c_dd1du64);
         let mut t = 1_780_000_000_000_000i64;
         let mut live: Vec<(i64, i64)> = Vec::new();
         for batch in 0..60 {
@@ -357,12 +372,7 @@ mod tests {
             for _ in 0..20 {
                 t += next(3000) as i64;
                 let i = (t, t + 1 + next(200_000) as i64);
-                changes.interval(i, 1);
-                live.push(i);
-                if next(8) == 0 {
-                    let gone = live.swap_remove(next(live.len() as u64) as usize);
-                    changes.interval(gone, -1);
-                }
+                churn(&mut changes, &mut live, i, &mut next, 8);
             }
             changes.apply(&conn).unwrap();
             let mut stmt = conn
