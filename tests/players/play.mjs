@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Plays one HLS or DASH stream in headless Chromium with the vendored hls.js or dash.js and prints
-// one JSON report of what happened on stdout (crates/test-support/src/players.rs reads it).
+// one JSON report of what happened on stdout (crates/test-support/src/players/report.rs reads it).
 //
 //   node play.mjs --player hls|dash --url http://127.0.0.1:PORT/master.m3u8
 //                 [--force-levels] [--level-seconds 1] [--timeout 60] [--rate 16] [--stall 8] [--verbose]
