@@ -31,7 +31,8 @@
 //! [`Options::force_levels`] (the default) each level is forced in turn and must be reported by
 //! the player as playing while the `<video>` element shows frames of that level's size for
 //! [`Options::level_seconds`] of playback ([`Report::switches`]); then the rest plays at
-//! [`Options::rate`] (16x: every remaining segment is still fetched and decoded) until `ended`.
+//! [`Options::rate`] (16x: every remaining segment is still fetched and decoded) until the end is
+//! reached: the element's `ended`, or dash.js's own end when it comes first ([`EndedAt`]).
 //!
 //! # Failing
 //!
