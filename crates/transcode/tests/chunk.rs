@@ -522,3 +522,94 @@ fn a_vbv_capped_rendition_stitched_from_chunks_is_as_large_as_the_unsplit_one() 
     );
     assert!(change.abs() < 0.02, "stitched {:+.2}% against unsplit", change * 100.0);
 }
+
+/// A file of `source`'s size holding only `ranges` of it (the rest reads as zeros, and takes no
+/// disk: a sparse file), as a chunk Job that fetched those ranges alone would have it.
+fn sparse_copy(source: &Path, ranges: &[(u64, u64)], to: &Path) {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut from = std::fs::File::open(source).unwrap();
+    let mut out = std::fs::File::create(to).unwrap();
+    out.set_len(from.metadata().unwrap().len()).unwrap();
+    for &(a, b) in ranges {
+        let mut buf = vec![0u8; (b - a) as usize];
+        from.seek(SeekFrom::Start(a)).unwrap();
+        from.read_exact(&mut buf).unwrap();
+        out.seek(SeekFrom::Start(a)).unwrap();
+        out.write_all(&buf).unwrap();
+    }
+}
+
+/// Every chunk of a source with its index at the end and of the same source with its index
+/// first, encoded from a file holding only the chunk's ranges, has the pictures of the chunk
+/// encoded from the whole file; a late chunk needs well under the whole file; a Matroska
+/// source has no ranges (its chunks need the whole file).
+#[test]
+fn a_chunk_encoded_from_its_source_ranges_alone_is_the_chunk_encoded_from_the_whole_source() {
+    let dir = TempDir::new("transcode-chunk-ranges");
+    let index_last = source(dir.path());
+    let index_first = dir.join("faststart.mp4");
+    ffmpeg(&[
+        "-i",
+        index_last.to_str().unwrap(),
+        "-c",
+        "copy",
+        "-movflags",
+        "+faststart",
+        index_first.to_str().unwrap(),
+    ]);
+    assert_eq!(top_level_boxes(&index_last).last().map(String::as_str), Some("moov"));
+    assert_eq!(top_level_boxes(&index_first).iter().position(|b| b == "moov"), Some(1));
+    let options = TranscodeOptions::default();
+    let cancel = CancelHandle::new();
+    for (name, whole) in [("index last", &index_last), ("index first", &index_first)] {
+        let info = transcode::probe(whole).unwrap();
+        let plan = chunk::plan(&info, 6.0).expect("20 s is more than two 6 s chunks");
+        let size = std::fs::metadata(whole).unwrap().len();
+        for c in &plan.chunks {
+            let ranges = chunk::source_ranges(whole, c)
+                .unwrap()
+                .expect("an MP4 source has ranges");
+            let fetched: u64 = ranges.iter().map(|(a, b)| b - a).sum();
+            eprintln!(
+                "{name}, chunk {}: {} ranges, {fetched} of {size} bytes",
+                c.index,
+                ranges.len()
+            );
+            // The source's keyframes are 8.3 s apart: the last chunk (12 s on) is decoded from
+            // the one at 8.3 s, and needs nothing before it.
+            if c.is_last() {
+                assert!(
+                    fetched < size * 3 / 4,
+                    "{name}: the last chunk needs {fetched} of {size} bytes"
+                );
+            }
+            let sparse = dir.join(format!("sparse-{}.mp4", c.index));
+            sparse_copy(whole, &ranges, &sparse);
+            let tag = format!("{}-{}", name.replace(' ', "-"), c.index);
+            let encode = |input: &Path, out: &str| {
+                chunk::transcode_chunk(input, &specs(), c, &dir.join(out), &options, &mut |_| {}, &cancel)
+                    .unwrap_or_else(|e| panic!("{name}, chunk {} from {}: {e}", c.index, input.display()))
+            };
+            let from_whole = encode(whole, &format!("whole-{tag}"));
+            let from_ranges = encode(&sparse, &format!("ranges-{tag}"));
+            // Two encodes of the same chunk are not always the same bytes (the encoder's
+            // threads), so the pictures are compared: a picture decoded from a hole (zeros) or
+            // one frame off would cost far more than 0.01.
+            for (w, r) in from_whole.outputs.iter().zip(&from_ranges.outputs) {
+                assert_eq!(w.frames, r.frames, "{name}, chunk {}, {}", c.index, w.name);
+                let similar = ssim(&r.path, &w.path);
+                assert!(
+                    similar >= 0.99,
+                    "{name}, chunk {}, {}: SSIM {similar} of the encode from the ranges against the encode from the whole file",
+                    c.index,
+                    w.name
+                );
+            }
+        }
+    }
+    let mkv = dir.join("source.mkv");
+    ffmpeg(&["-i", index_last.to_str().unwrap(), "-c", "copy", mkv.to_str().unwrap()]);
+    let info = transcode::probe(&mkv).unwrap();
+    let plan = chunk::plan(&info, 6.0).unwrap();
+    assert_eq!(chunk::source_ranges(&mkv, &plan.chunks[1]).unwrap(), None);
+}

@@ -18,7 +18,7 @@ use crate::{CancelHandle, Progress, RenditionSpec, TranscodeOptions, TranscodeRe
 /// frames by which a keyframe's decoding time precedes its presentation, so that with an index
 /// (MP4, Matroska) the keyframe found is never the one after the start; the others are for
 /// containers that seek roughly, and for long source GOPs. Decoding is cheap beside encoding.
-const SEEK_MARGINS_SECONDS: [f64; 3] = [1.0, 10.0, 60.0];
+pub(crate) const SEEK_MARGINS_SECONDS: [f64; 3] = [1.0, 10.0, 60.0];
 
 /// The file a chunk's rendition is written to, in the chunk's output folder:
 /// `{name}.chunk-{index:05}.mp4`.

@@ -21,6 +21,8 @@
 //!
 //! - `plan`: [`plan()`], [`Plan`], [`Chunk`]: pure arithmetic on the probed source.
 //! - `encode`: [`transcode_chunk()`]: the pipeline over a window of the source.
+//! - `ranges`: [`source_ranges()`]: the bytes of an MP4 source one chunk's encode reads, so a
+//!   chunk Job can fetch those alone.
 //! - `audio`: [`encode_audio()`]: the source's audio encoded once, ahead of the stitch (the
 //!   split Job makes it while the chunks encode); [`StitchAudio`]: a stitch's audio, encoded
 //!   from the source or copied from that file, and the thread that hands it over.
@@ -30,6 +32,7 @@
 mod audio;
 mod encode;
 mod plan;
+mod ranges;
 mod stitch;
 #[cfg(test)]
 mod tests;
@@ -37,4 +40,5 @@ mod tests;
 pub use audio::{AudioReport, StitchAudio, encode_audio};
 pub use encode::{chunk_file_name, chunk_paths, transcode_chunk};
 pub use plan::{Chunk, PLAN_VERSION, Plan, plan};
+pub use ranges::source_ranges;
 pub use stitch::{StitchReport, stitch, stitch_ladder};
