@@ -178,7 +178,9 @@ fn sniff_format(head: &[u8]) -> Option<String> {
 ///
 /// # Errors
 ///
-/// As [`open_input`]: unreadable, not media, or damaged beyond opening.
+/// [`TranscodeError::Io`] when the file cannot be read, [`TranscodeError::NotMedia`] when no
+/// container format recognises it, [`TranscodeError::Unreadable`] when one does but its header
+/// cannot be read.
 pub fn probe(path: &Path) -> Result<MediaInfo> {
     let input = open_input(path)?;
     Ok(describe(&input))

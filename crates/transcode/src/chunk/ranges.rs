@@ -18,6 +18,7 @@ use crate::chunk::encode::SEEK_MARGINS_SECONDS;
 use crate::chunk::plan::Chunk;
 use crate::error::{FfmpegContext, Result, TranscodeError};
 use crate::pipeline::{next_packet, start_time_us};
+use crate::probe::open_input;
 
 /// Seconds of packets read after the chunk's end: more than the decoder's delay (reordering and
 /// frame threads) between the packet read and the picture that ends the chunk.
@@ -30,13 +31,14 @@ const PROBED_SECONDS: f64 = 1.0;
 ///
 /// # Errors
 ///
-/// When the file cannot be opened or read, or its boxes do not add up to its size.
+/// As [`probe()`](crate::probe()) when the file cannot be opened; [`TranscodeError::Io`] when it
+/// cannot be read; [`TranscodeError::Chunk`] when its boxes do not add up to its size.
 pub fn source_ranges(input: &Path, chunk: &Chunk) -> Result<Option<Vec<(u64, u64)>>> {
     let io = |source| TranscodeError::Io {
         path: input.display().to_string(),
         source,
     };
-    let mut ictx = ffmpeg::format::input(input).ctx(format!("opening {}", input.display()))?;
+    let mut ictx = open_input(input)?;
     if !ictx.format().name().split(',').any(|n| n == "mp4" || n == "mov") {
         return Ok(None);
     }
@@ -196,7 +198,7 @@ mod tests {
         };
         let missing = std::env::temp_dir().join("ranges-no-such-file.mp4");
         let e = source_ranges(&missing, &chunk).unwrap_err().to_string();
-        assert!(e.contains("opening") && e.contains("ranges-no-such-file.mp4"), "{e}");
+        assert!(e.contains("ranges-no-such-file.mp4"), "{e}");
     }
 
     #[test]
