@@ -542,7 +542,7 @@ fn sparse_copy(source: &Path, ranges: &[(u64, u64)], to: &Path) {
 /// Every chunk of a source with its index at the end and of the same source with its index
 /// first, encoded from a file holding only the chunk's ranges, has the pictures of the chunk
 /// encoded from the whole file; a late chunk needs well under the whole file; a Matroska
-/// source has no ranges (its chunks need the whole file).
+/// source has no ranges (its chunks need the whole file); a file cut short is an error.
 #[test]
 fn a_chunk_encoded_from_its_source_ranges_alone_is_the_chunk_encoded_from_the_whole_source() {
     let dir = TempDir::new("transcode-chunk-ranges");
@@ -565,10 +565,11 @@ fn a_chunk_encoded_from_its_source_ranges_alone_is_the_chunk_encoded_from_the_wh
         let info = transcode::probe(whole).unwrap();
         let plan = chunk::plan(&info, 6.0).expect("20 s is more than two 6 s chunks");
         let size = std::fs::metadata(whole).unwrap().len();
-        for c in &plan.chunks {
-            let ranges = chunk::source_ranges(whole, c)
-                .unwrap()
-                .expect("an MP4 source has ranges");
+        let all = chunk::source_ranges(whole, &plan.chunks)
+            .unwrap()
+            .expect("an MP4 source has ranges");
+        assert_eq!(all.len(), plan.chunks.len(), "{name}");
+        for (c, ranges) in plan.chunks.iter().zip(all) {
             let fetched: u64 = ranges.iter().map(|(a, b)| b - a).sum();
             eprintln!(
                 "{name}, chunk {}: {} ranges, {fetched} of {size} bytes",
@@ -611,5 +612,12 @@ fn a_chunk_encoded_from_its_source_ranges_alone_is_the_chunk_encoded_from_the_wh
     ffmpeg(&["-i", index_last.to_str().unwrap(), "-c", "copy", mkv.to_str().unwrap()]);
     let info = transcode::probe(&mkv).unwrap();
     let plan = chunk::plan(&info, 6.0).unwrap();
-    assert_eq!(chunk::source_ranges(&mkv, &plan.chunks[1]).unwrap(), None);
+    assert_eq!(chunk::source_ranges(&mkv, &plan.chunks).unwrap(), None);
+    // A file cut short (its index first, so it still opens): its boxes do not add up.
+    let cut = dir.join("cut.mp4");
+    let mut bytes = std::fs::read(&index_first).unwrap();
+    bytes.truncate(bytes.len() - 100);
+    std::fs::write(&cut, bytes).unwrap();
+    let e = chunk::source_ranges(&cut, &plan.chunks).unwrap_err().to_string();
+    assert!(e.contains("cut.mp4") && e.contains("runs past"), "{e}");
 }

@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 use super::StoreError;
 
@@ -113,8 +113,9 @@ impl PeakChanges {
             let (lo, hi) = span(1, b);
             let appended = changes.iter().all(|&(_, ends, starts)| ends >= 0 && starts >= 0)
                 && last_point(conn, lo, hi)?.is_none_or(|last| last < changes[0].0);
+            // The bucket as stored: its one row folded.
             let before = if appended {
-                Some(stored_bucket(conn, 1, b)?)
+                Some(fold_buckets(conn, 1, b, b + 1)?)
             } else {
                 None
             };
@@ -150,20 +151,6 @@ impl PeakChanges {
 fn last_point(conn: &Connection, lo: i64, hi: i64) -> Result<Option<i64>, StoreError> {
     let mut stmt = conn.prepare_cached("SELECT max(t) FROM peak_points WHERE t >= ?1 AND t < ?2")?;
     Ok(stmt.query_row(params![lo, hi], |r| r.get(0))?)
-}
-
-/// Bucket `b` of `level` as stored (no edges when there is no row).
-fn stored_bucket(conn: &Connection, level: u32, b: i64) -> Result<Fold, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT net, max FROM peak_buckets WHERE level = ?1 AND b = ?2")?;
-    let fold = stmt
-        .query_row(params![level, b], |r| {
-            Ok(Fold {
-                net: r.get(0)?,
-                max: r.get(1)?,
-            })
-        })
-        .optional()?;
-    Ok(fold.unwrap_or_default())
 }
 
 fn fold_points(conn: &Connection, lo: i64, hi: i64) -> Result<Fold, StoreError> {

@@ -36,9 +36,6 @@ pub struct Report {
     /// Where the end was first reached.
     #[serde(default)]
     pub ended_at: Option<EndedAt>,
-    /// Every duration the element announced, in order (at most 20).
-    #[serde(default)]
-    pub durations: Vec<f64>,
     /// The duration the `<video>` element reports (seconds), when known.
     pub duration: Option<f64>,
     /// The playback position when the report was made (seconds).
@@ -310,8 +307,8 @@ impl Report {
         );
         if let Some(e) = &self.ended_at {
             s += &format!(
-                "  end reached ({}) at {:.3}/{:?} s, buffered {:?}; durations announced {:?}\n",
-                e.by, e.current_time, e.duration, e.buffered, self.durations
+                "  end reached ({}) at {:.3}/{:?} s, buffered {:?}\n",
+                e.by, e.current_time, e.duration, e.buffered
             );
         }
         for l in &self.levels {

@@ -40,5 +40,5 @@ mod tests;
 pub use audio::{AudioReport, StitchAudio, encode_audio};
 pub use encode::{chunk_file_name, chunk_paths, transcode_chunk};
 pub use plan::{Chunk, PLAN_VERSION, Plan, plan};
-pub use ranges::source_ranges;
+pub use ranges::{ByteRanges, source_ranges};
 pub use stitch::{StitchReport, stitch, stitch_ladder};

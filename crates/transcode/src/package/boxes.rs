@@ -44,13 +44,17 @@ fn bad(m: impl Into<String>) -> LayoutError {
     LayoutError(m.into())
 }
 
-/// One box: its type and where its content lies within `data`.
+/// One box: its type and where its content lies within `data` (or the file).
 #[derive(Debug, Clone, Copy)]
-struct BoxAt {
-    kind: [u8; 4],
-    start: usize,
-    content: usize,
-    end: usize,
+pub(crate) struct BoxAt {
+    /// Its type (`moov`, `mdat`, ...).
+    pub(crate) kind: [u8; 4],
+    /// Where its header starts.
+    pub(crate) start: usize,
+    /// Where its content starts, after the header.
+    pub(crate) content: usize,
+    /// Where it ends.
+    pub(crate) end: usize,
 }
 
 /// The boxes directly inside `data[range]`.
@@ -114,7 +118,7 @@ fn u64_at(data: &[u8], at: usize) -> Result<u64, LayoutError> {
 }
 
 /// The top-level boxes of a file, read from their headers alone (`mdat` is never read).
-fn top_level<R: Read + Seek>(file: &mut R) -> Result<Vec<BoxAt>, LayoutError> {
+pub(crate) fn top_level<R: Read + Seek>(file: &mut R) -> Result<Vec<BoxAt>, LayoutError> {
     let len = file.seek(SeekFrom::End(0)).map_err(io)?;
     let mut out = Vec::new();
     let mut at = 0u64;
