@@ -28,8 +28,6 @@
     // buffered. Afterwards a player may move the clock again: dash.js, when it sees the end
     // before the element fires `ended`, seeks to half a second before the end and pauses.
     ended_at: null,
-    // Every duration the element announced (`durationchange`), in order.
-    durations: [],
     errors: [],
     segments_loaded: 0,
     // Every distinct frame size the <video> element showed, in order.
@@ -87,9 +85,6 @@
     state.ended_at = { by, current_time: video.currentTime, duration, buffered: ranges(video.buffered) };
   };
   video.addEventListener('ended', () => endReached('element'));
-  video.addEventListener('durationchange', () => {
-    if (Number.isFinite(video.duration) && state.durations.length < 20) state.durations.push(video.duration);
-  });
   video.addEventListener('error', () => {
     const e = video.error;
     error({ fatal: true, type: 'media', details: `MediaError ${e && e.code}: ${(e && e.message) || ''}` });

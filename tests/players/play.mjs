@@ -271,7 +271,6 @@ async function play() {
     switches,
     ended: s.ended,
     ended_at: s.ended_at,
-    durations: s.durations,
     duration: s.duration,
     current_time: s.current_time,
     errors: s.errors,
