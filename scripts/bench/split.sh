@@ -30,14 +30,18 @@
 # of a one-hour source on 8, 32 and 128 pods (goal: 32 pods at least 20x faster than one), fitted
 # from the measured runs (a pod is this machine):
 #
-#   chunk run(c) = a + r*L + b*c   a: a chunk run's time outside its download and its encode
+#   chunk run(c) = a + r*c + b*c   a: a chunk run's time outside its download and its encode
 #                                   (start, receive, plan, upload, claim, delete; the median);
-#                                   r*L: the whole source's download (r per source second, as
-#                                   measured); b: encode seconds per chunk second
+#                                   r*c: the download of the chunk's bytes of the source (the
+#                                   split run told them; r per chunk second, as measured; the
+#                                   source's index, a few hundred kB, is taken as part of it);
+#                                   r*L instead when the chunk runs fetch the whole source (a
+#                                   source other than MP4); b: encode seconds per chunk second
 #   stitch(L), unsplit(L) = a + (measured - a) * L / L_measured
-#   sent(L) = measured + r * (L - L_measured)
+#   sent(L) = measured + r_split * (L - L_measured)
 #                                   sent: the split run until its chunk messages are sent (it
-#                                   downloads the whole source, as a chunk run does)
+#                                   downloads the whole source: r_split per source second, its
+#                                   own download as measured)
 #   split(L) = sent(L) + audio * L / L_measured
 #                                   the split run's whole wall time: its pod is busy until then
 #   wall(P pods, chunk c) = max(the last chunk's end, split) + stitch, the ceil(L/c) chunk runs
@@ -52,7 +56,9 @@
 #
 # Knobs: SPLIT_BENCH_SECONDS (600), SPLIT_SECONDS (120), SPLIT_BENCH_LOOP_SECONDS (20),
 # SPLIT_BENCH_SEED (20261201), SPLIT_BENCH_KILL_SHARE (0.3), SPLIT_BENCH_LEASE (20: the encoder's
-# VISIBILITY_TIMEOUT_SECONDS, how soon a SIGKILLed chunk comes back), BIN_DIR (target/release;
+# VISIBILITY_TIMEOUT_SECONDS, how soon a SIGKILLed chunk comes back), SPLIT_BENCH_PASSES
+# ("unsplit split two resume": unsplit and split always run; without two or resume, their rows
+# say so), BIN_DIR (target/release;
 # built with cargo build --release when the encoder is missing). Needs moto_server, the aws tool,
 # ffmpeg, ffprobe and GNU time (scripts/install-deps.sh; Debian package `time`). Prints markdown
 # table rows on stdout; everything else goes to stderr. Exits non-zero only when a run breaks
@@ -72,6 +78,7 @@ WORKDIR=$(cd "$WORKDIR" && pwd)
 : "${SPLIT_BENCH_SEED:=20261201}"
 : "${SPLIT_BENCH_KILL_SHARE:=0.3}"
 : "${SPLIT_BENCH_LEASE:=20}"
+: "${SPLIT_BENCH_PASSES:=unsplit split two resume}"
 : "${BIN_DIR:=$REPO_ROOT/target/release}"
 QUALITIES=(1080p 720p 480p)
 
@@ -196,6 +203,9 @@ check_outputs split
 grep -l '"split the request"' "$WORKDIR"/logs/split-*.log >/dev/null || die "split: the request was not split"
 awsx s3 ls --recursive "s3://$OUTPUT_BUCKET/split/bench/chunks/" >"$WORKDIR/chunks-left.txt" || true
 
+has_pass() { [[ " $SPLIT_BENCH_PASSES " == *" $1 "* ]]; }
+
+if has_pass two; then
 say "two: the same split, two encoder runs at once"
 TWO_START=$(now)
 echo "$TWO_START" >"$WORKDIR/two.start"
@@ -208,7 +218,9 @@ pid_b=$!
 wait "$pid_a" || die "two: a loop of runs broke"
 wait "$pid_b" || die "two: a loop of runs broke"
 check_outputs two
+fi
 
+if has_pass resume; then
 # The kills: which chunk runs (in the order they start), which signal, and when (a share of a
 # chunk run's median wall time in the split pass, counted from the receive), drawn from the seed.
 # A chunk run that stores its chunk before its kill passes the kill on to the next one.
@@ -284,12 +296,13 @@ while :; do
 done
 ((${#pending[@]} == 0)) || say "resume: ${#pending[@]} kill(s) found no chunk run left to stop"
 check_outputs resume
+fi
 
 # --- the figures --------------------------------------------------------------------------------
 
 say "comparing the renditions (ffprobe, and SSIM against the source: every frame, one pass each)"
 SPLIT_BENCH_SECONDS=$SPLIT_BENCH_SECONDS SPLIT_SECONDS=$SPLIT_SECONDS SPLIT_BENCH_SEED=$SPLIT_BENCH_SEED \
-  python3 - "$WORKDIR" "$SOURCE" "${QUALITIES[@]}" <<'EOF'
+  SPLIT_BENCH_PASSES=$SPLIT_BENCH_PASSES python3 - "$WORKDIR" "$SOURCE" "${QUALITIES[@]}" <<'EOF'
 """Reads WORKDIR/runs.tsv, the runs' JSON logs and the renditions; prints the table rows."""
 import heapq, json, math, os, re, statistics, subprocess, sys
 
@@ -297,6 +310,7 @@ work, source, qualities = sys.argv[1], sys.argv[2], sys.argv[3:]
 L = float(os.environ["SPLIT_BENCH_SECONDS"])
 S = float(os.environ["SPLIT_SECONDS"])
 seed = os.environ["SPLIT_BENCH_SEED"]
+passes = os.environ["SPLIT_BENCH_PASSES"].split()
 FPS = 30.0
 
 
@@ -322,7 +336,10 @@ class Run:
                 pass
         self.message_id = next((m for m in map(span_field, self.lines) if m), None)
         msg = {l.get("message"): l for l in self.lines}
-        self.download = msg.get("downloaded the source", {}).get("seconds", 0.0)
+        # A chunk run fetches its bytes of the source (the split run told them), or the whole.
+        got = msg.get("downloaded the chunk's bytes of the source") or msg.get("downloaded the source", {})
+        self.download = got.get("seconds", 0.0)
+        self.fetched = got.get("bytes", 0)
         self.chunk = None
         self.encode = 0.0
         if "the queue is empty" in msg:
@@ -441,25 +458,42 @@ critical = max(s_split.sent + slowest.wall, s_split.wall) + s_stitch.wall
 row("split: critical path, s (split run to its chunk messages + slowest chunk run + stitch run)",
     f"{critical:.1f} ({s_split.sent:.1f} + {slowest.wall:.1f} + {s_stitch.wall:.1f}; the split run's audio, {s_split.wall - s_split.sent:.1f} s, beside the chunks)",
     f"{u.wall:.1f} (one unsplit run)", f"{u.wall / critical:.2f}× faster", "—")
-two = [r for r in work_runs["two"]]
-two_start = float(open(f"{work}/two.start").read())
-two_wall = max(r.end for r in two) - two_start
-row("split: wall s with 2 encoder runs at once on this 2-core machine (send to last run's end)",
-    f"{two_wall:.1f} ({len(two)} runs)", f"{u.wall:.1f} (one unsplit run)", f"{u.wall / two_wall:.2f}× faster", "—")
+if "two" in passes:
+    two = [r for r in work_runs["two"]]
+    two_start = float(open(f"{work}/two.start").read())
+    two_wall = max(r.end for r in two) - two_start
+    row("split: wall s with 2 encoder runs at once on this 2-core machine (send to last run's end)",
+        f"{two_wall:.1f} ({len(two)} runs)", f"{u.wall:.1f} (one unsplit run)", f"{u.wall / two_wall:.2f}× faster", "—")
+else:
+    row("split: wall s with 2 encoder runs at once on this 2-core machine", "not run (SPLIT_BENCH_PASSES)", "—", "—", "—")
+
+# What a chunk run fetches of the source: its bytes (the split run told them), or the whole.
+size = os.path.getsize(source)
+ranged = all(any(l.get("message") == "downloaded the chunk's bytes of the source" for l in r.lines) for r in s_chunks)
+shares = [r.fetched / size for r in s_chunks]
+row("split: the source's bytes a chunk run fetches (mean · least · most)",
+    f"{statistics.mean(shares) * 100:.1f}% · {min(shares) * 100:.1f}% · {max(shares) * 100:.1f}% of {size / 1e6:.1f} MB"
+    + ("" if ranged else " (the whole source: no ranges)"),
+    "100% (the whole source)", f"{statistics.mean(shares):.2f} of it", "—")
 
 # The model's parts (see the script's header).
 fixed = statistics.median(r.wall - r.download - r.encode for r in s_chunks)
-r_dl = statistics.mean(r.download for r in s_chunks) / L
-b_enc = sum(r.encode for r in s_chunks) / (sum(r.frames for r in s_chunks) / FPS)
+chunk_seconds = sum(r.frames for r in s_chunks) / FPS
+# Download seconds per chunk second when the chunks fetch their bytes, per source second when
+# they fetch the whole source; the split run downloads the whole source either way.
+r_dl = sum(r.download for r in s_chunks) / (chunk_seconds if ranged else L * len(s_chunks))
+r_split = s_split.download / L
+b_enc = sum(r.encode for r in s_chunks) / chunk_seconds
 scale = lambda measured, length: fixed + (measured - fixed) * length / L
-row("split model: a chunk run's fixed cost a, download r per source s, encode b per chunk s; split, stitch, unsplit per source s",
-    f"a {fixed:.2f} s, r {r_dl * 1000:.2f} ms, b {b_enc:.3f} s; split {s_split.sent:.2f} s + r per s (+ audio {(s_split.wall - s_split.sent) / L * 1000:.1f} ms per s beside the chunks), stitch {(s_stitch.wall - fixed) / L * 1000:.1f} ms",
+per = "chunk" if ranged else "source"
+row(f"split model: a chunk run's fixed cost a, download r per {per} s, encode b per chunk s; split, stitch, unsplit per source s",
+    f"a {fixed:.2f} s, r {r_dl * 1000:.2f} ms, b {b_enc:.3f} s; split {s_split.sent - s_split.download:.2f} s + its download {r_split * 1000:.2f} ms per s (+ audio {(s_split.wall - s_split.sent) / L * 1000:.1f} ms per s beside the chunks), stitch {(s_stitch.wall - fixed) / L * 1000:.1f} ms",
     f"unsplit {(u.wall - fixed) / L:.3f} s", "—", f"fitted from the {L:.0f} s runs")
 H = 3600.0
 one_pod = scale(u.wall, H)
-# The split run downloads the whole source as a chunk run does; the rest of its time until it has
-# sent the chunk messages is taken as fixed.
-sent_h = s_split.sent + r_dl * (H - L)
+# The split run downloads the whole source; the rest of its time until it has sent the chunk
+# messages is taken as fixed.
+sent_h = s_split.sent + r_split * (H - L)
 split_h = sent_h + (s_split.wall - s_split.sent) * H / L
 
 
@@ -482,7 +516,7 @@ for pods in (8, 32, 128):
         count = math.ceil(H / c)
         if count < 2:
             break
-        run = fixed + r_dl * H + b_enc * c
+        run = fixed + r_dl * (c if ranged else H) + b_enc * c
         wall = max(chunks_done(pods, count, run), split_h) + scale(s_stitch.wall, H)
         if best is None or wall < best[0]:
             best = (wall, c, count)
@@ -493,6 +527,9 @@ for pods in (8, 32, 128):
         goal("≥ 20× at 32 pods", speedup >= 20) if pods == 32 else "—")
 
 # --- resume ---------------------------------------------------------------------------------------
+if "resume" not in passes:
+    row("resume: chunk runs killed mid-chunk, extra chunk CPU s", "not run (SPLIT_BENCH_PASSES)", "—", "—", "—")
+    sys.exit(0)
 rs = by_phase["resume"]
 killed_names = {l.split()[0]: l.split()[1] for l in open(f"{work}/killed.txt")}
 index_of = {r.message_id: r.chunk for r in rs if r.kind == "chunk"}

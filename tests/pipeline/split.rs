@@ -1,7 +1,7 @@
 //! Split and stitch end to end: a 16 s source split into 4 chunks of 4 s by the encoder, chunk
 //! runs killed with SIGTERM or SIGKILL at random, encoder runs started until the queue is empty;
-//! the request must end with one valid output per rendition, `processed` counted once, and no
-//! chunk left behind.
+//! the request must end with one valid output per rendition, `processed` counted once, every
+//! chunk encoded from only its bytes of the source, and no chunk left behind.
 //!
 //! The kill plan comes from a seeded generator: `SPLIT_SEED=<n>` replays a failing run.
 
@@ -135,6 +135,18 @@ async fn a_split_request_killed_at_random_ends_with_one_stitched_output_per_rend
             .filter(|l| l.contains("audio") || l.contains("stitch") || l.contains("outcome=Split"))
             .collect::<Vec<_>>()
     );
+
+    // Every chunk run fetched only its bytes of the source (the split run told them: the clip is
+    // an MP4), and each chunk encoded from them: none fell back to the whole source.
+    let ranged = said("downloaded the chunk's bytes of the source");
+    eprintln!("split ranges: {ranged} chunk runs fetched their bytes");
+    assert!(ranged >= 4, "every chunk's run fetches its bytes: {ranged}");
+    assert_eq!(
+        said("does not encode from its bytes"),
+        0,
+        "no chunk needs the whole source"
+    );
+    assert_eq!(said("fetching the whole source"), 0);
 
     // The analyzer: one split, a chunk run per chunk at least, processed once for the request.
     let count = stack.get_count().await;

@@ -365,6 +365,11 @@ impl MemoryStore {
         self.objects.lock().unwrap().get(uri).cloned()
     }
 
+    /// Removes every object whose URI starts with `prefix`.
+    pub fn remove_prefix(&self, prefix: &str) {
+        self.objects.lock().unwrap().retain(|uri, _| !uri.starts_with(prefix));
+    }
+
     /// The URIs uploaded, in the order of their uploads.
     pub fn uploads(&self) -> Vec<String> {
         self.order.lock().unwrap().clone()
@@ -414,6 +419,37 @@ impl Store for MemoryStore {
         };
         std::fs::write(path, bytes).map_err(|e| TransferError::Failed(e.into()))?;
         Ok(bytes.len() as u64)
+    }
+
+    /// A file of the object's size holding only `ranges` (zeros elsewhere); recorded in
+    /// [`downloads`](Self::downloads) as `{uri} {ranges:?}`.
+    async fn download_ranges(
+        &self,
+        uri: &S3Uri,
+        object: &SourceObject,
+        ranges: &[(u64, u64)],
+        path: &Path,
+        cancel: &CancellationToken,
+    ) -> Result<u64, TransferError> {
+        if cancel.is_cancelled() {
+            return Err(TransferError::Cancelled);
+        }
+        let o = self
+            .get(&uri.to_string())
+            .ok_or_else(|| TransferError::Failed(anyhow!("downloading {uri}: NoSuchKey")))?;
+        if o.etag != object.etag {
+            return Err(TransferError::Failed(anyhow!("{uri} changed since it was looked up")));
+        }
+        self.downloaded.lock().unwrap().push(format!("{uri} {ranges:?}"));
+        let mut bytes = vec![0u8; o.bytes.len()];
+        let mut total = 0;
+        for &(a, b) in ranges {
+            let (a, b) = (a as usize, b as usize);
+            bytes[a..b].copy_from_slice(&o.bytes[a..b]);
+            total += (b - a) as u64;
+        }
+        std::fs::write(path, bytes).map_err(|e| TransferError::Failed(e.into()))?;
+        Ok(total)
     }
 
     async fn existing_metadata(&self, uri: &S3Uri) -> anyhow::Result<Option<HashMap<String, String>>> {
@@ -552,6 +588,13 @@ pub struct FakeMedia {
     pub audio_answer: MediaAnswer,
     /// The sources whose audio was encoded ahead.
     pub audio_encoded: Arc<Mutex<Vec<PathBuf>>>,
+    /// Tells the bytes each chunk's encode reads: the source's first two bytes and the byte at
+    /// 2 + the chunk's index (none: every chunk needs the whole source).
+    pub ranged: bool,
+    /// A chunk's encode rejects an input with a zero byte (a sparse source missing what it reads).
+    pub holes_fail: bool,
+    /// The input each chunk's encode was given, as it was then.
+    pub chunk_inputs: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 /// A valid plan of `count` chunks of 120 frames at 30 frames per second.
@@ -684,10 +727,23 @@ impl Media for FakeMedia {
         self.split_into.map(fake_plan)
     }
 
+    async fn source_ranges(
+        &self,
+        _input: PathBuf,
+        chunks: Vec<transcode::chunk::Chunk>,
+    ) -> Option<Vec<transcode::chunk::ByteRanges>> {
+        self.ranged.then(|| {
+            chunks
+                .iter()
+                .map(|c| vec![(0, 2), (2 + c.index as u64, 3 + c.index as u64)])
+                .collect()
+        })
+    }
+
     /// `{name}.chunk-{index}.mp4` files saying which chunk they are, or answers as told.
     async fn encode_chunk(
         &self,
-        _input: PathBuf,
+        input: PathBuf,
         renditions: Vec<RenditionSpec>,
         chunk: transcode::chunk::Chunk,
         out_dir: PathBuf,
@@ -703,6 +759,11 @@ impl Media for FakeMedia {
             }
             MediaAnswer::Cancelled => return Err(MediaError::Cancelled),
             MediaAnswer::Renditions => {}
+        }
+        let bytes = std::fs::read(&input).map_err(|e| MediaError::Failed(e.into()))?;
+        self.chunk_inputs.lock().unwrap().push(bytes.clone());
+        if self.holes_fail && bytes.contains(&0) {
+            return Err(MediaError::Rejected(format!("chunk {} cannot be decoded", chunk.index)));
         }
         self.chunks_encoded.lock().unwrap().push(chunk.index);
         std::fs::create_dir_all(&out_dir).map_err(|e| MediaError::Failed(e.into()))?;

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
-use transcode::chunk::{Chunk, Plan as ChunkPlan};
+use transcode::chunk::{ByteRanges, Chunk, Plan as ChunkPlan};
 use transcode::package::{Manifests, PackagedFile};
 use transcode::{CancelHandle, RenditionSpec, TranscodeError, TranscodeOptions, TranscodeReport};
 
@@ -132,6 +132,12 @@ pub trait Media: Send + Sync {
     /// split (too short, no video, unreadable: the whole-request path then decides its fate).
     fn plan(&self, input: PathBuf, split_seconds: f64) -> impl Future<Output = Option<ChunkPlan>> + Send;
 
+    /// For each of `chunks` (of a plan of `input`), the byte ranges of `input` its encode reads;
+    /// `None` when the chunks need the whole source (not an MP4 or QuickTime file, or the ranges
+    /// cannot be told).
+    fn source_ranges(&self, input: PathBuf, chunks: Vec<Chunk>)
+    -> impl Future<Output = Option<Vec<ByteRanges>>> + Send;
+
     /// Encodes `chunk` of `input` into one video-only MP4 per spec under `out_dir` (each holding
     /// exactly the chunk's frames, starting with a keyframe); returns them in the specs' order.
     fn encode_chunk(
@@ -239,6 +245,29 @@ impl Media for FfmpegMedia {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "the probe thread failed; encoding the source whole");
+                None
+            }
+        }
+    }
+
+    async fn source_ranges(&self, input: PathBuf, chunks: Vec<Chunk>) -> Option<Vec<ByteRanges>> {
+        let started = Instant::now();
+        let found = tokio::task::spawn_blocking(move || transcode::chunk::source_ranges(&input, &chunks)).await;
+        match found {
+            Ok(Ok(ranges)) => {
+                tracing::info!(
+                    chunks = ranges.as_ref().map(Vec::len),
+                    seconds = started.elapsed().as_secs_f64(),
+                    "told the source's bytes each chunk reads"
+                );
+                ranges
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the source's bytes per chunk cannot be told; every chunk fetches the whole source");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the ranges thread failed; every chunk fetches the whole source");
                 None
             }
         }

@@ -70,6 +70,20 @@ pub trait Store: Send + Sync {
         cancel: &CancellationToken,
     ) -> impl Future<Output = Result<u64, TransferError>> + Send;
 
+    /// Fetches only `ranges` of `uri` (start inclusive, end exclusive, sorted, apart) into `path`,
+    /// a sparse file of the object's `size` whose other bytes read as zeros, and only while the
+    /// object's ETag is `etag` (each read is conditional: a source replaced meanwhile is an
+    /// error, never a file of two contents). Stops early when `cancel` fires; returns the bytes
+    /// fetched.
+    fn download_ranges(
+        &self,
+        uri: &S3Uri,
+        object: &SourceObject,
+        ranges: &[(u64, u64)],
+        path: &Path,
+        cancel: &CancellationToken,
+    ) -> impl Future<Output = Result<u64, TransferError>> + Send;
+
     /// The user metadata of an existing object, or `None` when there is none.
     fn existing_metadata(
         &self,
@@ -142,28 +156,73 @@ impl Store for S3Store {
             _ = cancel.cancelled() => return Err(TransferError::Cancelled),
         }
         .with_context(|| format!("downloading {uri}"))?;
-        let mut body = out.body;
-        let file = tokio::fs::File::create(path)
+        let mut file = tokio::fs::File::create(path)
             .await
             .with_context(|| format!("creating {}", path.display()))?;
-        // A write of a file goes to a blocking thread: one per MiB, not one per network read.
-        let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
-        let mut bytes = 0u64;
-        loop {
-            let chunk = tokio::select! {
-                c = body.try_next() => c.with_context(|| format!("downloading {uri}"))?,
+        write_body(out.body, &mut file, uri, path, cancel).await
+    }
+
+    async fn download_ranges(
+        &self,
+        uri: &S3Uri,
+        object: &SourceObject,
+        ranges: &[(u64, u64)],
+        path: &Path,
+        cancel: &CancellationToken,
+    ) -> Result<u64, TransferError> {
+        use tokio::io::AsyncSeekExt;
+        let mut file = tokio::fs::File::create(path)
+            .await
+            .with_context(|| format!("creating {}", path.display()))?;
+        file.set_len(object.size)
+            .await
+            .with_context(|| format!("sizing {}", path.display()))?;
+        let mut total = 0u64;
+        for &(start, end) in ranges {
+            if start >= end || end > object.size {
+                return Err(TransferError::Failed(anyhow::anyhow!(
+                    "the range {start}..{end} is not within the {} bytes of {uri}",
+                    object.size
+                )));
+            }
+            let get = self
+                .s3
+                .get_object()
+                .bucket(&uri.bucket)
+                .key(&uri.key)
+                .range(format!("bytes={start}-{}", end - 1))
+                .if_match(&object.etag)
+                .send();
+            let out = tokio::select! {
+                r = get => r,
                 _ = cancel.cancelled() => return Err(TransferError::Cancelled),
             };
-            let Some(chunk) = chunk else { break };
-            bytes += chunk.len() as u64;
-            file.write_all(&chunk)
+            let out = match out {
+                Ok(out) => out,
+                Err(e) if is_precondition_failed(&e) => {
+                    return Err(TransferError::Failed(anyhow::anyhow!(
+                        "{uri} changed since it was looked up (its ETag is no longer {})",
+                        object.etag
+                    )));
+                }
+                Err(e) => {
+                    return Err(TransferError::Failed(
+                        anyhow::Error::new(e).context(format!("downloading bytes {start}..{end} of {uri}")),
+                    ));
+                }
+            };
+            file.seek(std::io::SeekFrom::Start(start))
                 .await
                 .with_context(|| format!("writing {}", path.display()))?;
+            let bytes = write_body(out.body, &mut file, uri, path, cancel).await?;
+            if bytes != end - start {
+                return Err(TransferError::Failed(anyhow::anyhow!(
+                    "downloading bytes {start}..{end} of {uri}: {bytes} bytes came"
+                )));
+            }
+            total += bytes;
         }
-        file.flush()
-            .await
-            .with_context(|| format!("writing {}", path.display()))?;
-        Ok(bytes)
+        Ok(total)
     }
 
     async fn existing_metadata(&self, uri: &S3Uri) -> anyhow::Result<Option<HashMap<String, String>>> {
@@ -292,7 +351,37 @@ impl Store for S3Store {
     }
 }
 
-/// Whether a conditional write was refused because the object exists (412).
+/// Writes a GetObject `body` to `file` where it stands, stopping early when `cancel` fires;
+/// returns the bytes written.
+async fn write_body(
+    mut body: aws_sdk_s3::primitives::ByteStream,
+    file: &mut tokio::fs::File,
+    uri: &S3Uri,
+    path: &Path,
+    cancel: &CancellationToken,
+) -> Result<u64, TransferError> {
+    // A write of a file goes to a blocking thread: one per MiB, not one per network read.
+    let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+    let mut bytes = 0u64;
+    loop {
+        let chunk = tokio::select! {
+            c = body.try_next() => c.with_context(|| format!("downloading {uri}"))?,
+            _ = cancel.cancelled() => return Err(TransferError::Cancelled),
+        };
+        let Some(chunk) = chunk else { break };
+        bytes += chunk.len() as u64;
+        file.write_all(&chunk)
+            .await
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    file.flush()
+        .await
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(bytes)
+}
+
+/// Whether a conditional request was refused (412): a conditional write because the object
+/// exists, a conditional read because its ETag is another.
 fn is_precondition_failed<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
     match e {
         SdkError::ServiceError(se) => {
@@ -500,7 +589,71 @@ mod tests {
         storage.delete(&uris).await.unwrap();
     }
 
+    /// A chunk run's fetch: only the ranges asked, in a file of the object's size, zeros between;
+    /// refused once the object is replaced, and for a range past its end.
+    async fn ranges_are_fetched_into_a_sparse_file_while_the_object_is_unchanged(kind: Kind) {
+        let (aws, bucket, storage, dir) = setup(kind).await;
+        let size = 300_000usize;
+        let source = dir.noise_file("source.mp4", size);
+        let whole = std::fs::read(&source).unwrap();
+        let target = uri(&bucket, "in/source.mp4");
+        let none = CancellationToken::new();
+        storage
+            .upload(&source, &target, "video/mp4", &HashMap::new(), None, &none)
+            .await
+            .unwrap();
+        let object = storage.head_source(&target).await.unwrap();
+        let ranges = [(0, 100), (5_000, 70_000), (size as u64 - 10, size as u64)];
+        let path = dir.path().join("sparse");
+        let fetched = storage
+            .download_ranges(&target, &object, &ranges, &path, &none)
+            .await
+            .unwrap();
+        assert_eq!(fetched, 100 + 65_000 + 10);
+        let got = std::fs::read(&path).unwrap();
+        assert_eq!(got.len(), size);
+        for (i, (g, w)) in got.iter().zip(&whole).enumerate() {
+            let inside = ranges.iter().any(|&(a, b)| (a..b).contains(&(i as u64)));
+            assert_eq!(*g, if inside { *w } else { 0 }, "byte {i}");
+        }
+        let past = storage
+            .download_ranges(&target, &object, &[(10, size as u64 + 1)], &path, &none)
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{past:#}").contains("is not within the 300000 bytes"),
+            "{past:#}"
+        );
+        // Replaced since it was looked up: the read is refused.
+        let other = dir.noise_file("other.mp4", 1000);
+        aws.s3()
+            .await
+            .put_object()
+            .bucket(&bucket)
+            .key("in/source.mp4")
+            .body(aws_sdk_s3::primitives::ByteStream::from_path(&other).await.unwrap())
+            .send()
+            .await
+            .unwrap();
+        let changed = storage
+            .download_ranges(&target, &object, &[(0, 100)], &path, &none)
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{changed:#}").contains("changed since it was looked up"),
+            "{changed:#}"
+        );
+        let stop = CancellationToken::new();
+        stop.cancel();
+        let object = storage.head_source(&target).await.unwrap();
+        let stopped = storage
+            .download_ranges(&target, &object, &[(0, 100)], &path, &stop)
+            .await;
+        assert!(matches!(stopped, Err(TransferError::Cancelled)), "{stopped:?}");
+    }
+
     test_support::on_both_emulators!(
+        ranges_are_fetched_into_a_sparse_file_while_the_object_is_unchanged,
         small_objects_are_written_once_listed_and_removed,
         a_large_rendition_is_uploaded_in_parts_with_its_metadata,
         a_stopped_multipart_upload_is_aborted_and_leaves_nothing,

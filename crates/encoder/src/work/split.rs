@@ -128,6 +128,9 @@ impl<S: Store, M: Media> Job<S, M> {
             .await
             .map_err(Stop::Fail)?;
         let names = self.names(&folder).await?;
+        if !names.contains(ranges::RANGES) {
+            self.store_ranges(&folder, &key, input, &plan, source.size).await;
+        }
         let stored = stored_chunks(&names, request, count);
         let messages: Vec<Outgoing> = (0..count)
             .filter(|i| !stored.contains(i))
@@ -275,19 +278,32 @@ impl<S: Store, M: Media> Job<S, M> {
             None
         } else {
             let input = scratch.join("source");
-            self.fetch_source(request, source, &input, cancel, progress).await?;
-            progress.stage(Stage::Encoding);
-            let encoded = self
-                .media
-                .encode_chunk(
-                    input,
+            let ranged = self
+                .fetch_chunk_source(request, source, &folder, (key, index, count), &input, cancel, progress)
+                .await?;
+            let out = scratch.join("out");
+            let encode = || {
+                progress.stage(Stage::Encoding);
+                self.media.encode_chunk(
+                    input.clone(),
                     super::specs(request),
-                    chunk,
-                    scratch.join("out"),
+                    chunk.clone(),
+                    out.clone(),
                     cancel.clone(),
                     progress.clone(),
                 )
-                .await?;
+            };
+            let encoded = match encode().await {
+                // The ranges missed what the encode reads (a source laid out as the ranges did not
+                // foresee): the whole source, as a run without ranges fetches it.
+                Err(e @ (MediaError::Failed(_) | MediaError::Rejected(_))) if ranged => {
+                    tracing::warn!(plan = %key, chunk = index, error = %format!("{e:#}"), "the chunk does not encode from its bytes of the source: fetching the whole source");
+                    let _ = std::fs::remove_dir_all(&out);
+                    self.fetch_source(request, source, &input, cancel, progress).await?;
+                    encode().await?
+                }
+                encoded => encoded?,
+            };
             progress.stage(Stage::Uploading);
             for (q, file) in request.qualities.iter().zip(&encoded.files) {
                 let uri = folder.join(&chunk_file_name(q.as_str(), index as usize));
@@ -477,5 +493,6 @@ fn stored_chunks(names: &BTreeSet<String>, request: &EncodeRequest, count: u32) 
         .collect()
 }
 
+mod ranges;
 #[cfg(test)]
 mod tests;

@@ -528,3 +528,110 @@ async fn chunks_with_the_audio_stored_that_do_not_stitch_bring_the_source_down_t
     let calls = job.media.calls.lock().unwrap().clone();
     assert!(calls[0].0.ends_with("source"));
 }
+
+/// The folder of the plan the chunk `message` belongs to.
+fn folder_of(message: &Outgoing) -> String {
+    let r = EncodeRequest::from_json(&message.body).unwrap();
+    format!("s3://out-b/r/long/chunks/{}", r.part.unwrap().plan())
+}
+
+const SOURCE_BYTES: &[u8] = b"a long source video";
+
+#[tokio::test]
+async fn a_chunk_fetches_only_its_bytes_of_the_source_when_the_split_told_them() {
+    let dir = TempDir::new("split-ranges");
+    let mut job = job(&dir, 3);
+    job.media.ranged = true;
+    let messages = split(&job).await;
+    let stored = job
+        .store
+        .get(&format!("{}/ranges.json", folder_of(&messages[0])))
+        .unwrap();
+    let ranges: serde_json::Value = serde_json::from_slice(&stored.bytes).unwrap();
+    assert_eq!(
+        ranges,
+        serde_json::json!({"size": 19, "chunks": [[[0, 2], [2, 3]], [[0, 2], [3, 4]], [[0, 2], [4, 5]]]})
+    );
+    assert_eq!(stored.tagging.as_deref(), Some("video-encoding=split"));
+    chunk(&job, &messages[2].body).await;
+    // Chunk 2's bytes (joined across the gap), zeros for the rest, the source's size.
+    let mut expected = SOURCE_BYTES[..5].to_vec();
+    expected.resize(SOURCE_BYTES.len(), 0);
+    assert_eq!(*job.media.chunk_inputs.lock().unwrap(), [expected]);
+    assert_eq!(
+        job.store.downloads(),
+        [SOURCE.to_owned(), format!("{SOURCE} [(0, 5)]")],
+        "the split run fetched the whole source, the chunk run its bytes"
+    );
+    // The rest of the flow is unchanged: the last chunk sends the one stitch.
+    let stitch = all_chunks(&job, &messages[..2]).await;
+    assert!(matches!(work(&job, &stitch.body).await, Ok(Done::Encoded { .. })));
+    assert_eq!(
+        chunk_uris(&job.store),
+        Vec::<String>::new(),
+        "ranges.json is removed too"
+    );
+}
+
+#[tokio::test]
+async fn a_chunk_that_does_not_encode_from_its_bytes_fetches_the_whole_source_and_is_not_rejected() {
+    let dir = TempDir::new("split-ranges-fallback");
+    let mut job = job(&dir, 2);
+    job.media.ranged = true;
+    job.media.holes_fail = true;
+    let messages = split(&job).await;
+    assert_eq!(chunk(&job, &messages[1].body).await, (true, None, None));
+    let mut sparse = SOURCE_BYTES[..4].to_vec();
+    sparse.resize(SOURCE_BYTES.len(), 0);
+    assert_eq!(*job.media.chunk_inputs.lock().unwrap(), [sparse, SOURCE_BYTES.to_vec()]);
+    assert_eq!(*job.media.chunks_encoded.lock().unwrap(), [1]);
+    assert_eq!(
+        job.store.downloads(),
+        [SOURCE.to_owned(), format!("{SOURCE} [(0, 4)]"), SOURCE.to_owned()]
+    );
+}
+
+#[tokio::test]
+async fn stored_ranges_that_do_not_fit_the_source_are_not_used() {
+    let dir = TempDir::new("split-ranges-misfit");
+    let mut job = job(&dir, 2);
+    job.media.ranged = true;
+    let messages = split(&job).await;
+    for (body, why) in [
+        (&b"{\"size\": 18, \"chunks\": [[[0, 2]], [[0, 2]]]}"[..], "another size"),
+        (b"{\"size\": 19, \"chunks\": [[[0, 20]], [[0, 2]]]}", "past the end"),
+        (b"not json", "unreadable"),
+    ] {
+        job.store.put(
+            &format!("{}/ranges.json", folder_of(&messages[0])),
+            body,
+            "\"r\"",
+            HashMap::new(),
+        );
+        chunk(&job, &messages[0].body).await;
+        let inputs = job.media.chunk_inputs.lock().unwrap().clone();
+        assert_eq!(
+            inputs.last().map(Vec::as_slice),
+            Some(SOURCE_BYTES),
+            "{why}: the whole source"
+        );
+        assert_eq!(job.store.downloads().last().map(String::as_str), Some(SOURCE), "{why}");
+        // Encode the chunk again next time.
+        job.store
+            .remove_prefix(&format!("{}/480p.chunk", folder_of(&messages[0])));
+    }
+}
+
+#[tokio::test]
+async fn a_source_that_cannot_be_ranged_stores_no_ranges_and_its_chunks_fetch_it_whole() {
+    let dir = TempDir::new("split-no-ranges");
+    let job = job(&dir, 2);
+    let messages = split(&job).await;
+    assert!(
+        job.store
+            .get(&format!("{}/ranges.json", folder_of(&messages[0])))
+            .is_none()
+    );
+    chunk(&job, &messages[0].body).await;
+    assert_eq!(job.store.downloads(), [SOURCE, SOURCE]);
+}
