@@ -38,10 +38,11 @@
 #                                   r*L instead when the chunk runs fetch the whole source (a
 #                                   source other than MP4); b: encode seconds per chunk second
 #   stitch(L), unsplit(L) = a + (measured - a) * L / L_measured
-#   sent(L) = measured + r_split * (L - L_measured)
+#   sent(L) = measured + (r_split + t) * (L - L_measured)
 #                                   sent: the split run until its chunk messages are sent (it
 #                                   downloads the whole source: r_split per source second, its
-#                                   own download as measured)
+#                                   own download as measured; and reads its packets to tell
+#                                   each chunk's bytes: t per source second)
 #   split(L) = sent(L) + audio * L / L_measured
 #                                   the split run's whole wall time: its pod is busy until then
 #   wall(P pods, chunk c) = max(the last chunk's end, split) + stitch, the ceil(L/c) chunk runs
@@ -350,6 +351,8 @@ class Run:
             # stitch is encoded after that, while the chunks encode.
             self.sent = msg.get("done", {}).get("seconds", self.wall)
             self.audio = msg.get("encoded the audio for the stitch", {}).get("encode_seconds", 0.0)
+            # Telling each chunk's bytes reads the source's packets: it grows with the source.
+            self.ranges = msg.get("told the source's bytes each chunk reads", {}).get("seconds", 0.0)
         elif "encoded the chunk" in msg:
             self.kind, self.chunk = "chunk", msg["encoded the chunk"]["chunk"]
             self.encode = msg["encoded the chunk"]["encode_seconds"]
@@ -487,13 +490,13 @@ b_enc = sum(r.encode for r in s_chunks) / chunk_seconds
 scale = lambda measured, length: fixed + (measured - fixed) * length / L
 per = "chunk" if ranged else "source"
 row(f"split model: a chunk run's fixed cost a, download r per {per} s, encode b per chunk s; split, stitch, unsplit per source s",
-    f"a {fixed:.2f} s, r {r_dl * 1000:.2f} ms, b {b_enc:.3f} s; split {s_split.sent - s_split.download:.2f} s + its download {r_split * 1000:.2f} ms per s (+ audio {(s_split.wall - s_split.sent) / L * 1000:.1f} ms per s beside the chunks), stitch {(s_stitch.wall - fixed) / L * 1000:.1f} ms",
+    f"a {fixed:.2f} s, r {r_dl * 1000:.2f} ms, b {b_enc:.3f} s; split {s_split.sent - s_split.download - s_split.ranges:.2f} s + its download {r_split * 1000:.2f} ms and the chunks' ranges {s_split.ranges / L * 1000:.2f} ms per s (+ audio {(s_split.wall - s_split.sent) / L * 1000:.1f} ms per s beside the chunks), stitch {(s_stitch.wall - fixed) / L * 1000:.1f} ms",
     f"unsplit {(u.wall - fixed) / L:.3f} s", "—", f"fitted from the {L:.0f} s runs")
 H = 3600.0
 one_pod = scale(u.wall, H)
-# The split run downloads the whole source; the rest of its time until it has sent the chunk
-# messages is taken as fixed.
-sent_h = s_split.sent + r_split * (H - L)
+# The split run downloads the whole source and reads its packets for the chunks' ranges; the rest
+# of its time until it has sent the chunk messages is taken as fixed.
+sent_h = s_split.sent + (r_split + s_split.ranges / L) * (H - L)
 split_h = sent_h + (s_split.wall - s_split.sent) * H / L
 
 
