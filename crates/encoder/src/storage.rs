@@ -1,7 +1,8 @@
-//! The S3 side of a run, behind a narrow seam: look at the source, download it, find existing
-//! renditions, upload new ones (multipart for large files, aborted when the run is stopped; the
-//! stored size and CRC32 read back); and for a split request, small objects (the plan, the stitch
-//! claim by conditional write), the chunk folder's listing and its removal.
+//! The S3 side of a run, behind a narrow seam: look at the source, download it (for a chunk, only
+//! its byte ranges, each read conditional on the source's ETag), find existing renditions, upload
+//! new ones (multipart for large files, aborted when the run is stopped; the stored size and CRC32
+//! read back); and for a split request, small objects (the plan, the ranges, the stitch claim by
+//! conditional write), the chunk folder's listing and its removal.
 //!
 //! [`Store`] is what the work needs; [`S3Store`] is the real one over the AWS SDK (tested against
 //! both emulators below). The work's unit tests stand in for it with an in-memory store.

@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! request ──▶ split: plan stored, one chunk message per chunk not stored yet ──▶ (request deleted)
+//!             ├─ before the messages: each chunk's bytes of an MP4 source, ranges.json
 //!             └─ then, while the chunks encode: the source's audio encoded once, audio.m4a
-//! chunk i ──▶ encode frames [start, end) of every rendition, store {q}.chunk-{i}.mp4
+//! chunk i ──▶ fetch its bytes of the source (or all of it), encode frames [start, end) of every
+//!             rendition, store {q}.chunk-{i}.mp4
 //!             └─ the chunk that finds every chunk stored claims the stitch (a conditional
 //!                write of stitch.json) and sends the stitch message
 //! stitch  ──▶ join the chunks (video copied, audio copied from audio.m4a, or encoded once from
