@@ -72,10 +72,10 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<u64, TransferError>> + Send;
 
     /// Fetches only `ranges` of `uri` (start inclusive, end exclusive, sorted, apart) into `path`,
-    /// a sparse file of the object's `size` whose other bytes read as zeros, and only while the
-    /// object's ETag is `etag` (each read is conditional: a source replaced meanwhile is an
-    /// error, never a file of two contents). Stops early when `cancel` fires; returns the bytes
-    /// fetched.
+    /// a sparse file of `object.size` bytes whose other bytes read as zeros, and only while the
+    /// object's ETag is `object.etag` (each read is conditional: a source replaced meanwhile is
+    /// an error, never a file of two contents). Stops early when `cancel` fires; returns the
+    /// bytes fetched.
     fn download_ranges(
         &self,
         uri: &S3Uri,
