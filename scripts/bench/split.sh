@@ -38,11 +38,12 @@
 #                                   r*L instead when the chunk runs fetch the whole source (a
 #                                   source other than MP4); b: encode seconds per chunk second
 #   stitch(L), unsplit(L) = a + (measured - a) * L / L_measured
-#   sent(L) = measured + (r_split + t) * (L - L_measured)
+#   sent(L) = measured - its download + r_split * L + t * (L - L_measured)
 #                                   sent: the split run until its chunk messages are sent (it
-#                                   downloads the whole source: r_split per source second, its
-#                                   own download as measured; and reads its packets to tell
-#                                   each chunk's bytes: t per source second)
+#                                   downloads the whole source: r_split per source second, the
+#                                   median of the whole downloads measured, as moto stalls one
+#                                   now and then; and reads its packets to tell each chunk's
+#                                   bytes: t per source second)
 #   split(L) = sent(L) + audio * L / L_measured
 #                                   the split run's whole wall time: its pod is busy until then
 #   wall(P pods, chunk c) = max(the last chunk's end, split) + stitch, the ceil(L/c) chunk runs
@@ -59,7 +60,8 @@
 # SPLIT_BENCH_SEED (20261201), SPLIT_BENCH_KILL_SHARE (0.3), SPLIT_BENCH_LEASE (20: the encoder's
 # VISIBILITY_TIMEOUT_SECONDS, how soon a SIGKILLed chunk comes back), SPLIT_BENCH_PASSES
 # ("unsplit split two resume": unsplit and split always run; without two or resume, their rows
-# say so), BIN_DIR (target/release;
+# say so), SPLIT_BENCH_ANALYZE_ONLY (1: no runs, the figures of those already in WORKDIR, with
+# the SPLIT_BENCH_* they were run with), BIN_DIR (target/release;
 # built with cargo build --release when the encoder is missing). Needs moto_server, the aws tool,
 # ffmpeg, ffprobe and GNU time (scripts/install-deps.sh; Debian package `time`). Prints markdown
 # table rows on stdout; everything else goes to stderr. Exits non-zero only when a run breaks
@@ -80,6 +82,7 @@ WORKDIR=$(cd "$WORKDIR" && pwd)
 : "${SPLIT_BENCH_KILL_SHARE:=0.3}"
 : "${SPLIT_BENCH_LEASE:=20}"
 : "${SPLIT_BENCH_PASSES:=unsplit split two resume}"
+: "${SPLIT_BENCH_ANALYZE_ONLY:=}"
 : "${BIN_DIR:=$REPO_ROOT/target/release}"
 QUALITIES=(1080p 720p 480p)
 
@@ -101,6 +104,10 @@ now() { date +%s.%N; }
 
 # --- the emulator, the queue, the buckets, the source -------------------------------------------
 
+SOURCE=$WORKDIR/source.mp4
+
+# The passes: the emulator, the source, the encoder runs; the figures come after.
+run_passes() {
 say "starting moto"
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench
 start_emulator moto "$WORKDIR"
@@ -109,7 +116,6 @@ QUEUE_URL=$(VISIBILITY_TIMEOUT_SECONDS=$SPLIT_BENCH_LEASE "$REPO_ROOT/scripts/aw
 DLQ_URL=$(awsx sqs get-queue-url --queue-name "$QUEUE_NAME-dlq" --query QueueUrl --output text)
 "$REPO_ROOT/scripts/aws/create-buckets.sh" >/dev/null
 
-SOURCE=$WORKDIR/source.mp4
 if [[ ! -s $SOURCE || $(cat "$WORKDIR/source.id" 2>/dev/null) != "$SPLIT_BENCH_SECONDS/$SPLIT_BENCH_LOOP_SECONDS/2" ]]; then
   loop=$((SPLIT_BENCH_LOOP_SECONDS < SPLIT_BENCH_SECONDS ? SPLIT_BENCH_LOOP_SECONDS : SPLIT_BENCH_SECONDS))
   say "making the source: ${loop}s of 1080p30 content, repeated to ${SPLIT_BENCH_SECONDS}s, with an AAC tone"
@@ -299,6 +305,14 @@ done
 check_outputs resume
 fi
 
+}
+if [[ $SPLIT_BENCH_ANALYZE_ONLY == 1 ]]; then
+  [[ -s $WORKDIR/runs.tsv ]] || die "SPLIT_BENCH_ANALYZE_ONLY=1: no runs in $WORKDIR to analyze"
+  say "the figures of the runs in $WORKDIR (SPLIT_BENCH_ANALYZE_ONLY=1: nothing is run)"
+else
+  run_passes
+fi
+
 # --- the figures --------------------------------------------------------------------------------
 
 say "comparing the renditions (ffprobe, and SSIM against the source: every frame, one pass each)"
@@ -485,18 +499,21 @@ chunk_seconds = sum(r.frames for r in s_chunks) / FPS
 # Download seconds per chunk second when the chunks fetch their bytes, per source second when
 # they fetch the whole source; the split run downloads the whole source either way.
 r_dl = sum(r.download for r in s_chunks) / (chunk_seconds if ranged else L * len(s_chunks))
-r_split = s_split.download / L
+# The whole source's download, per source second: the median of every whole download measured
+# (the unsplit run's, the split runs'), one moto stall aside.
+wholes = [r.download for r in runs if r.kind in ("whole", "split") and r.download > 0]
+r_split = statistics.median(wholes) / L
 b_enc = sum(r.encode for r in s_chunks) / chunk_seconds
 scale = lambda measured, length: fixed + (measured - fixed) * length / L
 per = "chunk" if ranged else "source"
 row(f"split model: a chunk run's fixed cost a, download r per {per} s, encode b per chunk s; split, stitch, unsplit per source s",
-    f"a {fixed:.2f} s, r {r_dl * 1000:.2f} ms, b {b_enc:.3f} s; split {s_split.sent - s_split.download - s_split.ranges:.2f} s + its download {r_split * 1000:.2f} ms and the chunks' ranges {s_split.ranges / L * 1000:.2f} ms per s (+ audio {(s_split.wall - s_split.sent) / L * 1000:.1f} ms per s beside the chunks), stitch {(s_stitch.wall - fixed) / L * 1000:.1f} ms",
+    f"a {fixed:.2f} s, r {r_dl * 1000:.2f} ms, b {b_enc:.3f} s; split {s_split.sent - s_split.download - s_split.ranges:.2f} s + the download {r_split * 1000:.2f} ms (median of {len(wholes)}: {' · '.join(f'{w:.1f}' for w in wholes)} s) and the chunks' ranges {s_split.ranges / L * 1000:.2f} ms per s (+ audio {(s_split.wall - s_split.sent) / L * 1000:.1f} ms per s beside the chunks), stitch {(s_stitch.wall - fixed) / L * 1000:.1f} ms",
     f"unsplit {(u.wall - fixed) / L:.3f} s", "—", f"fitted from the {L:.0f} s runs")
 H = 3600.0
 one_pod = scale(u.wall, H)
 # The split run downloads the whole source and reads its packets for the chunks' ranges; the rest
 # of its time until it has sent the chunk messages is taken as fixed.
-sent_h = s_split.sent + (r_split + s_split.ranges / L) * (H - L)
+sent_h = s_split.sent - s_split.download + r_split * H + s_split.ranges / L * (H - L)
 split_h = sent_h + (s_split.wall - s_split.sent) * H / L
 
 
