@@ -141,12 +141,12 @@ async fn a_split_request_killed_at_random_ends_with_one_stitched_output_per_rend
     let ranged = said("downloaded the chunk's bytes of the source");
     eprintln!("split ranges: {ranged} chunk runs fetched their bytes");
     assert!(ranged >= 4, "every chunk's run fetches its bytes: {ranged}");
-    assert_eq!(
-        said("does not encode from its bytes"),
-        0,
-        "no chunk needs the whole source"
-    );
-    assert_eq!(said("fetching the whole source"), 0);
+    // Every fallback (ranges missing the chunk's bytes, ranges that do not fit) says so.
+    let fell_back: Vec<&String> = logged
+        .iter()
+        .filter(|l| l.contains("fetching the whole source"))
+        .collect();
+    assert!(fell_back.is_empty(), "no chunk needs the whole source: {fell_back:#?}");
 
     // The analyzer: one split, a chunk run per chunk at least, processed once for the request.
     let count = stack.get_count().await;
