@@ -22,6 +22,7 @@ use encoding_common::part::Part;
 use encoding_common::{EncodeRequest, Format, Quality, S3Uri};
 use tokio_util::sync::CancellationToken;
 use transcode::RenditionSpec;
+use transcode::chunk::ByteRanges;
 use transcode::package::{self, Manifests};
 
 use crate::media::{Encoded, EncodedFile, Media, MediaError, PackageJob, Packaged};
@@ -239,7 +240,8 @@ impl<S: Store, M: Media> Work for Job<S, M> {
                 .await?
             }
             _ => {
-                self.fetch_source(request, &source, &input, cancel, progress).await?;
+                self.fetch_source(request, &source, &input, None, cancel, progress)
+                    .await?;
                 if let Some(mut split) = self.split(request, &source, &input, progress).await? {
                     if let Done::Split { then: Some(then), .. } = &mut split {
                         then.scratch = Some(scratch);
@@ -425,26 +427,48 @@ impl<S: Store, M: Media> Job<S, M> {
         Ok(Plan { mp4, stream })
     }
 
-    /// Downloads the source of `request` (described by `source`) to `input`, checking its size.
+    /// Downloads the source of `request` (described by `source`) to `input`: whole, checking its
+    /// size, or, with `ranges`, only those bytes into a sparse file of the source's size (a chunk
+    /// run's, [`split`]).
     async fn fetch_source(
         &self,
         request: &EncodeRequest,
         source: &SourceObject,
         input: &Path,
+        ranges: Option<&ByteRanges>,
         cancel: &CancellationToken,
         progress: &Progress,
     ) -> Result<(), Stop> {
         let t = Instant::now();
         progress.stage(Stage::Downloading);
-        let bytes = self.store.download(&request.source, input, cancel).await?;
-        if bytes != source.size {
-            return Err(Stop::Fail(anyhow::anyhow!(
-                "downloaded {bytes} bytes of the {} announced for {}",
-                source.size,
-                request.source
-            )));
-        }
-        tracing::info!(bytes, seconds = t.elapsed().as_secs_f64(), source = %request.source, "downloaded the source");
+        let Some(ranges) = ranges else {
+            let bytes = self.store.download(&request.source, input, cancel).await?;
+            if bytes != source.size {
+                return Err(Stop::Fail(anyhow::anyhow!(
+                    "downloaded {bytes} bytes of the {} announced for {}",
+                    source.size,
+                    request.source
+                )));
+            }
+            tracing::info!(bytes, seconds = t.elapsed().as_secs_f64(), source = %request.source, "downloaded the source");
+            return if cancel.is_cancelled() {
+                Err(Stop::Cancelled)
+            } else {
+                Ok(())
+            };
+        };
+        let bytes = self
+            .store
+            .download_ranges(&request.source, source, ranges, input, cancel)
+            .await?;
+        tracing::info!(
+            bytes,
+            of = source.size,
+            ranges = ranges.len(),
+            seconds = t.elapsed().as_secs_f64(),
+            source = %request.source,
+            "downloaded the chunk's bytes of the source"
+        );
         if cancel.is_cancelled() {
             return Err(Stop::Cancelled);
         }

@@ -301,7 +301,8 @@ impl<S: Store, M: Media> Job<S, M> {
                 Err(e @ (MediaError::Failed(_) | MediaError::Rejected(_))) if ranged => {
                     tracing::warn!(plan = %key, chunk = index, error = %format!("{e:#}"), "the chunk does not encode from its bytes of the source: fetching the whole source");
                     let _ = std::fs::remove_dir_all(&out);
-                    self.fetch_source(request, source, &input, cancel, progress).await?;
+                    self.fetch_source(request, source, &input, None, cancel, progress)
+                        .await?;
                     encode().await?
                 }
                 encoded => encoded?,
@@ -415,7 +416,8 @@ impl<S: Store, M: Media> Job<S, M> {
         };
         let fetch_source = async {
             if with_source {
-                self.fetch_source(request, source, input, cancel, progress).await?;
+                self.fetch_source(request, source, input, None, cancel, progress)
+                    .await?;
             }
             Ok::<_, Stop>(())
         };
@@ -444,7 +446,8 @@ impl<S: Store, M: Media> Job<S, M> {
             Err(MediaError::Failed(e)) => {
                 tracing::warn!(plan = %key, error = %format!("{e:#}"), "the chunks do not stitch; encoding the source whole instead");
                 if !with_source {
-                    self.fetch_source(request, source, input, cancel, progress).await?;
+                    self.fetch_source(request, source, input, None, cancel, progress)
+                        .await?;
                 }
                 progress.stage(Stage::Encoding);
                 let _ = std::fs::remove_dir_all(&out);

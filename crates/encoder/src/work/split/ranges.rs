@@ -4,16 +4,16 @@
 //! when none are stored, when they do not fit the source, or when its encode fails on them.
 
 use std::path::Path;
-use std::time::Instant;
 
 use encoding_common::{EncodeRequest, S3Uri};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use transcode::chunk::{ByteRanges, Plan as ChunkPlan};
 
 use super::super::{Job, Stop};
 use crate::media::Media;
-use crate::progress::{Progress, Stage};
+use crate::progress::Progress;
 use crate::storage::{SourceObject, Store};
 
 /// The ranges' object in the plan's folder.
@@ -135,30 +135,10 @@ impl<S: Store, M: Media> Job<S, M> {
                 None
             }
         };
-        let Some(ranges) = ranges else {
-            self.fetch_source(request, source, input, cancel, progress).await?;
-            return Ok(false);
-        };
-        let t = Instant::now();
-        progress.stage(Stage::Downloading);
-        let bytes = self
-            .store
-            .download_ranges(&request.source, source, &ranges, input, cancel)
+        self.fetch_source(request, source, input, ranges.as_ref(), cancel, progress)
+            .instrument(tracing::info_span!("chunk_source", plan = %key, chunk = index))
             .await?;
-        tracing::info!(
-            plan = %key,
-            chunk = index,
-            bytes,
-            of = source.size,
-            ranges = ranges.len(),
-            seconds = t.elapsed().as_secs_f64(),
-            source = %request.source,
-            "downloaded the chunk's bytes of the source"
-        );
-        if cancel.is_cancelled() {
-            return Err(Stop::Cancelled);
-        }
-        Ok(true)
+        Ok(ranges.is_some())
     }
 }
 
