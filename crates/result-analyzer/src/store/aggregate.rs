@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use encoding_common::{Event, EventKind};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::peak::PeakChanges;
+use super::peak::{PeakCache, PeakChanges};
 use super::totals::{SortedValues, Totals, key};
 use super::{StoreError, StoredEvent, micros};
 use crate::summary::Progress;
@@ -90,20 +90,26 @@ fn merge_some<T>(into: &mut Option<T>, later: Option<T>) {
     }
 }
 
-/// The rows of the runs at work (no outcome yet) as the writer last wrote them, so that a run's
-/// progress reports and outcome do not read its row back. The writer clears it when a commit
-/// fails (it may hold rows that were not committed) and on a reset; it is cleared, too, when it
-/// grows past [`RUN_CACHE_CAP`] (runs lost long ago), and the rows are read again as needed.
+/// What the writer keeps of the aggregates from one commit to the next, so as not to read it
+/// back: the rows of the runs at work (no outcome yet) as it last wrote them, so that a run's
+/// progress reports and outcome do not read its row back, and the recently changed part of the
+/// concurrency tree ([`PeakCache`]). The writer clears it when a commit fails (it may hold what
+/// was not committed) and on a reset; the rows are cleared, too, when they grow past
+/// [`RUN_CACHE_CAP`] (runs lost long ago), and read again as needed.
 #[derive(Debug, Default)]
-pub(crate) struct RunCache(HashMap<String, RunRow>);
+pub(crate) struct WriterCache {
+    rows: HashMap<String, RunRow>,
+    peak: PeakCache,
+}
 
-/// Most rows a [`RunCache`] holds: far more runs than work at once.
+/// Most rows of runs a [`WriterCache`] holds: far more runs than work at once.
 const RUN_CACHE_CAP: usize = 16_384;
 
-impl RunCache {
-    /// Forgets every row.
+impl WriterCache {
+    /// Forgets everything.
     pub fn clear(&mut self) {
-        self.0.clear();
+        self.rows.clear();
+        self.peak.clear();
     }
 }
 
@@ -172,8 +178,8 @@ pub(crate) struct Apply<'c> {
     pub(super) conn: &'c Connection,
     /// The totals, changed in place (the writer restores them if the transaction fails).
     pub totals: &'c mut Totals,
-    /// The rows of the runs at work (the writer clears it if the transaction fails).
-    runs: &'c mut RunCache,
+    /// What the writer keeps between commits (it clears it if the transaction fails).
+    cache: &'c mut WriterCache,
     peak: PeakChanges,
     /// The samples counted by this transaction, per `(metric, key)`, written once each by
     /// [`Apply::finish`].
@@ -190,12 +196,12 @@ pub(crate) enum Noted {
 }
 
 impl<'c> Apply<'c> {
-    /// Changes to `totals`, `runs` and the tables, through `conn` (inside a transaction).
-    pub fn new(conn: &'c Connection, totals: &'c mut Totals, runs: &'c mut RunCache) -> Self {
+    /// Changes to `totals`, `cache` and the tables, through `conn` (inside a transaction).
+    pub fn new(conn: &'c Connection, totals: &'c mut Totals, cache: &'c mut WriterCache) -> Self {
         Self {
             conn,
             totals,
-            runs,
+            cache,
             peak: PeakChanges::default(),
             samples: BTreeMap::new(),
         }
@@ -300,7 +306,7 @@ impl<'c> Apply<'c> {
     }
 
     fn touch_run(&mut self, run_id: &str, r: Report<'_>) -> Result<(), StoreError> {
-        let old = match self.runs.0.remove(run_id) {
+        let old = match self.cache.rows.remove(run_id) {
             Some(row) => row,
             None => {
                 // A run never seen is written in one insert; one seen before is read back.
@@ -352,7 +358,7 @@ impl<'c> Apply<'c> {
     }
 
     /// What a run's row going from `old` to `row` changes: the runs without an outcome, the chunk
-    /// runs, the concurrency edges, the cache of the runs at work.
+    /// runs, the concurrency edges, the cached rows of the runs at work.
     fn changed(&mut self, run_id: &str, old: Option<&RunRow>, row: RunRow) {
         if row.chunk.is_some() && old.is_none_or(|o| o.chunk.is_none()) {
             self.totals.chunk_runs += 1;
@@ -370,10 +376,10 @@ impl<'c> Apply<'c> {
             self.peak.interval(i, 1);
         }
         if row.end.is_none() {
-            if self.runs.0.len() >= RUN_CACHE_CAP {
-                self.runs.clear();
+            if self.cache.rows.len() >= RUN_CACHE_CAP {
+                self.cache.rows.clear();
             }
-            self.runs.0.insert(run_id.to_owned(), row);
+            self.cache.rows.insert(run_id.to_owned(), row);
         }
     }
 
@@ -411,7 +417,7 @@ impl<'c> Apply<'c> {
     ///
     /// When SQLite fails.
     pub fn finish(self) -> Result<(), StoreError> {
-        self.peak.apply(self.conn)?;
+        self.peak.apply(self.conn, &mut self.cache.peak)?;
         let mut upsert = self.conn.prepare_cached(
             "INSERT INTO samples (metric, key, n) VALUES (?1, ?2, ?3)
              ON CONFLICT(metric, key) DO UPDATE SET n = n + excluded.n",

@@ -266,7 +266,7 @@ impl Store {
         let state = WriterState {
             conn,
             totals,
-            runs: aggregate::RunCache::default(),
+            cache: aggregate::WriterCache::default(),
             pending: pending.clone(),
         };
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);

@@ -11,11 +11,13 @@
 //! buckets span 2^17 µs (131 ms) of points, and each higher level 64 buckets of the level below, up
 //! to level 5 (2^41 µs, 25 days). A bucket keeps the sum of its edges and the largest running sum
 //! within it, so a changed edge recomputes one bucket per level, once per group commit, and the
-//! peak folds at most 64 buckets per level.
+//! peak folds at most 64 buckets per level. The writer keeps the part of the tree its last
+//! commits changed in memory ([`PeakCache`]), so a commit folds it without reading it back.
 //!
 //! A run still going does not end at its expiry but now: when the peak is read, the edges at or
 //! after now are swept again without the running runs' edges, which end now instead.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rusqlite::{Connection, params};
@@ -88,58 +90,57 @@ impl PeakChanges {
         self.0.entry(end).or_default().0 += sign;
     }
 
-    /// Writes the changed points and recomputes the buckets above them. A level-1 bucket whose
-    /// changes only add edges after every point it holds (runs reporting in time order, the
-    /// usual case) folds them onto its stored fold; any other is folded again from its points.
+    /// Writes the changed points and recomputes the buckets above them, folding what `cache`
+    /// holds of them (and reading into it what it does not hold yet).
     ///
     /// # Errors
     ///
     /// When SQLite fails.
-    pub fn apply(self, conn: &Connection) -> Result<(), StoreError> {
+    pub fn apply(self, conn: &Connection, cache: &mut PeakCache) -> Result<(), StoreError> {
         let mut leaves: BTreeMap<i64, Vec<(i64, i64, i64)>> = BTreeMap::new();
         for (t, (ends, starts)) in self.0 {
             if ends != 0 || starts != 0 {
                 leaves.entry(t >> LEAF_SHIFT).or_default().push((t, ends, starts));
             }
         }
+        cache.make_room(leaves.len());
         let mut upsert = conn.prepare_cached(
             "INSERT INTO peak_points (t, ends, starts) VALUES (?1, ?2, ?3)
              ON CONFLICT(t) DO UPDATE SET ends = ends + excluded.ends, starts = starts + excluded.starts",
         )?;
         let mut prune = conn.prepare_cached("DELETE FROM peak_points WHERE t = ?1 AND ends = 0 AND starts = 0")?;
         let mut dirty = BTreeSet::new();
-        for (b, mut changes) in leaves {
-            changes.sort_unstable();
-            let (lo, hi) = span(1, b);
-            let appended = changes.iter().all(|&(_, ends, starts)| ends >= 0 && starts >= 0)
-                && last_point(conn, lo, hi)?.is_none_or(|last| last < changes[0].0);
-            // The bucket as stored: its one row folded.
-            let before = if appended {
-                Some(fold_buckets(conn, 1, b, b + 1)?)
-            } else {
-                None
-            };
-            for &(t, ends, starts) in &changes {
+        for (b, changes) in leaves {
+            let points = cache.points(conn, b)?;
+            for (t, ends, starts) in changes {
                 upsert.execute(params![t, ends, starts])?;
+                let point = points.entry(t).or_default();
+                *point = (point.0 + ends, point.1 + starts);
                 // Only a removed edge can leave a point with none.
                 if ends < 0 || starts < 0 {
                     prune.execute(params![t])?;
                 }
+                if *point == (0, 0) {
+                    points.remove(&t);
+                }
             }
-            let fold = match before {
-                Some(fold) => changes
-                    .iter()
-                    .fold(fold, |f, &(_, ends, starts)| f.then(Fold::point(ends, starts))),
-                None => fold_points(conn, lo, hi)?,
-            };
+            let fold = points
+                .values()
+                .fold(Fold::default(), |f, &(ends, starts)| f.then(Fold::point(ends, starts)));
             store_bucket(conn, 1, b, fold)?;
+            cache.set(2, b, fold);
             dirty.insert(b >> FAN_SHIFT);
         }
         for level in 2..=TOP {
             for &b in &dirty {
-                let (lo, hi) = span(level, b);
-                let fold = fold_buckets(conn, level - 1, lo >> shift(level - 1), hi >> shift(level - 1))?;
+                let fold = cache
+                    .children(conn, level, b)?
+                    .iter()
+                    .fold(Fold::default(), |f, &child| f.then(child));
                 store_bucket(conn, level, b, fold)?;
+                if level < TOP {
+                    cache.set(level + 1, b, fold);
+                }
             }
             dirty = dirty.into_iter().map(|b| b >> FAN_SHIFT).collect();
         }
@@ -147,10 +148,86 @@ impl PeakChanges {
     }
 }
 
-/// The last instant with edges in `lo..hi`.
-fn last_point(conn: &Connection, lo: i64, hi: i64) -> Result<Option<i64>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT max(t) FROM peak_points WHERE t >= ?1 AND t < ?2")?;
-    Ok(stmt.query_row(params![lo, hi], |r| r.get(0))?)
+/// The part of the tree the last commits changed, as committed, so that the next commit folds
+/// it again without reading it back: the points of level-1 buckets, and the folds of the
+/// children of buckets above them. Whatever it does not hold is read as needed; it forgets
+/// everything when it would grow past [`PEAK_CACHE_CAP`] entries of either kind.
+#[derive(Debug, Default)]
+pub(crate) struct PeakCache {
+    /// Each level-1 bucket's points: instant → (ends, starts).
+    points: HashMap<i64, BTreeMap<i64, (i64, i64)>>,
+    /// Per bucket `(level, b)` above level 1, the folds of its [`FAN`] children.
+    children: HashMap<(u32, i64), Vec<Fold>>,
+}
+
+/// Children of a bucket above level 1.
+const FAN: usize = 1 << FAN_SHIFT;
+
+/// Most level-1 buckets, and most buckets' children, a [`PeakCache`] holds. A commit changes a
+/// few (a run's start, end or expiry each land in one), so this holds many minutes of history.
+const PEAK_CACHE_CAP: usize = 1024;
+
+impl PeakCache {
+    /// Forgets everything.
+    pub fn clear(&mut self) {
+        self.points.clear();
+        self.children.clear();
+    }
+
+    /// Forgets everything if `leaves` more level-1 buckets (and their parents) could outgrow it.
+    fn make_room(&mut self, leaves: usize) {
+        if self.points.len() + leaves > PEAK_CACHE_CAP
+            || self.children.len() + leaves * TOP as usize > 4 * PEAK_CACHE_CAP
+        {
+            self.clear();
+        }
+    }
+
+    /// The points of level-1 bucket `b`, as committed.
+    fn points(&mut self, conn: &Connection, b: i64) -> Result<&mut BTreeMap<i64, (i64, i64)>, StoreError> {
+        let points = match self.points.entry(b) {
+            Entry::Occupied(held) => held.into_mut(),
+            Entry::Vacant(slot) => {
+                let (lo, hi) = span(1, b);
+                let mut stmt =
+                    conn.prepare_cached("SELECT t, ends, starts FROM peak_points WHERE t >= ?1 AND t < ?2")?;
+                let rows = stmt.query_map(params![lo, hi], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?;
+                slot.insert(rows.collect::<Result<BTreeMap<_, _>, _>>()?)
+            }
+        };
+        Ok(points)
+    }
+
+    /// The folds of the children of bucket `b` at `level` (above 1), as committed.
+    fn children(&mut self, conn: &Connection, level: u32, b: i64) -> Result<&[Fold], StoreError> {
+        let folds = match self.children.entry((level, b)) {
+            Entry::Occupied(held) => held.into_mut(),
+            Entry::Vacant(slot) => {
+                let lo = b << FAN_SHIFT;
+                let mut stmt = conn
+                    .prepare_cached("SELECT b, net, max FROM peak_buckets WHERE level = ?1 AND b >= ?2 AND b < ?3")?;
+                let mut rows = stmt.query(params![level - 1, lo, lo + FAN as i64])?;
+                let mut folds = vec![Fold::default(); FAN];
+                while let Some(row) = rows.next()? {
+                    let child: i64 = row.get(0)?;
+                    folds[(child - lo) as usize] = Fold {
+                        net: row.get(1)?,
+                        max: row.get(2)?,
+                    };
+                }
+                slot.insert(folds)
+            }
+        };
+        Ok(folds)
+    }
+
+    /// Notes the fold of `child`, stored at the level below `level`, in its parent's children
+    /// when they are held.
+    fn set(&mut self, level: u32, child: i64, fold: Fold) {
+        if let Some(folds) = self.children.get_mut(&(level, child >> FAN_SHIFT)) {
+            folds[(child & (FAN as i64 - 1)) as usize] = fold;
+        }
+    }
 }
 
 fn fold_points(conn: &Connection, lo: i64, hi: i64) -> Result<Fold, StoreError> {
@@ -322,6 +399,7 @@ mod tests {
         let mut next = numbers(0x9e37_79b9_7f4a_7c15u64);
         let base = 1_780_000_000_000_000i64;
         let mut live: Vec<(i64, i64)> = Vec::new();
+        let mut cache = PeakCache::default();
         for batch in 0..40 {
             let mut changes = PeakChanges::default();
             for _ in 0..25 {
@@ -331,7 +409,7 @@ mod tests {
                 let i = (start, start + next(scale as u64) as i64);
                 churn(&mut changes, &mut live, i, &mut next, 4);
             }
-            changes.apply(&conn).unwrap();
+            changes.apply(&conn, &mut cache).unwrap();
             let want = swept(&live);
             // Without runs in progress, the peak is the same read at any instant: at the edges,
             // next to them, and anywhere.
@@ -354,6 +432,7 @@ mod tests {
         let mut next = numbers(0x2545_f491_4f6c_dd1du64);
         let mut t = 1_780_000_000_000_000i64;
         let mut live: Vec<(i64, i64)> = Vec::new();
+        let mut cache = PeakCache::default();
         for batch in 0..60 {
             let mut changes = PeakChanges::default();
             for _ in 0..20 {
@@ -361,7 +440,7 @@ mod tests {
                 let i = (t, t + 1 + next(200_000) as i64);
                 churn(&mut changes, &mut live, i, &mut next, 8);
             }
-            changes.apply(&conn).unwrap();
+            changes.apply(&conn, &mut cache).unwrap();
             let mut stmt = conn
                 .prepare("SELECT b, net, max FROM peak_buckets WHERE level = 1")
                 .unwrap();

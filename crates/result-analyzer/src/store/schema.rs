@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use rusqlite::{Connection, params};
 
-use super::aggregate::{Apply, Noted, RunCache, load_totals};
+use super::aggregate::{Apply, Noted, WriterCache, load_totals};
 use super::{StoreError, decode, raw_row};
 
 /// The schema version this analyzer writes.
@@ -214,8 +214,8 @@ fn count_chunk(tx: &Connection) -> Result<usize, StoreError> {
         return Ok(0);
     }
     let mut number = tx.prepare_cached("UPDATE events SET legacy_n = ?1 WHERE id = ?2")?;
-    let mut runs = RunCache::default();
-    let mut apply = Apply::new(tx, &mut totals, &mut runs);
+    let mut cache = WriterCache::default();
+    let mut apply = Apply::new(tx, &mut totals, &mut cache);
     for (stored, n) in &chunk {
         if let Some(next) = apply.legacy_number(stored.event.kind)
             && n.is_none()

@@ -17,7 +17,7 @@ use encoding_common::Event;
 use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, oneshot};
 
-use super::aggregate::{Apply, PendingProgress, RunCache};
+use super::aggregate::{Apply, PendingProgress, WriterCache};
 use super::schema::AGGREGATE_TABLES;
 use super::totals::Totals;
 use super::{StoreError, StoredEvent, rfc3339};
@@ -62,8 +62,8 @@ pub(crate) struct WriterState {
     pub conn: Connection,
     /// The totals as committed.
     pub totals: Totals,
-    /// The rows of the runs at work, as committed.
-    pub runs: RunCache,
+    /// The rows of the runs at work and the recent concurrency tree, as committed.
+    pub cache: WriterCache,
     pub pending: Pending,
 }
 
@@ -129,7 +129,7 @@ fn commit(state: &mut WriterState, batch: &mut Vec<WriteJob>) -> Result<(), Stri
         events.push((job.event, job.body, job.at));
     }
     let before = state.totals.clone();
-    match insert_all(&mut state.conn, &mut state.totals, &mut state.runs, &progress, events) {
+    match insert_all(&mut state.conn, &mut state.totals, &mut state.cache, &progress, events) {
         Ok(stored) => {
             tracing::trace!(
                 events = stored.len(),
@@ -144,7 +144,7 @@ fn commit(state: &mut WriterState, batch: &mut Vec<WriteJob>) -> Result<(), Stri
         }
         Err(e) => {
             state.totals = before;
-            state.runs.clear();
+            state.cache.clear();
             tracing::error!(error = %e, events = dones.len(), progress = progress.len(), "a group commit failed");
             let msg = e.to_string();
             for done in dones {
@@ -158,14 +158,14 @@ fn commit(state: &mut WriterState, batch: &mut Vec<WriteJob>) -> Result<(), Stri
 fn insert_all(
     conn: &mut Connection,
     totals: &mut Totals,
-    runs: &mut RunCache,
+    cache: &mut WriterCache,
     progress: &HashMap<String, PendingProgress>,
     batch: Vec<(Event, String, Option<DateTime<Utc>>)>,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let tx = conn.transaction()?;
     let mut stored = Vec::with_capacity(batch.len());
     {
-        let mut apply = Apply::new(&tx, totals, runs);
+        let mut apply = Apply::new(&tx, totals, cache);
         for (run, p) in progress {
             apply.progress(run, p)?;
         }
@@ -207,7 +207,7 @@ fn insert_all(
 
 fn reset(state: &mut WriterState) -> Result<(), StoreError> {
     state.pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
-    state.runs.clear();
+    state.cache.clear();
     let tx = state.conn.transaction()?;
     tx.execute("DELETE FROM events", [])?;
     for table in AGGREGATE_TABLES {
