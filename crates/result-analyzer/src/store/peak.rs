@@ -66,6 +66,11 @@ impl Fold {
         Self { net, max }
     }
 
+    /// Edges folded one after another, in the order given.
+    pub fn chain(folds: impl IntoIterator<Item = Fold>) -> Self {
+        folds.into_iter().fold(Self::default(), Self::then)
+    }
+
     /// These edges, then `next`'s.
     pub fn then(self, next: Fold) -> Self {
         let later = next.max.map(|m| self.net + m);
@@ -124,19 +129,14 @@ impl PeakChanges {
                     points.remove(&t);
                 }
             }
-            let fold = points
-                .values()
-                .fold(Fold::default(), |f, &(ends, starts)| f.then(Fold::point(ends, starts)));
+            let fold = Fold::chain(points.values().map(|&(ends, starts)| Fold::point(ends, starts)));
             store_bucket(conn, 1, b, fold)?;
             cache.set(2, b, fold);
             dirty.insert(b >> FAN_SHIFT);
         }
         for level in 2..=TOP {
             for &b in &dirty {
-                let fold = cache
-                    .children(conn, level, b)?
-                    .iter()
-                    .fold(Fold::default(), |f, &child| f.then(child));
+                let fold = Fold::chain(cache.children(conn, level, b)?.iter().copied());
                 store_bucket(conn, level, b, fold)?;
                 if level < TOP {
                     cache.set(level + 1, b, fold);
@@ -151,7 +151,7 @@ impl PeakChanges {
 /// The part of the tree the last commits changed, as committed, so that the next commit folds
 /// it again without reading it back: the points of level-1 buckets, and the folds of the
 /// children of buckets above them. Whatever it does not hold is read as needed; it forgets
-/// everything when it would grow past [`PEAK_CACHE_CAP`] entries of either kind.
+/// everything when it would hold more than [`PEAK_CACHE_CAP`] level-1 buckets.
 #[derive(Debug, Default)]
 pub(crate) struct PeakCache {
     /// Each level-1 bucket's points: instant → (ends, starts).
@@ -163,8 +163,8 @@ pub(crate) struct PeakCache {
 /// Children of a bucket above level 1.
 const FAN: usize = 1 << FAN_SHIFT;
 
-/// Most level-1 buckets, and most buckets' children, a [`PeakCache`] holds. A commit changes a
-/// few (a run's start, end or expiry each land in one), so this holds many minutes of history.
+/// Most level-1 buckets a [`PeakCache`] holds. A commit changes a few (a run's start, end or
+/// expiry each land in one), so this holds many minutes of history.
 const PEAK_CACHE_CAP: usize = 1024;
 
 impl PeakCache {
@@ -174,11 +174,10 @@ impl PeakCache {
         self.children.clear();
     }
 
-    /// Forgets everything if `leaves` more level-1 buckets (and their parents) could outgrow it.
+    /// Forgets everything if `leaves` more level-1 buckets would outgrow it. The children held
+    /// are those of these buckets' ancestors, so they are never more than `TOP - 1` per bucket.
     fn make_room(&mut self, leaves: usize) {
-        if self.points.len() + leaves > PEAK_CACHE_CAP
-            || self.children.len() + leaves * TOP as usize > 4 * PEAK_CACHE_CAP
-        {
+        if self.points.len() + leaves > PEAK_CACHE_CAP {
             self.clear();
         }
     }
@@ -313,9 +312,7 @@ pub(crate) fn peak(conn: &Connection, now: i64) -> Result<(u64, u64), StoreError
         }
     }
     after.entry(now).or_default().0 += ending_now;
-    let later = after
-        .into_values()
-        .fold(Fold::default(), |f, (ends, starts)| f.then(Fold::point(ends, starts)));
+    let later = Fold::chain(after.into_values().map(|(ends, starts)| Fold::point(ends, starts)));
     let peak = before.then(later).max.unwrap_or(0).max(0);
     Ok((peak as u64, running))
 }
